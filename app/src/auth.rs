@@ -1,0 +1,198 @@
+//! Sign-up, sign-in and sign-out: the pages and the server functions behind their forms.
+
+use leptos::prelude::*;
+use leptos_router::components::A;
+
+use crate::error::AppError;
+
+/// Creates an account with its workspace and 1,000 free minutes, signs in and opens the Overview.
+#[server(prefix = "/api", endpoint = "sign-up")]
+pub async fn sign_up(
+    workspace: String,
+    email: String,
+    password: String,
+) -> Result<(), AppError> {
+    use tenki_core::identity::{self, SignUpError};
+
+    let context = crate::server::context()?;
+    let now = chrono::Utc::now();
+    match identity::sign_up(
+        &context.core.db,
+        &context.core.ledger,
+        &email,
+        &password,
+        &workspace,
+        now,
+    )
+    .await
+    {
+        Ok(signed_up) => {
+            let max_age = (signed_up.session.expires_at - now).num_seconds();
+            crate::server::set_session_cookie(&context, &signed_up.session.token, max_age);
+            leptos_axum::redirect("/");
+            Ok(())
+        }
+        Err(SignUpError::Invalid(field)) => Err(AppError::Invalid {
+            field: field.field.to_owned(),
+            message: field.message,
+        }),
+        Err(SignUpError::EmailTaken) => Err(AppError::refused(
+            "email_taken",
+            "An account with this e-mail exists already. Sign in instead.",
+        )),
+        Err(other) => Err(AppError::internal(other)),
+    }
+}
+
+/// Checks the e-mail and password, sets the session cookie and opens the Overview.
+#[server(prefix = "/api", endpoint = "sign-in")]
+pub async fn sign_in(email: String, password: String) -> Result<(), AppError> {
+    use tenki_core::identity::{self, SignInError};
+
+    let context = crate::server::context()?;
+    let ip = crate::server::client_ip().await;
+    let now = chrono::Utc::now();
+    match identity::sign_in(&context.core.db, &email, &password, &ip, now).await {
+        Ok(session) => {
+            let max_age = (session.expires_at - now).num_seconds();
+            crate::server::set_session_cookie(&context, &session.token, max_age);
+            leptos_axum::redirect("/");
+            Ok(())
+        }
+        Err(SignInError::Invalid(field)) => Err(AppError::Invalid {
+            field: field.field.to_owned(),
+            message: field.message,
+        }),
+        Err(SignInError::UnknownEmail) => Err(AppError::refused(
+            "unknown_email",
+            "No Tenki account uses this e-mail. Check it, or sign up.",
+        )),
+        Err(SignInError::WrongPassword) => Err(AppError::refused(
+            "wrong_password",
+            "Wrong password. Try again.",
+        )),
+        Err(SignInError::TooManyAttempts) => Err(AppError::refused(
+            "too_many_attempts",
+            "Too many failed sign-ins. Wait 15 minutes and try again.",
+        )),
+        Err(other) => Err(AppError::internal(other)),
+    }
+}
+
+/// Ends the session and returns to the sign-in page.
+#[server(prefix = "/api", endpoint = "sign-out")]
+pub async fn sign_out() -> Result<(), AppError> {
+    let context = crate::server::context()?;
+    if let Some(token) = crate::server::session_token().await {
+        tenki_core::identity::sign_out(&context.core.db, &token)
+            .await
+            .map_err(AppError::internal)?;
+    }
+    crate::server::set_session_cookie(&context, "", 0);
+    leptos_axum::redirect("/sign-in");
+    Ok(())
+}
+
+/// The sign-in page.
+#[component]
+pub fn SignInPage() -> impl IntoView {
+    let action = ServerAction::<SignIn>::new();
+    view! {
+        <AuthCard title="Sign in to Tenki">
+            <ActionForm action=action attr:class="space-y-4">
+                <Field label="E-mail" name="email" kind="email" autocomplete="email"/>
+                <Field label="Password" name="password" kind="password" autocomplete="current-password"/>
+                <FormError result=action.value()/>
+                <SubmitButton label="Sign in" pending=action.pending()/>
+            </ActionForm>
+            <p class="mt-6 text-sm text-slate-600">
+                "New to Tenki? " <A href="/sign-up" attr:class="font-medium text-indigo-600 hover:underline">"Create an account"</A>
+                " and get 1,000 free minutes."
+            </p>
+        </AuthCard>
+    }
+}
+
+/// The sign-up page.
+#[component]
+pub fn SignUpPage() -> impl IntoView {
+    let action = ServerAction::<SignUp>::new();
+    view! {
+        <AuthCard title="Create your Tenki account">
+            <ActionForm action=action attr:class="space-y-4">
+                <Field label="Workspace name" name="workspace" kind="text" autocomplete="organization"/>
+                <Field label="E-mail" name="email" kind="email" autocomplete="email"/>
+                <Field label="Password (at least 10 characters)" name="password" kind="password" autocomplete="new-password"/>
+                <FormError result=action.value()/>
+                <SubmitButton label="Create account" pending=action.pending()/>
+            </ActionForm>
+            <p class="mt-6 text-sm text-slate-600">
+                "Have an account? " <A href="/sign-in" attr:class="font-medium text-indigo-600 hover:underline">"Sign in"</A>
+            </p>
+        </AuthCard>
+    }
+}
+
+#[component]
+fn AuthCard(title: &'static str, children: Children) -> impl IntoView {
+    view! {
+        <main class="flex min-h-screen items-center justify-center bg-slate-50 px-4 py-12">
+            <div class="w-full max-w-md rounded-xl border border-slate-200 bg-white p-8 shadow-sm">
+                <p class="text-2xl font-bold text-indigo-600">"Tenki"</p>
+                <h1 class="mt-2 text-xl font-semibold text-slate-900">{title}</h1>
+                <div class="mt-6">{children()}</div>
+            </div>
+        </main>
+    }
+}
+
+#[component]
+fn Field(
+    label: &'static str,
+    name: &'static str,
+    kind: &'static str,
+    autocomplete: &'static str,
+) -> impl IntoView {
+    // `type="email"` would let the browser refuse the form with its own tooltip; the server's
+    // message is clearer and the same with or without JavaScript.
+    let input_type = if kind == "password" { "password" } else { "text" };
+    let input_mode = if kind == "email" { "email" } else { "text" };
+    view! {
+        <label class="block">
+            <span class="block text-sm font-medium text-slate-700">{label}</span>
+            <input
+                type=input_type
+                name=name
+                inputmode=input_mode
+                autocomplete=autocomplete
+                class="mt-1 block w-full rounded-md border border-slate-300 px-3 py-2 text-slate-900 focus:border-indigo-500 focus:outline-none"
+            />
+        </label>
+    }
+}
+
+#[component]
+fn FormError(result: RwSignal<Option<Result<(), AppError>>>) -> impl IntoView {
+    move || {
+        result.get().and_then(Result::err).map(|error| {
+            view! {
+                <p role="alert" data-code=error.code().to_owned() class="rounded-md bg-red-50 px-3 py-2 text-sm text-red-700">
+                    {error.to_string()}
+                </p>
+            }
+        })
+    }
+}
+
+#[component]
+fn SubmitButton(label: &'static str, pending: Memo<bool>) -> impl IntoView {
+    view! {
+        <button
+            type="submit"
+            disabled=move || pending.get()
+            class="w-full rounded-md bg-indigo-600 px-4 py-2 font-medium text-white hover:bg-indigo-700 disabled:opacity-60"
+        >
+            {label}
+        </button>
+    }
+}

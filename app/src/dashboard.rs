@@ -1,0 +1,238 @@
+//! The signed-in dashboard: the layout with its navigation, the Overview page, and the pages
+//! that are not built yet.
+
+use leptos::prelude::*;
+use leptos_router::components::{A, Outlet, Redirect};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::SignOut;
+use crate::error::AppError;
+
+/// Who is signed in, shown in the layout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Me {
+    pub email: String,
+    pub workspace_name: String,
+    /// GitHub or Stripe is not configured: everything talks to local doubles.
+    pub sandbox: bool,
+}
+
+/// The Overview figures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverviewData {
+    pub workspace_name: String,
+    pub free_minutes_left: u64,
+    pub free_minutes_granted: u64,
+}
+
+/// The signed-in person and their workspace.
+#[server(prefix = "/api", endpoint = "me")]
+pub async fn me() -> Result<Me, AppError> {
+    let context = crate::server::context()?;
+    let caller = crate::server::caller(&context).await?;
+    Ok(Me {
+        email: caller.user.email,
+        workspace_name: caller.member.workspace_name,
+        sandbox: context.sandbox,
+    })
+}
+
+/// The caller's workspace's Overview: free minutes from the ledger.
+#[server(prefix = "/api", endpoint = "overview")]
+pub async fn overview() -> Result<OverviewData, AppError> {
+    let context = crate::server::context()?;
+    let caller = crate::server::caller(&context).await?;
+    let overview =
+        tenki_core::workspaces::overview(&context.core.db, &context.core.ledger, &caller.member)
+            .await
+            .map_err(AppError::internal)?;
+    Ok(OverviewData {
+        workspace_name: overview.workspace_name,
+        free_minutes_left: overview.free_minutes_left,
+        free_minutes_granted: overview.free_minutes_granted,
+    })
+}
+
+const NAVIGATION: [(&str, &str); 7] = [
+    ("/", "Overview"),
+    ("/runners", "Runners"),
+    ("/jobs", "Jobs"),
+    ("/usage", "Usage"),
+    ("/add-ons", "Add-ons"),
+    ("/billing", "Billing"),
+    ("/settings", "Settings"),
+];
+
+/// The frame of every signed-in page; sends anyone without a session to the sign-in page.
+#[component]
+pub fn DashboardLayout() -> impl IntoView {
+    let me = Resource::new(|| (), |()| me());
+    view! {
+        <Suspense fallback=|| view! { <p class="p-8 text-slate-500">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match me.await {
+                    Ok(me) => view! { <Frame me/> }.into_any(),
+                    Err(AppError::SignInRequired) => view! { <Redirect path="/sign-in"/> }.into_any(),
+                    Err(error) => view! { <ErrorNotice error/> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn Frame(me: Me) -> impl IntoView {
+    let sign_out = ServerAction::<SignOut>::new();
+    view! {
+        <div class="min-h-screen bg-slate-50 md:flex">
+            <aside class="border-b border-slate-200 bg-white md:min-h-screen md:w-60 md:border-b-0 md:border-r">
+                <div class="flex items-center justify-between px-5 py-4">
+                    <span class="text-xl font-bold text-indigo-600">"Tenki"</span>
+                    {me.sandbox.then(|| view! {
+                        <span
+                            data-testid="sandbox-badge"
+                            title="GitHub and Stripe are local doubles: nothing here is real."
+                            class="rounded-full bg-amber-100 px-2 py-0.5 text-xs font-semibold text-amber-800"
+                        >
+                            "Sandbox"
+                        </span>
+                    })}
+                </div>
+                <nav class="flex gap-1 overflow-x-auto px-3 pb-3 md:flex-col md:pb-0">
+                    {NAVIGATION
+                        .iter()
+                        .map(|(href, label)| view! {
+                            <A href=*href attr:class="whitespace-nowrap rounded-md px-3 py-2 text-sm font-medium text-slate-700 hover:bg-slate-100 aria-[current=page]:bg-indigo-50 aria-[current=page]:text-indigo-700">
+                                {*label}
+                            </A>
+                        })
+                        .collect_view()}
+                </nav>
+            </aside>
+            <div class="flex-1">
+                <header class="flex items-center justify-between gap-4 border-b border-slate-200 bg-white px-6 py-3">
+                    <div class="min-w-0">
+                        <p class="truncate text-sm font-semibold text-slate-900" data-testid="workspace-name">{me.workspace_name}</p>
+                        <p class="truncate text-xs text-slate-500">{me.email}</p>
+                    </div>
+                    <ActionForm action=sign_out>
+                        <button type="submit" class="rounded-md border border-slate-300 px-3 py-1.5 text-sm text-slate-700 hover:bg-slate-100">
+                            "Sign out"
+                        </button>
+                    </ActionForm>
+                </header>
+                <main class="mx-auto max-w-5xl px-6 py-8">
+                    <Outlet/>
+                </main>
+            </div>
+        </div>
+    }
+}
+
+/// Overview: the workspace and its free minutes.
+#[component]
+pub fn OverviewPage() -> impl IntoView {
+    let data = Resource::new(|| (), |()| overview());
+    view! {
+        <h1 class="text-2xl font-semibold text-slate-900">"Overview"</h1>
+        <Suspense fallback=|| view! { <p class="mt-6 text-slate-500">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match data.await {
+                    Ok(data) => view! { <FreeMinutesCard data/> }.into_any(),
+                    Err(error) => view! { <ErrorNotice error/> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn FreeMinutesCard(data: OverviewData) -> impl IntoView {
+    let percent_left = percent(data.free_minutes_left, data.free_minutes_granted);
+    view! {
+        <section class="mt-6 rounded-xl border border-slate-200 bg-white p-6 shadow-sm" data-testid="free-minutes">
+            <h2 class="text-sm font-medium text-slate-500">"Free minutes left"</h2>
+            <p class="mt-2 text-4xl font-bold text-slate-900">
+                <span data-testid="free-minutes-left">{thousands(data.free_minutes_left)}</span>
+                <span class="text-base font-normal text-slate-500">
+                    " of " {thousands(data.free_minutes_granted)}
+                </span>
+            </p>
+            <div
+                role="progressbar"
+                aria-label="Free minutes left"
+                aria-valuemin="0"
+                aria-valuemax=data.free_minutes_granted.to_string()
+                aria-valuenow=data.free_minutes_left.to_string()
+                class="mt-4 h-3 w-full overflow-hidden rounded-full bg-slate-200"
+            >
+                <div class="h-3 rounded-full bg-emerald-500" style=format!("width: {percent_left}%")></div>
+            </div>
+            <p class="mt-3 text-sm text-slate-600">
+                "Free minutes count on 2 vCPUs: a minute on a 4-vCPU runner uses 2 of them. "
+                "They cover every runner type; after them, runners are billed per minute."
+            </p>
+        </section>
+    }
+}
+
+/// A page that is not built yet says so plainly.
+#[component]
+pub fn ComingSoon(title: &'static str) -> impl IntoView {
+    view! {
+        <h1 class="text-2xl font-semibold text-slate-900">{title}</h1>
+        <p class="mt-4 rounded-lg border border-dashed border-slate-300 bg-white p-6 text-slate-600">
+            {title} " is coming soon."
+        </p>
+    }
+}
+
+#[component]
+fn ErrorNotice(error: AppError) -> impl IntoView {
+    view! {
+        <p role="alert" class="mt-6 rounded-md bg-red-50 px-4 py-3 text-sm text-red-700">{error.to_string()}</p>
+    }
+}
+
+/// 1234567 → "1,234,567".
+pub fn thousands(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+/// `part` as a whole percentage of `whole` (0 when `whole` is 0), at most 100.
+fn percent(part: u64, whole: u64) -> u64 {
+    if whole == 0 {
+        0
+    } else {
+        (part.min(whole) * 100) / whole
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_groups_digits() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000), "1,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+
+    #[test]
+    fn percent_is_bounded() {
+        assert_eq!(percent(1_000, 1_000), 100);
+        assert_eq!(percent(250, 1_000), 25);
+        assert_eq!(percent(5, 0), 0);
+        assert_eq!(percent(2_000, 1_000), 100);
+    }
+}

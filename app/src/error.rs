@@ -1,0 +1,63 @@
+//! The one error type every server function returns: stable codes the pages can show, and no
+//! internals (an internal failure is logged once and shown as "something went wrong (id …)").
+
+use leptos::server_fn::codec::JsonEncoding;
+use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
+use serde::{Deserialize, Serialize};
+
+/// What went wrong, in words a customer can act on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum AppError {
+    /// No valid session: the page sends the person to sign in.
+    #[error("Sign in to continue.")]
+    SignInRequired,
+    /// A form field with a value we cannot accept.
+    #[error("{message}")]
+    Invalid { field: String, message: String },
+    /// The request was understood and refused (wrong password, e-mail taken, rate limited).
+    #[error("{message}")]
+    Refused { code: String, message: String },
+    /// Our fault; the id finds the log line.
+    #[error("Something went wrong (id {id}). Try again in a moment.")]
+    Internal { id: String },
+    /// The request did not reach Tenki or its answer could not be read.
+    #[error("Tenki could not be reached: {0}")]
+    Transport(String),
+}
+
+impl AppError {
+    /// A stable, machine-readable code.
+    pub fn code(&self) -> &str {
+        match self {
+            Self::SignInRequired => "sign_in_required",
+            Self::Invalid { .. } => "invalid",
+            Self::Refused { code, .. } => code,
+            Self::Internal { .. } => "internal",
+            Self::Transport(_) => "transport",
+        }
+    }
+
+    /// A refusal with a stable code and a message.
+    pub fn refused(code: &str, message: impl Into<String>) -> Self {
+        Self::Refused {
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// Logs `error` once with a fresh id and returns the id-only error shown to the customer.
+    #[cfg(feature = "ssr")]
+    pub fn internal(error: impl std::fmt::Display) -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        tracing::error!(error_id = %id, "{error}");
+        Self::Internal { id }
+    }
+}
+
+impl FromServerFnError for AppError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        Self::Transport(value.to_string())
+    }
+}

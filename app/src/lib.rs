@@ -1,0 +1,64 @@
+//! The product a customer sees: the Leptos pages and the server functions they call. With
+//! `ssr` it renders on the server and reaches `tenki-core`; with `hydrate` it compiles to WASM.
+
+pub mod auth;
+pub mod dashboard;
+pub mod error;
+#[cfg(feature = "ssr")]
+pub mod server;
+
+use leptos::prelude::*;
+use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_router::components::{ParentRoute, Route, Router, Routes};
+use leptos_router::{SsrMode, path};
+
+#[cfg(feature = "ssr")]
+pub use server::ServerContext;
+
+use crate::auth::{SignInPage, SignUpPage};
+use crate::dashboard::{ComingSoon, DashboardLayout, OverviewPage};
+
+/// The HTML document around the app, rendered on the server.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <link rel="icon" href="/favicon.ico"/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body class="bg-slate-50 text-slate-900 antialiased">
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+/// The dashboard's routes. Pages render completely on the server (`SsrMode::Async`), so they
+/// read without JavaScript, and hydrate for live updates.
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="tenki" href="/pkg/tenki.css"/>
+        <Title text="Tenki"/>
+        <Router>
+            <Routes fallback=|| view! { <ComingSoon title="Page not found"/> }>
+                <Route path=path!("/sign-in") view=SignInPage ssr=SsrMode::Async/>
+                <Route path=path!("/sign-up") view=SignUpPage ssr=SsrMode::Async/>
+                <ParentRoute path=path!("") view=DashboardLayout ssr=SsrMode::Async>
+                    <Route path=path!("") view=OverviewPage ssr=SsrMode::Async/>
+                    <Route path=path!("runners") view=|| view! { <ComingSoon title="Runners"/> } ssr=SsrMode::Async/>
+                    <Route path=path!("jobs") view=|| view! { <ComingSoon title="Jobs"/> } ssr=SsrMode::Async/>
+                    <Route path=path!("usage") view=|| view! { <ComingSoon title="Usage"/> } ssr=SsrMode::Async/>
+                    <Route path=path!("add-ons") view=|| view! { <ComingSoon title="Add-ons"/> } ssr=SsrMode::Async/>
+                    <Route path=path!("billing") view=|| view! { <ComingSoon title="Billing"/> } ssr=SsrMode::Async/>
+                    <Route path=path!("settings") view=|| view! { <ComingSoon title="Settings"/> } ssr=SsrMode::Async/>
+                </ParentRoute>
+            </Routes>
+        </Router>
+    }
+}

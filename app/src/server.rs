@@ -1,0 +1,94 @@
+//! Server-side helpers of the server functions: the context the server provides, the session
+//! cookie, and "who is calling, in which workspace". Only compiled with `ssr`.
+
+use axum::extract::ConnectInfo;
+use http::header::{COOKIE, SET_COOKIE};
+use http::{HeaderMap, HeaderValue};
+use leptos::prelude::*;
+use std::net::SocketAddr;
+use tenki_core::Core;
+use tenki_core::identity::{self, SessionUser};
+use tenki_core::workspaces::{self, Membership};
+
+use crate::error::AppError;
+
+/// The name of the session cookie.
+pub const SESSION_COOKIE: &str = "tenki_session";
+
+/// What the server hands to every page and server function.
+#[derive(Debug, Clone)]
+pub struct ServerContext {
+    /// The business: database and ledger.
+    pub core: Core,
+    /// GitHub or Stripe is not configured: show the "Sandbox" badge.
+    pub sandbox: bool,
+    /// Mark cookies `Secure` (served over https).
+    pub secure_cookies: bool,
+}
+
+/// The server's context; its absence is a wiring bug, reported as an internal error.
+pub fn context() -> Result<ServerContext, AppError> {
+    use_context::<ServerContext>().ok_or_else(|| AppError::internal("ServerContext not provided"))
+}
+
+/// The signed-in caller and the workspace they act in. The workspace always comes from the
+/// session (the person's first workspace), never from the request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: SessionUser,
+    pub member: Membership,
+}
+
+/// The caller of this request, or [`AppError::SignInRequired`].
+pub async fn caller(context: &ServerContext) -> Result<Caller, AppError> {
+    let token = session_token().await.ok_or(AppError::SignInRequired)?;
+    let user = identity::session_user(&context.core.db, &token, chrono::Utc::now())
+        .await
+        .map_err(AppError::internal)?
+        .ok_or(AppError::SignInRequired)?;
+    let member = workspaces::memberships(&context.core.db, user.user_id)
+        .await
+        .map_err(AppError::internal)?
+        .into_iter()
+        .next()
+        .ok_or(AppError::SignInRequired)?;
+    Ok(Caller { user, member })
+}
+
+/// The session token from the request's cookie, if any.
+pub async fn session_token() -> Option<String> {
+    let headers: HeaderMap = leptos_axum::extract().await.ok()?;
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.to_owned())
+        .filter(|value| !value.is_empty())
+}
+
+/// The caller's IP address, for rate limiting sign-ins.
+pub async fn client_ip() -> String {
+    match leptos_axum::extract::<ConnectInfo<SocketAddr>>().await {
+        Ok(ConnectInfo(addr)) => addr.ip().to_string(),
+        Err(_) => "unknown".to_owned(),
+    }
+}
+
+/// Sets the session cookie on the response (`max_age_seconds = 0` removes it).
+pub fn set_session_cookie(context: &ServerContext, token: &str, max_age_seconds: i64) {
+    let secure = if context.secure_cookies { "; Secure" } else { "" };
+    let cookie = format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_seconds}{secure}"
+    );
+    match HeaderValue::from_str(&cookie) {
+        Ok(value) => {
+            if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+                response.append_header(SET_COOKIE, value);
+            }
+        }
+        Err(e) => tracing::error!("session cookie is not a valid header: {e}"),
+    }
+}

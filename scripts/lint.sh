@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# cargo fmt and clippy with warnings as errors, for the host crates and the WASM entry point.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$TENKI_ROOT"
+cargo fmt --all --check
+cargo clippy --locked --workspace --exclude frontend --all-targets -- -D warnings
+cargo clippy --locked -p frontend --target wasm32-unknown-unknown -- -D warnings

@@ -1,0 +1,16 @@
+//! `tenki-core`: the business of Tenki, shared by the server functions, the webhook handlers and
+//! the background workers. No HTTP framework types cross its public API.
+
+pub mod db;
+pub mod identity;
+pub mod ledger;
+pub mod workspaces;
+
+pub use sqlx::PgPool;
+
+/// The handles every capability needs: the database and the ledger. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Core {
+    pub db: PgPool,
+    pub ledger: ledger::Ledger,
+}

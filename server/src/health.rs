@@ -1,0 +1,70 @@
+//! `/healthz` (the process is alive), `/readyz` (PostgreSQL and TigerBeetle answer) and
+//! `/metrics` (Prometheus text).
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde_json::json;
+
+use crate::AppState;
+
+/// How long a dependency may take before `/readyz` calls it down.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Always 200 while the process serves requests.
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// 200 when PostgreSQL and TigerBeetle both answer within two seconds, else 503 naming the part
+/// that does not.
+pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let database = async {
+        match tokio::time::timeout(READY_TIMEOUT, sqlx::query("SELECT 1").execute(&state.core.db))
+            .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {READY_TIMEOUT:?}")),
+        }
+    };
+    let ledger = async {
+        state
+            .core
+            .ledger
+            .ping(READY_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let (database, tigerbeetle) = tokio::join!(database, ledger);
+    let ready = database.is_ok() && tigerbeetle.is_ok();
+    let describe = |result: Result<(), String>| match result {
+        Ok(()) => "ok".to_owned(),
+        Err(problem) => problem,
+    };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        tracing::warn!(?database, ?tigerbeetle, "not ready");
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({
+            "status": if ready { "ready" } else { "unavailable" },
+            "database": describe(database),
+            "tigerbeetle": describe(tigerbeetle),
+        })),
+    )
+}
+
+/// The Prometheus exposition of every metric recorded in this process.
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}

@@ -1,0 +1,59 @@
+//! `tenki`: the Tenki server binary. `tenki serve` (the default) runs the dashboard and the
+//! background work; `tenki migrate` applies the database migrations and exits.
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
+use server::settings::Settings;
+
+#[derive(Parser)]
+#[command(name = "tenki", about = "Managed GitHub Actions runners", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the dashboard and the webhooks (configured by TENKI_* variables).
+    Serve,
+    /// Apply the database migrations and exit.
+    Migrate,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings = Settings::from_env().context("reading TENKI_* settings")?;
+    server::telemetry::init_logging(&settings);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings).await,
+        Command::Migrate => migrate(settings).await,
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let core = server::connect(&settings).await?;
+    let router = server::router(&settings, core);
+    let listener = tokio::net::TcpListener::bind(settings.addr)
+        .await
+        .with_context(|| format!("listening on {} (TENKI_ADDR)", settings.addr))?;
+    tracing::info!(
+        sandbox = settings.sandbox(),
+        "Tenki is serving on http://{}",
+        settings.addr
+    );
+    server::serve(listener, router, server::shutdown_signal())
+        .await
+        .context("serving HTTP")
+}
+
+async fn migrate(settings: Settings) -> anyhow::Result<()> {
+    let db = tenki_core::db::pool(settings.database_url.expose_secret(), 2)
+        .context("configuring the PostgreSQL pool")?;
+    tenki_core::db::migrate(&db)
+        .await
+        .context("applying database migrations")?;
+    tracing::info!("migrations applied");
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! The test harness: the real server on a free port, with the test's own database (from
+//! `#[sqlx::test]`) and the test run's TigerBeetle (`TENKI_TEST_TIGERBEETLE_ADDRESSES`).
+
+
+use std::collections::HashMap;
+
+use server::settings::Settings;
+use sqlx::PgPool;
+use tenki_core::Core;
+
+/// A running Tenki server and an HTTP client that keeps cookies, like a browser.
+pub struct TestApp {
+    pub address: String,
+    pub core: Core,
+    pub client: reqwest::Client,
+}
+
+/// The TigerBeetle of this test run (`make test` starts it).
+pub fn tigerbeetle_addresses() -> String {
+    std::env::var("TENKI_TEST_TIGERBEETLE_ADDRESSES")
+        .expect("TENKI_TEST_TIGERBEETLE_ADDRESSES is set by `make test`")
+}
+
+/// Settings for a test server: defaults, plus `overrides`.
+pub fn settings(overrides: &[(&str, &str)]) -> Settings {
+    let mut values: HashMap<String, String> = HashMap::from([
+        ("TENKI_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
+        (
+            "TENKI_TIGERBEETLE_ADDRESSES".to_owned(),
+            tigerbeetle_addresses(),
+        ),
+        ("TENKI_LOG".to_owned(), "warn".to_owned()),
+    ]);
+    for (name, value) in overrides {
+        values.insert((*name).to_owned(), (*value).to_owned());
+    }
+    Settings::from_lookup(|name| values.get(name).cloned()).expect("test settings are valid")
+}
+
+impl TestApp {
+    /// Starts a server on `db` and the test run's TigerBeetle.
+    pub async fn spawn(db: PgPool) -> Self {
+        Self::spawn_with(db, settings(&[])).await
+    }
+
+    /// Starts a server on `db` with `settings` (their TigerBeetle addresses are used).
+    pub async fn spawn_with(db: PgPool, settings: Settings) -> Self {
+        server::telemetry::init_logging(&settings);
+        let ledger = server::open_ledger(&settings).await.expect("ledger (is TigerBeetle up?)");
+        let core = Core { db, ledger };
+        let router = server::router(&settings, core.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("free port");
+        let address = format!("http://{}", listener.local_addr().expect("bound"));
+        tokio::spawn(server::serve(listener, router, std::future::pending()));
+        Self {
+            address,
+            core,
+            client: browser_like_client(),
+        }
+    }
+
+    /// A second browser: its own cookies.
+    pub fn new_browser(&self) -> reqwest::Client {
+        browser_like_client()
+    }
+
+    /// Calls a server function with a form body, as a hydrated page does.
+    pub async fn call(
+        &self,
+        client: &reqwest::Client,
+        endpoint: &str,
+        form: &[(&str, &str)],
+    ) -> reqwest::Response {
+        client
+            .post(format!("{}/api/{endpoint}", self.address))
+            .form(form)
+            .send()
+            .await
+            .expect("request reaches the server")
+    }
+
+    /// Signs up through the server function; panics unless it succeeds.
+    pub async fn sign_up(
+        &self,
+        client: &reqwest::Client,
+        workspace: &str,
+        email: &str,
+        password: &str,
+    ) {
+        let response = self
+            .call(
+                client,
+                "sign-up",
+                &[("workspace", workspace), ("email", email), ("password", password)],
+            )
+            .await;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        assert!(status.is_success() || status.is_redirection(), "sign-up: {status} {body}");
+    }
+
+    /// The Overview server function's JSON answer.
+    pub async fn overview(&self, client: &reqwest::Client) -> (reqwest::StatusCode, serde_json::Value) {
+        let response = self.call(client, "overview", &[]).await;
+        let status = response.status();
+        let body = response.json().await.expect("JSON answer");
+        (status, body)
+    }
+
+    /// GET a path; returns the status and body.
+    pub async fn get(&self, path: &str) -> (reqwest::StatusCode, String) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("request reaches the server");
+        let status = response.status();
+        (status, response.text().await.unwrap_or_default())
+    }
+}
+
+fn browser_like_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("HTTP client")
+}

@@ -1,0 +1,6 @@
+//! End-to-end tests of the server over HTTP and of `tenki-core` against real PostgreSQL and
+//! TigerBeetle. One test binary: they share the harness and link once.
+
+mod harness;
+mod health;
+mod identity;
