@@ -13,10 +13,14 @@ case "$mode" in
   *) echo "mode is debug or release" >&2; exit 2 ;;
 esac
 
-cargo build --locked -p frontend --lib --target wasm32-unknown-unknown --profile "$wasm_profile"
+# Its own target dir: the WASM build never waits for the server build's lock, and the two can run
+# side by side.
+wasm_target="$TENKI_CACHE/target-wasm"
+CARGO_TARGET_DIR="$wasm_target" cargo build --locked -p frontend --lib \
+  --target wasm32-unknown-unknown --profile "$wasm_profile"
 mkdir -p "$TENKI_SITE_ROOT/pkg"
 wasm-bindgen --target web --no-typescript --out-dir "$TENKI_SITE_ROOT/pkg" --out-name tenki \
-  "$CARGO_TARGET_DIR/wasm32-unknown-unknown/$wasm_dir/frontend.wasm"
+  "$wasm_target/wasm32-unknown-unknown/$wasm_dir/frontend.wasm"
 mv -f "$TENKI_SITE_ROOT/pkg/tenki_bg.wasm" "$TENKI_SITE_ROOT/pkg/tenki.wasm"
 cp -r public/. "$TENKI_SITE_ROOT/"
 echo "$mode" >"$TENKI_SITE_ROOT/pkg/MODE"

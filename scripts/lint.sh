@@ -5,4 +5,4 @@ source "$(dirname "$0")/env.sh"
 cd "$TENKI_ROOT"
 cargo fmt --all --check
 cargo clippy --locked --workspace --exclude frontend --all-targets -- -D warnings
-cargo clippy --locked -p frontend --target wasm32-unknown-unknown -- -D warnings
+CARGO_TARGET_DIR="$TENKI_CACHE/target-wasm" cargo clippy --locked -p frontend --target wasm32-unknown-unknown -- -D warnings

@@ -102,7 +102,7 @@ pub fn SignInPage() -> impl IntoView {
             <ActionForm action=action attr:class="space-y-4">
                 <Field label="E-mail" name="email" kind="email" autocomplete="email"/>
                 <Field label="Password" name="password" kind="password" autocomplete="current-password"/>
-                <FormError result=action.value()/>
+                <FormError result=Signal::derive(move || action.value().get())/>
                 <SubmitButton label="Sign in" pending=action.pending()/>
             </ActionForm>
             <p class="mt-6 text-sm text-slate-600">
@@ -123,7 +123,7 @@ pub fn SignUpPage() -> impl IntoView {
                 <Field label="Workspace name" name="workspace" kind="text" autocomplete="organization"/>
                 <Field label="E-mail" name="email" kind="email" autocomplete="email"/>
                 <Field label="Password (at least 10 characters)" name="password" kind="password" autocomplete="new-password"/>
-                <FormError result=action.value()/>
+                <FormError result=Signal::derive(move || action.value().get())/>
                 <SubmitButton label="Create account" pending=action.pending()/>
             </ActionForm>
             <p class="mt-6 text-sm text-slate-600">
@@ -172,7 +172,7 @@ fn Field(
 }
 
 #[component]
-fn FormError(result: RwSignal<Option<Result<(), AppError>>>) -> impl IntoView {
+fn FormError(result: Signal<Option<Result<(), AppError>>>) -> impl IntoView {
     move || {
         result.get().and_then(Result::err).map(|error| {
             view! {

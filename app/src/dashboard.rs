@@ -27,7 +27,7 @@ pub struct OverviewData {
 
 /// The signed-in person and their workspace.
 #[server(prefix = "/api", endpoint = "me")]
-pub async fn me() -> Result<Me, AppError> {
+pub async fn who_am_i() -> Result<Me, AppError> {
     let context = crate::server::context()?;
     let caller = crate::server::caller(&context).await?;
     Ok(Me {
@@ -66,7 +66,7 @@ const NAVIGATION: [(&str, &str); 7] = [
 /// The frame of every signed-in page; sends anyone without a session to the sign-in page.
 #[component]
 pub fn DashboardLayout() -> impl IntoView {
-    let me = Resource::new(|| (), |()| me());
+    let me = Resource::new(|| (), |()| who_am_i());
     view! {
         <Suspense fallback=|| view! { <p class="p-8 text-slate-500">"Loading…"</p> }>
             {move || Suspend::new(async move {

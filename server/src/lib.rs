@@ -122,7 +122,7 @@ pub fn router(settings: &Settings, core: Core) -> Router {
             let leptos_options = leptos_options.clone();
             move || app::shell(leptos_options.clone())
         })
-        .fallback(leptos_axum::file_and_error_handler_with_context(
+        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(
             provide,
             app::shell,
         ))

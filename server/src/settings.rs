@@ -66,13 +66,6 @@ impl Settings {
                 .unwrap_or_else(|| default.to_owned())
         };
         let optional = |name: &'static str| lookup(name).filter(|value| !value.trim().is_empty());
-        let parse = |name: &'static str, default: &str| {
-            let raw = get(name, default);
-            raw.parse().map_err(|e| SettingsError {
-                name,
-                problem: format!("cannot use {raw:?}: {e}"),
-            })
-        };
         let log_format = match get("TENKI_LOG_FORMAT", "pretty").as_str() {
             "pretty" => LogFormat::Pretty,
             "json" => LogFormat::Json,
@@ -84,19 +77,19 @@ impl Settings {
             }
         };
         Ok(Self {
-            addr: parse("TENKI_ADDR", "127.0.0.1:3000")?,
+            addr: parse_setting(&get, "TENKI_ADDR", "127.0.0.1:3000")?,
             public_url: get("TENKI_PUBLIC_URL", "http://127.0.0.1:3000"),
             database_url: SecretString::from(get(
                 "TENKI_DATABASE_URL",
                 "postgres://postgres@127.0.0.1:5433/tenki",
             )),
-            database_max_connections: parse("TENKI_DATABASE_MAX_CONNECTIONS", "10")?,
+            database_max_connections: parse_setting(&get, "TENKI_DATABASE_MAX_CONNECTIONS", "10")?,
             tigerbeetle_addresses: get("TENKI_TIGERBEETLE_ADDRESSES", "127.0.0.1:3001"),
-            tigerbeetle_cluster_id: parse("TENKI_TIGERBEETLE_CLUSTER_ID", "0")?,
+            tigerbeetle_cluster_id: parse_setting(&get, "TENKI_TIGERBEETLE_CLUSTER_ID", "0")?,
             site_root: PathBuf::from(get("TENKI_SITE_ROOT", "site")),
             log_format,
             log_filter: get("TENKI_LOG", "info,tower_http=info"),
-            max_body_bytes: parse("TENKI_MAX_BODY_BYTES", "1048576")?,
+            max_body_bytes: parse_setting(&get, "TENKI_MAX_BODY_BYTES", "1048576")?,
             github_app_id: optional("TENKI_GITHUB_APP_ID"),
             stripe_secret_key: optional("TENKI_STRIPE_SECRET_KEY").map(SecretString::from),
         })
@@ -111,6 +104,22 @@ impl Settings {
     pub fn secure_cookies(&self) -> bool {
         self.public_url.starts_with("https://")
     }
+}
+
+fn parse_setting<T>(
+    get: &impl Fn(&'static str, &str) -> String,
+    name: &'static str,
+    default: &str,
+) -> Result<T, SettingsError>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let raw = get(name, default);
+    raw.parse().map_err(|e| SettingsError {
+        name,
+        problem: format!("cannot use {raw:?}: {e}"),
+    })
 }
 
 #[cfg(test)]

@@ -363,12 +363,13 @@ pub async fn session_user(
     token: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<SessionUser>, sqlx::Error> {
+    let hash = token_hash(token);
     let found = sqlx::query_as!(
         SessionUser,
         "SELECT u.id AS user_id, u.email
          FROM sessions s JOIN users u ON u.id = s.user_id
          WHERE s.token_hash = $1 AND s.expires_at > $2",
-        token_hash(token).as_slice(),
+        hash.as_slice(),
         now,
     )
     .fetch_optional(db)
@@ -378,10 +379,8 @@ pub async fn session_user(
 
 /// Ends a session. Signing out twice is not an error.
 pub async fn sign_out(db: &PgPool, token: &str) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "DELETE FROM sessions WHERE token_hash = $1",
-        token_hash(token).as_slice()
-    )
+    let hash = token_hash(token);
+    sqlx::query!("DELETE FROM sessions WHERE token_hash = $1", hash.as_slice())
     .execute(db)
     .await?;
     Ok(())
@@ -396,10 +395,11 @@ async fn insert_session(
     rand::thread_rng().fill_bytes(&mut secret);
     let token = hex::encode(secret);
     let expires_at = now + SESSION_LIFETIME;
+    let hash = token_hash(&token);
     sqlx::query!(
         "INSERT INTO sessions (token_hash, user_id, created_at, expires_at)
          VALUES ($1, $2, $3, $4)",
-        token_hash(&token).as_slice(),
+        hash.as_slice(),
         user_id,
         now,
         expires_at,

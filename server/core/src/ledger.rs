@@ -218,7 +218,7 @@ impl Ledger {
                 let refused: Vec<String> = errors
                     .as_slice()
                     .iter()
-                    .filter(|e| e.kind() != CreateAccountErrorKind::Exists)
+                    .filter(|e| !matches!(e.kind(), CreateAccountErrorKind::Exists))
                     .map(|e| format!("#{}: {:?}", e.index(), e.kind()))
                     .collect();
                 if refused.is_empty() {
@@ -239,7 +239,7 @@ impl Ledger {
                 let refused: Vec<String> = errors
                     .as_slice()
                     .iter()
-                    .filter(|e| e.kind() != CreateTransferErrorKind::Exists)
+                    .filter(|e| !matches!(e.kind(), CreateTransferErrorKind::Exists))
                     .map(|e| format!("#{}: {:?}", e.index(), e.kind()))
                     .collect();
                 if refused.is_empty() {

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Measures the foundation's numbers for docs/benchmarks.md: the release WASM bundle (raw and
+# gzipped), the release server's resident memory after start, and /readyz latency (p50/p99 of
+# 500 sequential requests, with a plain /healthz as the same-run baseline). Bounded and local only.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$TENKI_ROOT"
+bash scripts/tools.sh
+trap 'kill $server 2>/dev/null || true; bash scripts/services.sh stop test || true' EXIT
+eval "$(bash scripts/services.sh start test)"
+export TENKI_SITE_ROOT="$TENKI_CACHE/site-release"
+bash scripts/build.sh release
+
+wasm="$TENKI_SITE_ROOT/pkg/tenki.wasm"
+echo "wasm raw bytes:     $(stat -c %s "$wasm")"
+echo "wasm gzip-9 bytes:  $(gzip -9 -c "$wasm" | wc -c)"
+echo "js glue raw bytes:  $(stat -c %s "$TENKI_SITE_ROOT/pkg/tenki.js")"
+
+TENKI_ADDR=127.0.0.1:3200 TENKI_LOG=warn "$CARGO_TARGET_DIR/release/tenki" serve &
+server=$!
+for _ in $(seq 100); do curl -fs http://127.0.0.1:3200/readyz >/dev/null && break; sleep 0.2; done
+sleep 1
+echo "server RSS after start (KiB): $(awk '/VmRSS/ {print $2}' /proc/$server/status)"
+
+latency() {
+  local path=$1
+  for _ in $(seq 500); do curl -s -o /dev/null -w '%{time_total}\n' "http://127.0.0.1:3200$path"; done \
+    | sort -n | awk '{a[NR]=$1} END {printf "p50 %.2f ms  p99 %.2f ms  max %.2f ms\n", a[int(NR*0.5)]*1000, a[int(NR*0.99)]*1000, a[NR]*1000}'
+}
+echo "/healthz latency (baseline): $(latency /healthz)"
+echo "/readyz latency:             $(latency /readyz)"
+for _ in $(seq 20); do curl -s -o /dev/null http://127.0.0.1:3200/sign-in; done
+echo "server RSS after 1,020 requests (KiB): $(awk '/VmRSS/ {print $2}' /proc/$server/status)"
