@@ -7,90 +7,101 @@ use crate::error::AppError;
 
 /// Creates an account with its workspace and 1,000 free minutes, signs in and opens the Overview.
 #[server(prefix = "/api", endpoint = "sign-up")]
-pub async fn sign_up(
-    workspace: String,
-    email: String,
-    password: String,
-) -> Result<(), AppError> {
-    use tenki_core::identity::{self, SignUpError};
+pub async fn sign_up(workspace: String, email: String, password: String) -> Result<(), AppError> {
+    crate::server::respond(
+        async move {
+            use tenki_core::identity::{self, SignUpError};
 
-    let context = crate::server::context()?;
-    let now = chrono::Utc::now();
-    match identity::sign_up(
-        &context.core.db,
-        &context.core.ledger,
-        &email,
-        &password,
-        &workspace,
-        now,
-    )
-    .await
-    {
-        Ok(signed_up) => {
-            let max_age = (signed_up.session.expires_at - now).num_seconds();
-            crate::server::set_session_cookie(&context, &signed_up.session.token, max_age);
-            leptos_axum::redirect("/");
-            Ok(())
+            let context = crate::server::context()?;
+            let now = chrono::Utc::now();
+            match identity::sign_up(
+                &context.core.db,
+                &context.core.ledger,
+                &email,
+                &password,
+                &workspace,
+                now,
+            )
+            .await
+            {
+                Ok(signed_up) => {
+                    let max_age = (signed_up.session.expires_at - now).num_seconds();
+                    crate::server::set_session_cookie(&context, &signed_up.session.token, max_age);
+                    leptos_axum::redirect("/");
+                    Ok(())
+                }
+                Err(SignUpError::Invalid(field)) => Err(AppError::Invalid {
+                    field: field.field.to_owned(),
+                    message: field.message,
+                }),
+                Err(SignUpError::EmailTaken) => Err(AppError::refused(
+                    "email_taken",
+                    "An account with this e-mail exists already. Sign in instead.",
+                )),
+                Err(other) => Err(AppError::internal(other)),
+            }
         }
-        Err(SignUpError::Invalid(field)) => Err(AppError::Invalid {
-            field: field.field.to_owned(),
-            message: field.message,
-        }),
-        Err(SignUpError::EmailTaken) => Err(AppError::refused(
-            "email_taken",
-            "An account with this e-mail exists already. Sign in instead.",
-        )),
-        Err(other) => Err(AppError::internal(other)),
-    }
+        .await,
+    )
 }
 
 /// Checks the e-mail and password, sets the session cookie and opens the Overview.
 #[server(prefix = "/api", endpoint = "sign-in")]
 pub async fn sign_in(email: String, password: String) -> Result<(), AppError> {
-    use tenki_core::identity::{self, SignInError};
+    crate::server::respond(
+        async move {
+            use tenki_core::identity::{self, SignInError};
 
-    let context = crate::server::context()?;
-    let ip = crate::server::client_ip().await;
-    let now = chrono::Utc::now();
-    match identity::sign_in(&context.core.db, &email, &password, &ip, now).await {
-        Ok(session) => {
-            let max_age = (session.expires_at - now).num_seconds();
-            crate::server::set_session_cookie(&context, &session.token, max_age);
-            leptos_axum::redirect("/");
-            Ok(())
+            let context = crate::server::context()?;
+            let ip = crate::server::client_ip().await;
+            let now = chrono::Utc::now();
+            match identity::sign_in(&context.core.db, &email, &password, &ip, now).await {
+                Ok(session) => {
+                    let max_age = (session.expires_at - now).num_seconds();
+                    crate::server::set_session_cookie(&context, &session.token, max_age);
+                    leptos_axum::redirect("/");
+                    Ok(())
+                }
+                Err(SignInError::Invalid(field)) => Err(AppError::Invalid {
+                    field: field.field.to_owned(),
+                    message: field.message,
+                }),
+                Err(SignInError::UnknownEmail) => Err(AppError::refused(
+                    "unknown_email",
+                    "No Tenki account uses this e-mail. Check it, or sign up.",
+                )),
+                Err(SignInError::WrongPassword) => Err(AppError::refused(
+                    "wrong_password",
+                    "Wrong password. Try again.",
+                )),
+                Err(SignInError::TooManyAttempts) => Err(AppError::refused(
+                    "too_many_attempts",
+                    "Too many failed sign-ins. Wait 15 minutes and try again.",
+                )),
+                Err(other) => Err(AppError::internal(other)),
+            }
         }
-        Err(SignInError::Invalid(field)) => Err(AppError::Invalid {
-            field: field.field.to_owned(),
-            message: field.message,
-        }),
-        Err(SignInError::UnknownEmail) => Err(AppError::refused(
-            "unknown_email",
-            "No Tenki account uses this e-mail. Check it, or sign up.",
-        )),
-        Err(SignInError::WrongPassword) => Err(AppError::refused(
-            "wrong_password",
-            "Wrong password. Try again.",
-        )),
-        Err(SignInError::TooManyAttempts) => Err(AppError::refused(
-            "too_many_attempts",
-            "Too many failed sign-ins. Wait 15 minutes and try again.",
-        )),
-        Err(other) => Err(AppError::internal(other)),
-    }
+        .await,
+    )
 }
 
 /// Ends the session and returns to the sign-in page.
 #[server(prefix = "/api", endpoint = "sign-out")]
 pub async fn sign_out() -> Result<(), AppError> {
-    let context = crate::server::context()?;
-    if let Some(token) = crate::server::session_token().await {
-        tenki_core::identity::sign_out(&context.core.db, &token)
-            .await
-            .map_err(AppError::internal)?;
-    }
-    crate::server::set_session_cookie(&context, "", 0);
-    leptos_axum::redirect("/sign-in");
-    Ok(())
+    crate::server::respond(
+        async move {
+            let context = crate::server::context()?;
+            if let Some(token) = crate::server::session_token().await {
+                tenki_core::identity::sign_out(&context.core.db, &token)
+                    .await
+                    .map_err(AppError::internal)?;
+            }
+            crate::server::set_session_cookie(&context, "", 0);
+            leptos_axum::redirect("/sign-in");
+            Ok(())
+        }
+        .await,
+    )
 }
 
 /// The sign-in page.
@@ -155,7 +166,11 @@ fn Field(
 ) -> impl IntoView {
     // `type="email"` would let the browser refuse the form with its own tooltip; the server's
     // message is clearer and the same with or without JavaScript.
-    let input_type = if kind == "password" { "password" } else { "text" };
+    let input_type = if kind == "password" {
+        "password"
+    } else {
+        "text"
+    };
     let input_mode = if kind == "email" { "email" } else { "text" };
     view! {
         <label class="block">

@@ -28,29 +28,42 @@ pub struct OverviewData {
 /// The signed-in person and their workspace.
 #[server(prefix = "/api", endpoint = "me")]
 pub async fn who_am_i() -> Result<Me, AppError> {
-    let context = crate::server::context()?;
-    let caller = crate::server::caller(&context).await?;
-    Ok(Me {
-        email: caller.user.email,
-        workspace_name: caller.member.workspace_name,
-        sandbox: context.sandbox,
-    })
+    crate::server::respond(
+        async move {
+            let context = crate::server::context()?;
+            let caller = crate::server::caller(&context).await?;
+            Ok(Me {
+                email: caller.user.email,
+                workspace_name: caller.member.workspace_name,
+                sandbox: context.sandbox,
+            })
+        }
+        .await,
+    )
 }
 
 /// The caller's workspace's Overview: free minutes from the ledger.
 #[server(prefix = "/api", endpoint = "overview")]
 pub async fn overview() -> Result<OverviewData, AppError> {
-    let context = crate::server::context()?;
-    let caller = crate::server::caller(&context).await?;
-    let overview =
-        tenki_core::workspaces::overview(&context.core.db, &context.core.ledger, &caller.member)
+    crate::server::respond(
+        async move {
+            let context = crate::server::context()?;
+            let caller = crate::server::caller(&context).await?;
+            let overview = tenki_core::workspaces::overview(
+                &context.core.db,
+                &context.core.ledger,
+                &caller.member,
+            )
             .await
             .map_err(AppError::internal)?;
-    Ok(OverviewData {
-        workspace_name: overview.workspace_name,
-        free_minutes_left: overview.free_minutes_left,
-        free_minutes_granted: overview.free_minutes_granted,
-    })
+            Ok(OverviewData {
+                workspace_name: overview.workspace_name,
+                free_minutes_left: overview.free_minutes_left,
+                free_minutes_granted: overview.free_minutes_granted,
+            })
+        }
+        .await,
+    )
 }
 
 const NAVIGATION: [(&str, &str); 7] = [
@@ -199,7 +212,7 @@ pub fn thousands(value: u64) -> String {
     let digits = value.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(digit);
@@ -209,11 +222,7 @@ pub fn thousands(value: u64) -> String {
 
 /// `part` as a whole percentage of `whole` (0 when `whole` is 0), at most 100.
 fn percent(part: u64, whole: u64) -> u64 {
-    if whole == 0 {
-        0
-    } else {
-        (part.min(whole) * 100) / whole
-    }
+    (part.min(whole) * 100).checked_div(whole).unwrap_or(0)
 }
 
 #[cfg(test)]

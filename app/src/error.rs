@@ -37,6 +37,23 @@ impl AppError {
         }
     }
 
+    /// The HTTP status the server function answers with: refusals are the caller's to fix (4xx),
+    /// so they neither page anyone nor count as server errors in the metrics.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::SignInRequired => 401,
+            Self::Invalid { .. } => 422,
+            Self::Refused { code, .. } => match code.as_str() {
+                "too_many_attempts" => 429,
+                "email_taken" => 409,
+                "forbidden" => 403,
+                _ => 401,
+            },
+            Self::Internal { .. } => 500,
+            Self::Transport(_) => 502,
+        }
+    }
+
     /// A refusal with a stable code and a message.
     pub fn refused(code: &str, message: impl Into<String>) -> Self {
         Self::Refused {

@@ -77,9 +77,27 @@ pub async fn client_ip() -> String {
     }
 }
 
+/// Sets the response status from the error (see [`AppError::status`]) and passes the result on.
+/// Every server function returns through it.
+pub fn respond<T>(result: Result<T, AppError>) -> Result<T, AppError> {
+    if let Err(error) = &result
+        && let (Some(response), Ok(status)) = (
+            use_context::<leptos_axum::ResponseOptions>(),
+            http::StatusCode::from_u16(error.status()),
+        )
+    {
+        response.set_status(status);
+    }
+    result
+}
+
 /// Sets the session cookie on the response (`max_age_seconds = 0` removes it).
 pub fn set_session_cookie(context: &ServerContext, token: &str, max_age_seconds: i64) {
-    let secure = if context.secure_cookies { "; Secure" } else { "" };
+    let secure = if context.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
     let cookie = format!(
         "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_seconds}{secure}"
     );

@@ -23,6 +23,10 @@ test("sign up shows 1,000 free minutes; they are still there after signing out a
   await expect(bar).toHaveAttribute("aria-valuemax", "1000");
   await expect(page.getByTestId("sandbox-badge")).toBeVisible();
   await page.screenshot({ path: "screenshots/overview.png", fullPage: true });
+  await page.setViewportSize({ width: 390, height: 844 });
+  await expect(page.getByTestId("free-minutes-left")).toBeVisible();
+  await page.screenshot({ path: "screenshots/overview-phone.png", fullPage: true });
+  await page.setViewportSize({ width: 1280, height: 720 });
 
   await page.getByRole("button", { name: "Sign out" }).click();
   await expect(page).toHaveURL(/\/sign-in$/);

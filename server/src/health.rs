@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::Json;
 use serde_json::json;
 
 use crate::AppState;
@@ -23,8 +23,11 @@ pub async fn healthz() -> &'static str {
 /// that does not.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let database = async {
-        match tokio::time::timeout(READY_TIMEOUT, sqlx::query("SELECT 1").execute(&state.core.db))
-            .await
+        match tokio::time::timeout(
+            READY_TIMEOUT,
+            sqlx::query("SELECT 1").execute(&state.core.db),
+        )
+        .await
         {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),

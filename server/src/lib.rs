@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use app::ServerContext;
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::{HeaderName, header};
 use axum::routing::get;
-use axum::Router;
 use leptos::prelude::*;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use metrics_exporter_prometheus::PrometheusHandle;

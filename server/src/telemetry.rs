@@ -13,7 +13,8 @@ use crate::settings::{LogFormat, Settings};
 
 /// Installs the global log subscriber. Calling it again (tests start several servers) is a no-op.
 pub fn init_logging(settings: &Settings) {
-    let filter = EnvFilter::try_new(&settings.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_new(&settings.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let installed = match settings.log_format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

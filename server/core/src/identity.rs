@@ -4,16 +4,16 @@
 //! the database never holds a usable session. Sign-in attempts are counted in PostgreSQL, which
 //! makes the rate limit hold across every server replica.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use chrono::{DateTime, Duration, Utc};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::ledger::{Ledger, LedgerError, WorkspaceAccounts};
 use crate::ledger;
+use crate::ledger::{Ledger, LedgerError, WorkspaceAccounts};
 
 /// Shortest password accepted.
 pub const MIN_PASSWORD_CHARS: usize = 10;
@@ -316,7 +316,8 @@ pub async fn sign_in(
     )
     .fetch_one(db)
     .await?;
-    if failures.by_email >= MAX_FAILED_SIGN_INS_PER_EMAIL || failures.by_ip >= MAX_FAILED_SIGN_INS_PER_IP
+    if failures.by_email >= MAX_FAILED_SIGN_INS_PER_EMAIL
+        || failures.by_ip >= MAX_FAILED_SIGN_INS_PER_IP
     {
         return Err(SignInError::TooManyAttempts);
     }
@@ -380,7 +381,10 @@ pub async fn session_user(
 /// Ends a session. Signing out twice is not an error.
 pub async fn sign_out(db: &PgPool, token: &str) -> Result<(), sqlx::Error> {
     let hash = token_hash(token);
-    sqlx::query!("DELETE FROM sessions WHERE token_hash = $1", hash.as_slice())
+    sqlx::query!(
+        "DELETE FROM sessions WHERE token_hash = $1",
+        hash.as_slice()
+    )
     .execute(db)
     .await?;
     Ok(())
@@ -418,8 +422,7 @@ fn token_hash(token: &str) -> [u8; 32] {
 }
 
 /// An argon2id hash of a random password, verified against when the e-mail is unknown.
-const DUMMY_HASH: &str =
-    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0m3vA+o1Ej7u+yUTtu0zhyD8S1xb9Sa0fIZYmg4Vkgw";
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0m3vA+o1Ej7u+yUTtu0zhyD8S1xb9Sa0fIZYmg4Vkgw";
 
 async fn hash_password(password: NewPassword) -> Result<String, SignUpError> {
     tokio::task::spawn_blocking(move || {
@@ -459,7 +462,16 @@ mod tests {
 
     #[test]
     fn malformed_emails_are_refused_with_a_message() {
-        for bad in ["", "   ", "alice", "alice@", "@example.com", "a@b", "a b@c.de", "a@.com"] {
+        for bad in [
+            "",
+            "   ",
+            "alice",
+            "alice@",
+            "@example.com",
+            "a@b",
+            "a b@c.de",
+            "a@.com",
+        ] {
             let err = Email::parse(bad).expect_err(bad);
             assert_eq!(err.field, "email");
         }

@@ -37,7 +37,12 @@ pub mod account_code {
 
 /// Transfer codes of SPEC §8 used so far.
 pub mod transfer_code {
+    /// A job's usage: money on the money ledger, free minutes on the free-minute ledger.
+    pub const RUNNER_CHARGE: u16 = 2001;
+    pub const USAGE_REVERSAL: u16 = 2003;
     pub const SIGN_UP_CREDIT: u16 = 3001;
+    pub const PROMO_CREDIT: u16 = 3003;
+    pub const PROMO_CREDIT_REVERSAL: u16 = 3004;
 }
 
 /// The platform's own accounts. Money accounts use their code as id; the free-minute ledger's
@@ -99,6 +104,35 @@ impl WorkspaceAccounts {
 /// The transfer that grants a workspace its sign-up free minutes: one per workspace, ever.
 pub fn sign_up_credit_transfer_id(workspace_id: Uuid) -> u128 {
     derive_id("sign-up-credit", workspace_id.as_bytes())
+}
+
+/// The ledger transfers of one job's usage; their ids derive from the workspace and job key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsagePosting {
+    pub workspace_id: Uuid,
+    /// Free minutes: the workspace's free-minute account → FREE_MINUTES_USED.
+    pub free_minutes_transfer_id: u128,
+    /// Money: the workspace's money account → REVENUE.
+    pub charge_transfer_id: u128,
+}
+
+impl UsagePosting {
+    /// The transfers of job `job_key` in `workspace_id`.
+    pub fn for_job(workspace_id: Uuid, job_key: &str) -> Self {
+        let key = [workspace_id.as_bytes().as_slice(), job_key.as_bytes()].concat();
+        Self {
+            workspace_id,
+            free_minutes_transfer_id: derive_id("usage-free-minutes", &key),
+            charge_transfer_id: derive_id("usage-charge", &key),
+        }
+    }
+}
+
+/// What a usage posting moved, as found in the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PostedUsage {
+    pub free_vcpu_minutes: u64,
+    pub amount: u128,
 }
 
 /// A TigerBeetle id derived from a business key: SHA-256 of the domain and key, first 16 bytes.
@@ -169,9 +203,13 @@ impl Ledger {
         self.create_accounts(vec![
             tb::Account::new(accounts.money, MONEY_LEDGER, account_code::USER)
                 .with_user_data_128(user_data),
-            tb::Account::new(accounts.free_minutes, FREE_MINUTES_LEDGER, account_code::USER)
-                .with_user_data_128(user_data)
-                .with_flags(tb::account::Flags::DEBITS_MUST_NOT_EXCEED_CREDITS),
+            tb::Account::new(
+                accounts.free_minutes,
+                FREE_MINUTES_LEDGER,
+                account_code::USER,
+            )
+            .with_user_data_128(user_data)
+            .with_flags(tb::account::Flags::DEBITS_MUST_NOT_EXCEED_CREDITS),
         ])
         .await?;
         let grant = tb::Transfer::new(sign_up_credit_transfer_id(workspace_id))
@@ -190,12 +228,96 @@ impl Ledger {
         let found = bounded(self.client.lookup_accounts(vec![account]))
             .await?
             .map_err(|e| LedgerError::Send(e.to_string()))?;
-        let account = found
-            .first()
-            .ok_or(LedgerError::MissingAccount(account))?;
+        let account = found.first().ok_or(LedgerError::MissingAccount(account))?;
         Ok(account
             .credits_posted()
             .saturating_sub(account.debits_posted()))
+    }
+
+    /// Posts one job's usage as one linked chain: both transfers or neither. A zero amount is
+    /// left out. Re-posting the same chain is a no-op.
+    pub async fn post_usage(
+        &self,
+        posting: &UsagePosting,
+        free_vcpu_minutes: u64,
+        amount: u64,
+    ) -> Result<(), LedgerError> {
+        let accounts = WorkspaceAccounts::of(posting.workspace_id);
+        let user_data = u128::from_be_bytes(*posting.workspace_id.as_bytes());
+        let mut chain = Vec::with_capacity(2);
+        if free_vcpu_minutes > 0 {
+            chain.push(
+                tb::Transfer::new(posting.free_minutes_transfer_id)
+                    .with_debit_account_id(accounts.free_minutes)
+                    .with_credit_account_id(fixed_account::FREE_MINUTES_USED)
+                    .with_amount(u128::from(free_vcpu_minutes))
+                    .with_ledger(FREE_MINUTES_LEDGER)
+                    .with_code(transfer_code::RUNNER_CHARGE)
+                    .with_user_data_128(user_data),
+            );
+        }
+        if amount > 0 {
+            chain.push(
+                tb::Transfer::new(posting.charge_transfer_id)
+                    .with_debit_account_id(accounts.money)
+                    .with_credit_account_id(fixed_account::REVENUE)
+                    .with_amount(u128::from(amount))
+                    .with_ledger(MONEY_LEDGER)
+                    .with_code(transfer_code::RUNNER_CHARGE)
+                    .with_user_data_128(user_data),
+            );
+        }
+        link(&mut chain);
+        self.create_transfers(chain).await
+    }
+
+    /// The usage a posting moved, if it was posted (the chain is atomic: both or neither).
+    pub async fn find_usage_posting(
+        &self,
+        posting: &UsagePosting,
+    ) -> Result<Option<PostedUsage>, LedgerError> {
+        let ids = vec![posting.free_minutes_transfer_id, posting.charge_transfer_id];
+        let found = bounded(self.client.lookup_transfers(ids))
+            .await?
+            .map_err(|e| LedgerError::Send(e.to_string()))?;
+        if found.is_empty() {
+            return Ok(None);
+        }
+        let mut posted = PostedUsage {
+            free_vcpu_minutes: 0,
+            amount: 0,
+        };
+        for transfer in found {
+            if transfer.id() == posting.free_minutes_transfer_id {
+                posted.free_vcpu_minutes = u64::try_from(transfer.amount()).unwrap_or(u64::MAX);
+            } else if transfer.id() == posting.charge_transfer_id {
+                posted.amount = transfer.amount();
+            }
+        }
+        Ok(Some(posted))
+    }
+
+    /// The posted debits and credits of an account, or `None` if it does not exist.
+    pub async fn account_totals(&self, id: u128) -> Result<Option<(u128, u128)>, LedgerError> {
+        let found = bounded(self.client.lookup_accounts(vec![id]))
+            .await?
+            .map_err(|e| LedgerError::Send(e.to_string()))?;
+        Ok(found
+            .first()
+            .map(|account| (account.debits_posted(), account.credits_posted())))
+    }
+
+    /// Transfers by id; missing ones are left out.
+    pub async fn lookup_transfers(&self, ids: Vec<u128>) -> Result<Vec<tb::Transfer>, LedgerError> {
+        bounded(self.client.lookup_transfers(ids))
+            .await?
+            .map_err(|e| LedgerError::Send(e.to_string()))
+    }
+
+    /// Posts `transfers` as one linked chain (all or none); re-posting is a no-op.
+    pub async fn post_chain(&self, mut transfers: Vec<tb::Transfer>) -> Result<(), LedgerError> {
+        link(&mut transfers);
+        self.create_transfers(transfers).await
     }
 
     /// Proves the cluster answers: looks up one fixed account.
@@ -250,6 +372,15 @@ impl Ledger {
             }
             Err(other) => Err(LedgerError::CreateTransfers(other.to_string())),
         }
+    }
+}
+
+/// Links every transfer to the next: TigerBeetle applies the chain atomically.
+fn link(chain: &mut [tb::Transfer]) {
+    let last = chain.len().saturating_sub(1);
+    for transfer in chain.iter_mut().take(last) {
+        let flags = transfer.flags() | tb::transfer::Flags::LINKED;
+        transfer.set_flags(flags);
     }
 }
 

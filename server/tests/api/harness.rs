@@ -1,7 +1,6 @@
 //! The test harness: the real server on a free port, with the test's own database (from
 //! `#[sqlx::test]`) and the test run's TigerBeetle (`TENKI_TEST_TIGERBEETLE_ADDRESSES`).
 
-
 use std::collections::HashMap;
 
 use server::settings::Settings;
@@ -46,7 +45,9 @@ impl TestApp {
     /// Starts a server on `db` with `settings` (their TigerBeetle addresses are used).
     pub async fn spawn_with(db: PgPool, settings: Settings) -> Self {
         server::telemetry::init_logging(&settings);
-        let ledger = server::open_ledger(&settings).await.expect("ledger (is TigerBeetle up?)");
+        let ledger = server::open_ledger(&settings)
+            .await
+            .expect("ledger (is TigerBeetle up?)");
         let core = Core { db, ledger };
         let router = server::router(&settings, core.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -93,16 +94,26 @@ impl TestApp {
             .call(
                 client,
                 "sign-up",
-                &[("workspace", workspace), ("email", email), ("password", password)],
+                &[
+                    ("workspace", workspace),
+                    ("email", email),
+                    ("password", password),
+                ],
             )
             .await;
         let status = response.status();
         let body = response.text().await.unwrap_or_default();
-        assert!(status.is_success() || status.is_redirection(), "sign-up: {status} {body}");
+        assert!(
+            status.is_success() || status.is_redirection(),
+            "sign-up: {status} {body}"
+        );
     }
 
     /// The Overview server function's JSON answer.
-    pub async fn overview(&self, client: &reqwest::Client) -> (reqwest::StatusCode, serde_json::Value) {
+    pub async fn overview(
+        &self,
+        client: &reqwest::Client,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
         let response = self.call(client, "overview", &[]).await;
         let status = response.status();
         let body = response.json().await.expect("JSON answer");

@@ -29,12 +29,16 @@ async fn metrics_count_requests_by_route_and_status(db: PgPool) {
     let (status, body) = app.get("/metrics").await;
     assert_eq!(status, 200);
     assert!(
-        body.lines().any(|line| line.starts_with("http_requests_total")
-            && line.contains(r#"route="/healthz""#)
-            && line.contains(r#"status="200""#)),
+        body.lines()
+            .any(|line| line.starts_with("http_requests_total")
+                && line.contains(r#"route="/healthz""#)
+                && line.contains(r#"status="200""#)),
         "{body}"
     );
-    assert!(body.contains("http_request_duration_seconds_bucket"), "{body}");
+    assert!(
+        body.contains("http_request_duration_seconds_bucket"),
+        "{body}"
+    );
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -59,8 +63,15 @@ async fn dashboard_pages_render_on_the_server_and_unknown_sessions_go_to_sign_in
     assert_eq!(status, 200);
     assert!(body.contains("Sign in to Tenki"), "{body}");
     assert!(body.contains("/pkg/tenki.js"), "hydration script: {body}");
-    let (status, _) = app.get("/").await;
-    assert_eq!(status, 302, "no session: redirected to sign in");
+    let response = app
+        .client
+        .get(format!("{}/", app.address))
+        .header("accept", "text/html,application/xhtml+xml")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 302, "no session: redirected to sign in");
+    assert_eq!(response.headers()["location"], "/sign-in");
     let (status, css) = app.get("/pkg/tenki.css").await;
     assert_eq!(status, 200);
     assert!(css.contains(".bg-indigo-600"), "Tailwind classes generated");
@@ -77,11 +88,18 @@ struct OwnTigerBeetle {
 impl OwnTigerBeetle {
     fn format(dir: &std::path::Path) -> Self {
         let binary = PathBuf::from(
-            std::env::var("TENKI_TIGERBEETLE_BIN").expect("TENKI_TIGERBEETLE_BIN is set by `make test`"),
+            std::env::var("TENKI_TIGERBEETLE_BIN")
+                .expect("TENKI_TIGERBEETLE_BIN is set by `make test`"),
         );
         let file = dir.join("0_0.tigerbeetle");
         let status = Command::new(&binary)
-            .args(["format", "--cluster=0", "--replica=0", "--replica-count=1", "--development"])
+            .args([
+                "format",
+                "--cluster=0",
+                "--replica=0",
+                "--replica-count=1",
+                "--development",
+            ])
             .arg(&file)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -92,7 +110,12 @@ impl OwnTigerBeetle {
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
-        Self { binary, file, port, process: None }
+        Self {
+            binary,
+            file,
+            port,
+            process: None,
+        }
     }
 
     fn start(&mut self) {

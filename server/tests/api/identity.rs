@@ -1,10 +1,8 @@
 //! Sign-up, free-minute grant, sessions, sign-in limits and tenant scoping, against real
 //! PostgreSQL and TigerBeetle.
 
-
-
-use chrono::{Duration, Utc};
 use crate::harness::{self, TestApp};
+use chrono::{Duration, Utc};
 use sqlx::PgPool;
 use tenki_core::identity::{self, SignInError, SignUpError};
 use tenki_core::ledger::Ledger;
@@ -24,12 +22,25 @@ async fn count(db: &PgPool, table: &str) -> i64 {
 async fn sign_up_grants_exactly_1000_free_minutes_once(db: PgPool) {
     let app = TestApp::spawn(db.clone()).await;
     let now = Utc::now();
-    let signed_up = identity::sign_up(&db, &app.core.ledger, "Ada@Example.com", PASSWORD, "Ada's CI", now)
-        .await
-        .expect("sign-up");
+    let signed_up = identity::sign_up(
+        &db,
+        &app.core.ledger,
+        "Ada@Example.com",
+        PASSWORD,
+        "Ada's CI",
+        now,
+    )
+    .await
+    .expect("sign-up");
     let workspace = signed_up.workspace_id;
     let ledger = &app.core.ledger;
-    assert_eq!(ledger.free_vcpu_minutes_left(workspace).await.expect("balance"), 2_000);
+    assert_eq!(
+        ledger
+            .free_vcpu_minutes_left(workspace)
+            .await
+            .expect("balance"),
+        2_000
+    );
 
     // The same person signs up again (another case, another workspace name): refused, no grant.
     let again = identity::sign_up(&db, ledger, "ada@example.COM", PASSWORD, "Second", now).await;
@@ -38,8 +49,17 @@ async fn sign_up_grants_exactly_1000_free_minutes_once(db: PgPool) {
     assert_eq!(count(&db, "free_minute_grants").await, 1);
 
     // A retried ledger step (a crash after it, say) posts nothing twice.
-    ledger.open_workspace(workspace).await.expect("retry is harmless");
-    assert_eq!(ledger.free_vcpu_minutes_left(workspace).await.expect("balance"), 2_000);
+    ledger
+        .open_workspace(workspace)
+        .await
+        .expect("retry is harmless");
+    assert_eq!(
+        ledger
+            .free_vcpu_minutes_left(workspace)
+            .await
+            .expect("balance"),
+        2_000
+    );
 
     // A restarted server: a new client, fixed accounts created again, same balance.
     let restarted = Ledger::connect(0, &harness::tigerbeetle_addresses()).expect("client");
@@ -49,7 +69,9 @@ async fn sign_up_grants_exactly_1000_free_minutes_once(db: PgPool) {
         .await
         .expect("query")
         .expect("member");
-    let overview = workspaces::overview(&db, &again.core.ledger, &member).await.expect("overview");
+    let overview = workspaces::overview(&db, &again.core.ledger, &member)
+        .await
+        .expect("overview");
     assert_eq!(overview.free_minutes_left, 1_000);
     assert_eq!(overview.free_minutes_granted, 1_000);
 }
@@ -57,7 +79,8 @@ async fn sign_up_grants_exactly_1000_free_minutes_once(db: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn overview_over_http_shows_1000_free_minutes_after_sign_up(db: PgPool) {
     let app = TestApp::spawn(db).await;
-    app.sign_up(&app.client, "Acme", "ops@acme.test", PASSWORD).await;
+    app.sign_up(&app.client, "Acme", "ops@acme.test", PASSWORD)
+        .await;
     let (status, body) = app.overview(&app.client).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["free_minutes_left"], 1_000);
@@ -72,7 +95,11 @@ async fn session_cookie_is_http_only_and_same_site_lax(db: PgPool) {
         .call(
             &app.client,
             "sign-up",
-            &[("workspace", "Acme"), ("email", "c@acme.test"), ("password", PASSWORD)],
+            &[
+                ("workspace", "Acme"),
+                ("email", "c@acme.test"),
+                ("password", PASSWORD),
+            ],
         )
         .await;
     let cookie = response
@@ -96,7 +123,11 @@ async fn session_cookie_is_secure_when_served_over_https(db: PgPool) {
         .call(
             &app.client,
             "sign-up",
-            &[("workspace", "Acme"), ("email", "s@acme.test"), ("password", PASSWORD)],
+            &[
+                ("workspace", "Acme"),
+                ("email", "s@acme.test"),
+                ("password", PASSWORD),
+            ],
         )
         .await;
     let cookie = response
@@ -111,27 +142,48 @@ async fn session_cookie_is_secure_when_served_over_https(db: PgPool) {
 async fn session_expires_after_its_lifetime(db: PgPool) {
     let app = TestApp::spawn(db.clone()).await;
     let start = Utc::now();
-    identity::sign_up(&db, &app.core.ledger, "e@acme.test", PASSWORD, "Acme", start)
-        .await
-        .expect("sign-up");
+    identity::sign_up(
+        &db,
+        &app.core.ledger,
+        "e@acme.test",
+        PASSWORD,
+        "Acme",
+        start,
+    )
+    .await
+    .expect("sign-up");
     let session = identity::sign_in(&db, "e@acme.test", PASSWORD, "10.0.0.1", start)
         .await
         .expect("sign-in");
     let almost = start + identity::SESSION_LIFETIME - Duration::seconds(1);
     let after = start + identity::SESSION_LIFETIME + Duration::seconds(1);
-    assert!(identity::session_user(&db, &session.token, almost).await.expect("query").is_some());
-    assert_eq!(identity::session_user(&db, &session.token, after).await.expect("query"), None);
+    assert!(
+        identity::session_user(&db, &session.token, almost)
+            .await
+            .expect("query")
+            .is_some()
+    );
+    assert_eq!(
+        identity::session_user(&db, &session.token, after)
+            .await
+            .expect("query"),
+        None
+    );
 }
 
 #[sqlx::test(migrations = "../migrations")]
 async fn sign_out_ends_the_session(db: PgPool) {
     let app = TestApp::spawn(db).await;
-    app.sign_up(&app.client, "Acme", "out@acme.test", PASSWORD).await;
+    app.sign_up(&app.client, "Acme", "out@acme.test", PASSWORD)
+        .await;
     assert_eq!(app.overview(&app.client).await.0, 200);
     let response = app.call(&app.client, "sign-out", &[]).await;
     assert!(response.status().is_success() || response.status().is_redirection());
     let (status, body) = app.overview(&app.client).await;
-    assert!(status.is_server_error() || status.is_client_error(), "{status}");
+    assert!(
+        status.is_server_error() || status.is_client_error(),
+        "{status}"
+    );
     assert_eq!(body, serde_json::json!("SignInRequired"));
 }
 
@@ -143,12 +195,22 @@ async fn wrong_password_and_unknown_email_are_refused(db: PgPool) {
         .await
         .expect("sign-up");
     let wrong = identity::sign_in(&db, "w@acme.test", "not the password", "10.0.0.2", now).await;
-    assert!(matches!(wrong, Err(SignInError::WrongPassword)), "{wrong:?}");
+    assert!(
+        matches!(wrong, Err(SignInError::WrongPassword)),
+        "{wrong:?}"
+    );
     let unknown = identity::sign_in(&db, "nobody@acme.test", PASSWORD, "10.0.0.2", now).await;
-    assert!(matches!(unknown, Err(SignInError::UnknownEmail)), "{unknown:?}");
+    assert!(
+        matches!(unknown, Err(SignInError::UnknownEmail)),
+        "{unknown:?}"
+    );
 
     let response = app
-        .call(&app.client, "sign-in", &[("email", "w@acme.test"), ("password", "not the password")])
+        .call(
+            &app.client,
+            "sign-in",
+            &[("email", "w@acme.test"), ("password", "not the password")],
+        )
         .await;
     assert!(response.headers().get("set-cookie").is_none());
     let body: serde_json::Value = response.json().await.expect("JSON error");
@@ -166,11 +228,17 @@ async fn sign_in_is_rate_limited_per_email_and_per_ip(db: PgPool) {
     for attempt in 0..identity::MAX_FAILED_SIGN_INS_PER_EMAIL {
         let ip = format!("10.1.0.{attempt}");
         let result = identity::sign_in(&db, "r@acme.test", "wrong password", &ip, now).await;
-        assert!(matches!(result, Err(SignInError::WrongPassword)), "{result:?}");
+        assert!(
+            matches!(result, Err(SignInError::WrongPassword)),
+            "{result:?}"
+        );
     }
     // Even the right password is refused until the window passes.
     let limited = identity::sign_in(&db, "r@acme.test", PASSWORD, "10.2.0.1", now).await;
-    assert!(matches!(limited, Err(SignInError::TooManyAttempts)), "{limited:?}");
+    assert!(
+        matches!(limited, Err(SignInError::TooManyAttempts)),
+        "{limited:?}"
+    );
     let later = now + identity::SIGN_IN_WINDOW + Duration::seconds(1);
     identity::sign_in(&db, "r@acme.test", PASSWORD, "10.2.0.1", later)
         .await
@@ -180,10 +248,16 @@ async fn sign_in_is_rate_limited_per_email_and_per_ip(db: PgPool) {
     for attempt in 0..identity::MAX_FAILED_SIGN_INS_PER_IP {
         let email = format!("guess{attempt}@acme.test");
         let result = identity::sign_in(&db, &email, PASSWORD, "10.9.9.9", later).await;
-        assert!(matches!(result, Err(SignInError::UnknownEmail)), "{result:?}");
+        assert!(
+            matches!(result, Err(SignInError::UnknownEmail)),
+            "{result:?}"
+        );
     }
     let limited = identity::sign_in(&db, "r@acme.test", PASSWORD, "10.9.9.9", later).await;
-    assert!(matches!(limited, Err(SignInError::TooManyAttempts)), "{limited:?}");
+    assert!(
+        matches!(limited, Err(SignInError::TooManyAttempts)),
+        "{limited:?}"
+    );
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -208,11 +282,22 @@ async fn bad_sign_up_fields_name_the_problem_and_create_nothing(db: PgPool) {
     assert_eq!(count(&db, "sessions").await, 0);
 
     let response = app
-        .call(&app.client, "sign-up", &[("workspace", "Acme"), ("email", "x@acme.test"), ("password", "short")])
+        .call(
+            &app.client,
+            "sign-up",
+            &[
+                ("workspace", "Acme"),
+                ("email", "x@acme.test"),
+                ("password", "short"),
+            ],
+        )
         .await;
     let body: serde_json::Value = response.json().await.expect("JSON error");
     assert_eq!(body["Invalid"]["field"], "password");
-    assert_eq!(body["Invalid"]["message"], "Use at least 10 characters for your password.");
+    assert_eq!(
+        body["Invalid"]["message"],
+        "Use at least 10 characters for your password."
+    );
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -220,8 +305,10 @@ async fn a_second_user_sees_only_their_own_workspace(db: PgPool) {
     let app = TestApp::spawn(db.clone()).await;
     let alice = app.new_browser();
     let bob = app.new_browser();
-    app.sign_up(&alice, "Alice Corp", "alice@acme.test", PASSWORD).await;
-    app.sign_up(&bob, "Bob Labs", "bob@acme.test", PASSWORD).await;
+    app.sign_up(&alice, "Alice Corp", "alice@acme.test", PASSWORD)
+        .await;
+    app.sign_up(&bob, "Bob Labs", "bob@acme.test", PASSWORD)
+        .await;
     assert_eq!(app.overview(&alice).await.1["workspace_name"], "Alice Corp");
     assert_eq!(app.overview(&bob).await.1["workspace_name"], "Bob Labs");
 
@@ -236,10 +323,19 @@ async fn a_second_user_sees_only_their_own_workspace(db: PgPool) {
         }
     };
     let (alice_id, bob_id) = (user("alice@acme.test").await, user("bob@acme.test").await);
-    let alice_workspace = workspaces::memberships(&db, alice_id).await.expect("query")[0].workspace_id;
-    assert_eq!(workspaces::memberships(&db, bob_id).await.expect("query").len(), 1);
+    let alice_workspace =
+        workspaces::memberships(&db, alice_id).await.expect("query")[0].workspace_id;
     assert_eq!(
-        workspaces::membership(&db, bob_id, alice_workspace).await.expect("query"),
+        workspaces::memberships(&db, bob_id)
+            .await
+            .expect("query")
+            .len(),
+        1
+    );
+    assert_eq!(
+        workspaces::membership(&db, bob_id, alice_workspace)
+            .await
+            .expect("query"),
         None,
         "Bob is no member of Alice's workspace"
     );
