@@ -23,6 +23,8 @@ pub struct OverviewData {
     pub workspace_name: String,
     pub free_minutes_left: u64,
     pub free_minutes_granted: u64,
+    /// Charged this month so far, formatted in dollars.
+    pub month_to_date_cost: String,
 }
 
 /// The signed-in person and their workspace.
@@ -53,6 +55,7 @@ pub async fn overview() -> Result<OverviewData, AppError> {
                 &context.core.db,
                 &context.core.ledger,
                 &caller.member,
+                chrono::Utc::now(),
             )
             .await
             .map_err(AppError::internal)?;
@@ -60,6 +63,7 @@ pub async fn overview() -> Result<OverviewData, AppError> {
                 workspace_name: overview.workspace_name,
                 free_minutes_left: overview.free_minutes_left,
                 free_minutes_granted: overview.free_minutes_granted,
+                month_to_date_cost: tenki_core::usage::dollars(overview.month_to_date_amount, 2),
             })
         }
         .await,
@@ -146,16 +150,46 @@ fn Frame(me: Me) -> impl IntoView {
 #[component]
 pub fn OverviewPage() -> impl IntoView {
     let data = Resource::new(|| (), |()| overview());
+    // Live: the figures refresh every few seconds, so a metered job shows within 5 s.
+    Effect::new(move |_| {
+        if let Ok(handle) = set_interval_with_handle(move || data.refetch(), LIVE_REFRESH) {
+            on_cleanup(move || handle.clear());
+        }
+    });
     view! {
         <h1 class="text-2xl font-semibold text-slate-900">"Overview"</h1>
-        <Suspense fallback=|| view! { <p class="mt-6 text-slate-500">"Loading…"</p> }>
+        <Transition fallback=|| view! { <p class="mt-6 text-slate-500">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
-                    Ok(data) => view! { <FreeMinutesCard data/> }.into_any(),
+                    Ok(data) => view! { <OverviewCards data/> }.into_any(),
                     Err(error) => view! { <ErrorNotice error/> }.into_any(),
                 }
             })}
-        </Suspense>
+        </Transition>
+    }
+}
+
+/// How often live figures refresh in the browser.
+const LIVE_REFRESH: std::time::Duration = std::time::Duration::from_secs(3);
+
+#[component]
+fn OverviewCards(data: OverviewData) -> impl IntoView {
+    let exhausted = data.free_minutes_left == 0;
+    let cost = data.month_to_date_cost.clone();
+    view! {
+        {exhausted.then(|| view! {
+            <p role="status" data-testid="free-minutes-exhausted" class="mt-6 rounded-lg border border-amber-300 bg-amber-50 px-4 py-3 text-sm text-amber-900">
+                "Your free minutes are used up. Add a card to keep running jobs."
+            </p>
+        })}
+        <div class="mt-6 grid gap-6 md:grid-cols-3">
+            <div class="md:col-span-2"><FreeMinutesCard data/></div>
+            <section class="rounded-xl border border-slate-200 bg-white p-6 shadow-sm">
+                <h2 class="text-sm font-medium text-slate-500">"Cost this month"</h2>
+                <p class="mt-2 text-4xl font-bold text-slate-900" data-testid="month-to-date-cost">"$" {cost}</p>
+                <p class="mt-3 text-sm text-slate-600">"Pay-as-you-go usage after free minutes, so far this month (UTC)."</p>
+            </section>
+        </div>
     }
 }
 
@@ -163,7 +197,7 @@ pub fn OverviewPage() -> impl IntoView {
 fn FreeMinutesCard(data: OverviewData) -> impl IntoView {
     let percent_left = percent(data.free_minutes_left, data.free_minutes_granted);
     view! {
-        <section class="mt-6 rounded-xl border border-slate-200 bg-white p-6 shadow-sm" data-testid="free-minutes">
+        <section class="rounded-xl border border-slate-200 bg-white p-6 shadow-sm" data-testid="free-minutes">
             <h2 class="text-sm font-medium text-slate-500">"Free minutes left"</h2>
             <p class="mt-2 text-4xl font-bold text-slate-900">
                 <span data-testid="free-minutes-left">{thousands(data.free_minutes_left)}</span>

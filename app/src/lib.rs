@@ -6,6 +6,7 @@ pub mod dashboard;
 pub mod error;
 #[cfg(feature = "ssr")]
 pub mod server;
+pub mod usage;
 
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
@@ -17,6 +18,7 @@ pub use server::ServerContext;
 
 use crate::auth::{SignInPage, SignUpPage};
 use crate::dashboard::{ComingSoon, DashboardLayout, OverviewPage};
+use crate::usage::UsagePage;
 
 /// The HTML document around the app, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -53,7 +55,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("") view=OverviewPage ssr=SsrMode::Async/>
                     <Route path=path!("runners") view=|| view! { <ComingSoon title="Runners"/> } ssr=SsrMode::Async/>
                     <Route path=path!("jobs") view=|| view! { <ComingSoon title="Jobs"/> } ssr=SsrMode::Async/>
-                    <Route path=path!("usage") view=|| view! { <ComingSoon title="Usage"/> } ssr=SsrMode::Async/>
+                    <Route path=path!("usage") view=UsagePage ssr=SsrMode::Async/>
                     <Route path=path!("add-ons") view=|| view! { <ComingSoon title="Add-ons"/> } ssr=SsrMode::Async/>
                     <Route path=path!("billing") view=|| view! { <ComingSoon title="Billing"/> } ssr=SsrMode::Async/>
                     <Route path=path!("settings") view=|| view! { <ComingSoon title="Settings"/> } ssr=SsrMode::Async/>

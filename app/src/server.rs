@@ -39,14 +39,23 @@ pub struct Caller {
     pub member: Membership,
 }
 
-/// The caller of this request, or [`AppError::SignInRequired`].
+/// The caller of this server function's request, or [`AppError::SignInRequired`].
 pub async fn caller(context: &ServerContext) -> Result<Caller, AppError> {
-    let token = session_token().await.ok_or(AppError::SignInRequired)?;
-    let user = identity::session_user(&context.core.db, &token, chrono::Utc::now())
+    let headers: HeaderMap = leptos_axum::extract()
+        .await
+        .map_err(|_| AppError::SignInRequired)?;
+    caller_from_headers(&context.core, &headers).await
+}
+
+/// The caller named by the session cookie in `headers`, or [`AppError::SignInRequired`]. Plain
+/// axum routes (the CSV export) use this too.
+pub async fn caller_from_headers(core: &Core, headers: &HeaderMap) -> Result<Caller, AppError> {
+    let token = session_token_from(headers).ok_or(AppError::SignInRequired)?;
+    let user = identity::session_user(&core.db, &token, chrono::Utc::now())
         .await
         .map_err(AppError::internal)?
         .ok_or(AppError::SignInRequired)?;
-    let member = workspaces::memberships(&context.core.db, user.user_id)
+    let member = workspaces::memberships(&core.db, user.user_id)
         .await
         .map_err(AppError::internal)?
         .into_iter()
@@ -58,6 +67,10 @@ pub async fn caller(context: &ServerContext) -> Result<Caller, AppError> {
 /// The session token from the request's cookie, if any.
 pub async fn session_token() -> Option<String> {
     let headers: HeaderMap = leptos_axum::extract().await.ok()?;
+    session_token_from(&headers)
+}
+
+fn session_token_from(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(COOKIE)
         .iter()

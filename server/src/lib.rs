@@ -1,6 +1,8 @@
 //! The Tenki server process: settings, the HTTP router (dashboard, server functions, health,
 //! metrics) and graceful shutdown. The business lives in `tenki-core`; the pages in `app`.
 
+pub mod admin;
+pub mod exports;
 pub mod health;
 pub mod settings;
 pub mod telemetry;
@@ -118,6 +120,7 @@ pub fn router(settings: &Settings, core: Core) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/pkg/tenki.css", get(stylesheet))
+        .route("/usage/export.csv", get(exports::usage_csv))
         .leptos_routes_with_context(&state, routes, provide.clone(), {
             let leptos_options = leptos_options.clone();
             move || app::shell(leptos_options.clone())

@@ -19,6 +19,18 @@ enum Command {
     Serve,
     /// Apply the database migrations and exit.
     Migrate,
+    /// Operations: reconcile, reverse usage, promotional credit, meter a job by hand.
+    Admin {
+        #[command(subcommand)]
+        command: server::admin::AdminCommand,
+    },
+    /// Create the demo account (if missing) with 30 days of jobs, for the sandbox.
+    Demo {
+        #[arg(long, default_value = server::admin::DEMO_EMAIL)]
+        email: String,
+        #[arg(long, default_value = server::admin::DEMO_PASSWORD)]
+        password: String,
+    },
 }
 
 #[tokio::main]
@@ -29,6 +41,18 @@ async fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings).await,
         Command::Migrate => migrate(settings).await,
+        Command::Admin { command } => {
+            let core = server::connect(&settings).await?;
+            if server::admin::run(&core, command).await? {
+                Ok(())
+            } else {
+                std::process::exit(1);
+            }
+        }
+        Command::Demo { email, password } => {
+            let core = server::connect(&settings).await?;
+            server::admin::demo(&core, &email, &password).await
+        }
     }
 }
 

@@ -1,9 +1,15 @@
 //! `tenki-core`: the business of Tenki, shared by the server functions, the webhook handlers and
 //! the background workers. No HTTP framework types cross its public API.
 
+pub mod adjustments;
+pub mod catalog;
 pub mod db;
+pub mod demo;
 pub mod identity;
 pub mod ledger;
+pub mod metering;
+pub mod reconcile;
+pub mod usage;
 pub mod workspaces;
 
 pub use sqlx::PgPool;

@@ -1,10 +1,12 @@
 //! Workspaces and who belongs to them: every read and write is scoped to a workspace the caller
 //! is a member of (SPEC §1).
 
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::ledger::{self, Ledger, LedgerError};
+use crate::usage;
 
 /// What a member may do in a workspace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -48,6 +50,8 @@ pub struct Overview {
     pub free_minutes_left: u64,
     /// Free minutes granted so far.
     pub free_minutes_granted: u64,
+    /// Micro-cents charged this calendar month (UTC) so far.
+    pub month_to_date_amount: i64,
 }
 
 /// Why the overview could not be read.
@@ -107,6 +111,7 @@ pub async fn overview(
     db: &PgPool,
     ledger: &Ledger,
     member: &Membership,
+    now: DateTime<Utc>,
 ) -> Result<Overview, OverviewError> {
     let granted = sqlx::query_scalar!(
         r#"SELECT coalesce(sum(vcpu_minutes), 0)::bigint AS "vcpu_minutes!"
@@ -116,10 +121,27 @@ pub async fn overview(
     .fetch_one(db)
     .await?;
     let left = ledger.free_vcpu_minutes_left(member.workspace_id).await?;
+    let month_to_date_amount = usage::month_to_date_amount(db, member.workspace_id, now).await?;
     let per_minute = ledger::VCPUS_PER_FREE_MINUTE;
     Ok(Overview {
         workspace_name: member.workspace_name.clone(),
         free_minutes_left: u64::try_from(left).unwrap_or(u64::MAX) / per_minute,
         free_minutes_granted: u64::try_from(granted).unwrap_or(0) / per_minute,
+        month_to_date_amount,
     })
+}
+
+/// The first workspace of the person with this e-mail (compared without case), if any.
+pub async fn first_workspace_of_email(
+    db: &PgPool,
+    email: &str,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT m.workspace_id FROM users u JOIN workspace_members m ON m.user_id = u.id
+         WHERE u.email_normalized = lower(trim($1))
+         ORDER BY m.joined_at LIMIT 1",
+        email,
+    )
+    .fetch_optional(db)
+    .await
 }

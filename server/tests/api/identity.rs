@@ -69,7 +69,7 @@ async fn sign_up_grants_exactly_1000_free_minutes_once(db: PgPool) {
         .await
         .expect("query")
         .expect("member");
-    let overview = workspaces::overview(&db, &again.core.ledger, &member)
+    let overview = workspaces::overview(&db, &again.core.ledger, &member, Utc::now())
         .await
         .expect("overview");
     assert_eq!(overview.free_minutes_left, 1_000);

@@ -4,3 +4,4 @@
 mod harness;
 mod health;
 mod identity;
+mod metering;

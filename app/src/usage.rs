@@ -1,0 +1,322 @@
+//! The Usage page: a month's minutes and cost by day (an SVG chart rendered on the server, so it
+//! reads without JavaScript), by label, repository and workflow, with the CSV export.
+
+use leptos::prelude::*;
+use leptos_router::hooks::use_query_map;
+use serde::{Deserialize, Serialize};
+
+use crate::dashboard::thousands;
+use crate::error::AppError;
+
+/// One row of a breakdown table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageRow {
+    pub key: String,
+    pub jobs: i64,
+    pub minutes: i64,
+    pub free_minutes: i64,
+    /// Dollars, 2 decimals.
+    pub cost: String,
+}
+
+/// One label's minutes on one day of the month.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayBar {
+    /// Day of the month, from 1.
+    pub day: u32,
+    pub label: String,
+    pub minutes: i64,
+    pub cost: String,
+}
+
+/// Everything the Usage page shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageView {
+    /// `YYYY-MM`.
+    pub month: String,
+    pub previous_month: String,
+    pub next_month: String,
+    pub days_in_month: u32,
+    pub jobs: i64,
+    pub minutes: i64,
+    pub free_minutes: i64,
+    pub cost: String,
+    pub projected_cost: String,
+    pub by_label: Vec<UsageRow>,
+    pub by_repository: Vec<UsageRow>,
+    pub by_workflow: Vec<UsageRow>,
+    pub daily: Vec<DayBar>,
+}
+
+/// The caller's workspace's usage in `month` (`YYYY-MM`; empty: this month).
+#[server(prefix = "/api", endpoint = "usage")]
+pub async fn usage_month(month: String) -> Result<UsageView, AppError> {
+    crate::server::respond(
+        async move {
+            use chrono::Datelike;
+            use tenki_core::usage::{self, Month, UsageGroup};
+
+            let context = crate::server::context()?;
+            let caller = crate::server::caller(&context).await?;
+            let now = chrono::Utc::now();
+            let month = if month.trim().is_empty() {
+                Month::containing(now)
+            } else {
+                Month::parse(&month).ok_or_else(|| AppError::Invalid {
+                    field: "month".to_owned(),
+                    message: "Choose a month as YYYY-MM.".to_owned(),
+                })?
+            };
+            let found =
+                usage::month_usage(&context.core.db, caller.member.workspace_id, month, now)
+                    .await
+                    .map_err(AppError::internal)?;
+            let rows = |groups: Vec<UsageGroup>| -> Vec<UsageRow> {
+                groups
+                    .into_iter()
+                    .map(|g| UsageRow {
+                        key: g.key,
+                        jobs: g.jobs,
+                        minutes: g.minutes,
+                        free_minutes: g.free_minutes,
+                        cost: usage::dollars(g.amount, 2),
+                    })
+                    .collect()
+            };
+            Ok(UsageView {
+                month: month.to_string(),
+                previous_month: month.previous().to_string(),
+                next_month: month.next().to_string(),
+                days_in_month: month.days(),
+                jobs: found.jobs,
+                minutes: found.minutes,
+                free_minutes: found.free_minutes,
+                cost: usage::dollars(found.amount, 2),
+                projected_cost: usage::dollars(found.projected_amount, 2),
+                by_label: rows(found.by_label),
+                by_repository: rows(found.by_repository),
+                by_workflow: rows(found.by_workflow),
+                daily: found
+                    .daily
+                    .into_iter()
+                    .map(|d| DayBar {
+                        day: d.day.day(),
+                        label: d.label,
+                        minutes: d.minutes,
+                        cost: usage::dollars(d.amount, 2),
+                    })
+                    .collect(),
+            })
+        }
+        .await,
+    )
+}
+
+/// The Usage page.
+#[component]
+pub fn UsagePage() -> impl IntoView {
+    let query = use_query_map();
+    let month = move || query.read().get("month").unwrap_or_default();
+    let data = Resource::new(month, usage_month);
+    view! {
+        <h1 class="text-2xl font-semibold text-slate-900">"Usage"</h1>
+        <Transition fallback=|| view! { <p class="mt-6 text-slate-500">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match data.await {
+                    Ok(view) => view! { <UsageReport view/> }.into_any(),
+                    Err(error) => view! {
+                        <p role="alert" class="mt-6 rounded-md bg-red-50 px-4 py-3 text-sm text-red-700">{error.to_string()}</p>
+                    }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn UsageReport(view: UsageView) -> impl IntoView {
+    let csv = format!("/usage/export.csv?month={}", view.month);
+    let previous = format!("/usage?month={}", view.previous_month);
+    let next = format!("/usage?month={}", view.next_month);
+    view! {
+        <div class="mt-4 flex flex-wrap items-center justify-between gap-3">
+            <div class="flex items-center gap-2">
+                <a href=previous class="rounded-md border border-slate-300 bg-white px-3 py-1.5 text-sm text-slate-700 hover:bg-slate-100">"← Previous"</a>
+                <span class="px-2 font-medium text-slate-900" data-testid="usage-month">{view.month.clone()}</span>
+                <a href=next class="rounded-md border border-slate-300 bg-white px-3 py-1.5 text-sm text-slate-700 hover:bg-slate-100">"Next →"</a>
+            </div>
+            <a href=csv download="" rel="external" class="rounded-md bg-indigo-600 px-3 py-1.5 text-sm font-medium text-white hover:bg-indigo-700">"Export CSV"</a>
+        </div>
+        <div class="mt-6 grid gap-4 sm:grid-cols-2 lg:grid-cols-4">
+            <Stat label="Cost so far" value=format!("${}", view.cost) testid="usage-cost"/>
+            <Stat label="Projected month total" value=format!("${}", view.projected_cost) testid="usage-projected"/>
+            <Stat label="Minutes" value=thousands(u64::try_from(view.minutes).unwrap_or(0)) testid="usage-minutes"/>
+            <Stat label="Free minutes used" value=thousands(u64::try_from(view.free_minutes).unwrap_or(0)) testid="usage-free-minutes"/>
+        </div>
+        <section class="mt-6 rounded-xl border border-slate-200 bg-white p-4 shadow-sm">
+            <h2 class="text-sm font-medium text-slate-500">"Minutes per day, by runner label"</h2>
+            <DailyChart days=view.days_in_month bars=view.daily.clone()/>
+        </section>
+        <Breakdown title="By runner label" testid="usage-by-label" rows=view.by_label.clone()/>
+        <Breakdown title="By repository" testid="usage-by-repository" rows=view.by_repository.clone()/>
+        <Breakdown title="By workflow" testid="usage-by-workflow" rows=view.by_workflow.clone()/>
+    }
+}
+
+#[component]
+fn Stat(label: &'static str, value: String, testid: &'static str) -> impl IntoView {
+    view! {
+        <div class="rounded-xl border border-slate-200 bg-white p-4 shadow-sm">
+            <p class="text-sm text-slate-500">{label}</p>
+            <p class="mt-1 text-2xl font-semibold text-slate-900" data-testid=testid>{value}</p>
+        </div>
+    }
+}
+
+#[component]
+fn Breakdown(title: &'static str, testid: &'static str, rows: Vec<UsageRow>) -> impl IntoView {
+    let empty = rows.is_empty();
+    view! {
+        <section class="mt-6 overflow-x-auto rounded-xl border border-slate-200 bg-white shadow-sm">
+            <h2 class="px-4 pt-4 text-sm font-medium text-slate-500">{title}</h2>
+            <table class="mt-2 w-full text-left text-sm" data-testid=testid>
+                <thead class="border-b border-slate-200 text-slate-500">
+                    <tr>
+                        <th class="px-4 py-2 font-medium">"Name"</th>
+                        <th class="px-4 py-2 text-right font-medium">"Jobs"</th>
+                        <th class="px-4 py-2 text-right font-medium">"Minutes"</th>
+                        <th class="px-4 py-2 text-right font-medium">"Free minutes"</th>
+                        <th class="px-4 py-2 text-right font-medium">"Cost"</th>
+                    </tr>
+                </thead>
+                <tbody>
+                    {rows.into_iter().map(|row| view! {
+                        <tr class="border-b border-slate-100 last:border-0">
+                            <td class="px-4 py-2 font-mono text-xs text-slate-800">{row.key}</td>
+                            <td class="px-4 py-2 text-right">{thousands(u64::try_from(row.jobs).unwrap_or(0))}</td>
+                            <td class="px-4 py-2 text-right">{thousands(u64::try_from(row.minutes).unwrap_or(0))}</td>
+                            <td class="px-4 py-2 text-right">{thousands(u64::try_from(row.free_minutes).unwrap_or(0))}</td>
+                            <td class="px-4 py-2 text-right">"$" {row.cost}</td>
+                        </tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+            {empty.then(|| view! { <p class="px-4 pb-4 text-sm text-slate-500">"No jobs this month."</p> })}
+        </section>
+    }
+}
+
+/// Colours of the labels in the chart, in label order.
+const PALETTE: [&str; 8] = [
+    "#6366f1", "#10b981", "#f59e0b", "#ef4444", "#0ea5e9", "#a855f7", "#14b8a6", "#f97316",
+];
+const CHART_WIDTH: f64 = 760.0;
+const CHART_HEIGHT: f64 = 220.0;
+const CHART_LEFT: f64 = 48.0;
+const CHART_BOTTOM: f64 = 24.0;
+
+#[component]
+fn DailyChart(days: u32, bars: Vec<DayBar>) -> impl IntoView {
+    let mut labels: Vec<String> = bars.iter().map(|b| b.label.clone()).collect();
+    labels.sort();
+    labels.dedup();
+    let colour = |label: &str| {
+        let index = labels.iter().position(|l| l == label).unwrap_or(0);
+        PALETTE[index % PALETTE.len()]
+    };
+    let mut totals = vec![0_i64; days as usize + 1];
+    for bar in &bars {
+        if let Some(total) = totals.get_mut(bar.day as usize) {
+            *total += bar.minutes;
+        }
+    }
+    let top = nice_ceiling(totals.iter().copied().max().unwrap_or(0));
+    let plot_height = CHART_HEIGHT - CHART_BOTTOM - 8.0;
+    let slot = (CHART_WIDTH - CHART_LEFT) / f64::from(days.max(1));
+    let scale = |minutes: i64| plot_height * (minutes as f64) / (top as f64);
+    let mut stacked = vec![0_i64; days as usize + 1];
+    let rects = bars
+        .iter()
+        .map(|bar| {
+            let below = stacked.get(bar.day as usize).copied().unwrap_or(0);
+            if let Some(s) = stacked.get_mut(bar.day as usize) {
+                *s += bar.minutes;
+            }
+            let x = CHART_LEFT + slot * f64::from(bar.day - 1) + slot * 0.15;
+            let height = scale(bar.minutes);
+            let y = 8.0 + plot_height - scale(below) - height;
+            let title = format!(
+                "Day {}: {} · {} min · ${}",
+                bar.day, bar.label, bar.minutes, bar.cost
+            );
+            view! {
+                <rect x=format!("{x:.1}") y=format!("{y:.1}") width=format!("{:.1}", slot * 0.7) height=format!("{height:.1}") fill=colour(&bar.label)>
+                    <title>{title}</title>
+                </rect>
+            }
+        })
+        .collect_view();
+    let grid = [0.0, 0.5, 1.0]
+        .into_iter()
+        .map(|fraction| {
+            let y = 8.0 + plot_height * (1.0 - fraction);
+            let value = (top as f64 * fraction).round();
+            view! {
+                <line x1=CHART_LEFT x2=CHART_WIDTH y1=format!("{y:.1}") y2=format!("{y:.1}") stroke="#e2e8f0"/>
+                <text x=CHART_LEFT - 6.0 y=format!("{:.1}", y + 4.0) text-anchor="end" font-size="11" fill="#64748b">{format!("{value}")}</text>
+            }
+        })
+        .collect_view();
+    let day_labels = (1..=days)
+        .filter(|day| *day == 1 || day % 5 == 0)
+        .map(|day| {
+            let x = CHART_LEFT + slot * (f64::from(day) - 0.5);
+            view! { <text x=format!("{x:.1}") y=CHART_HEIGHT - 6.0 text-anchor="middle" font-size="11" fill="#64748b">{day}</text> }
+        })
+        .collect_view();
+    let legend = labels
+        .iter()
+        .map(|label| {
+            let fill = colour(label);
+            view! {
+                <span class="inline-flex items-center gap-1 text-xs text-slate-600">
+                    <span class="inline-block h-2.5 w-2.5 rounded-sm" style=format!("background:{fill}")></span>
+                    {label.clone()}
+                </span>
+            }
+        })
+        .collect_view();
+    view! {
+        <svg viewBox=format!("0 0 {CHART_WIDTH} {CHART_HEIGHT}") class="mt-3 w-full" role="img" aria-label="Minutes per day by runner label" data-testid="usage-chart">
+            {grid}
+            {rects}
+            {day_labels}
+        </svg>
+        <div class="mt-2 flex flex-wrap gap-3">{legend}</div>
+    }
+}
+
+/// A round number at or above `value` for the chart's top (at least 10).
+fn nice_ceiling(value: i64) -> i64 {
+    let value = value.max(10);
+    let magnitude = 10_i64.pow(value.ilog10());
+    for step in [1, 2, 5, 10] {
+        if value <= step * magnitude {
+            return step * magnitude;
+        }
+    }
+    10 * magnitude
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nice_ceiling;
+
+    #[test]
+    fn chart_tops_are_round() {
+        assert_eq!(nice_ceiling(0), 10);
+        assert_eq!(nice_ceiling(37), 50);
+        assert_eq!(nice_ceiling(120), 200);
+        assert_eq!(nice_ceiling(1_000), 1_000);
+    }
+}

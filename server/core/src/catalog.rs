@@ -1,0 +1,154 @@
+//! The runner catalog (SPEC §3): SKUs with their vCPUs and per-minute prices, versioned by
+//! `active_from`, with per-workspace custom prices taking precedence.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// The suffix that turns a standard label into its premium variant.
+pub const PREMIUM_SUFFIX: &str = "-premium";
+
+/// A runner type customers put in `runs-on:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sku {
+    pub label: String,
+    /// `x64` or `macos`: the two concurrency pools.
+    pub class: String,
+    pub vcpus: i32,
+    pub memory_gb: i32,
+    pub os: String,
+    pub arch: String,
+}
+
+/// What a minute of a SKU costs at one moment, in micro-cents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Price {
+    pub per_minute: i64,
+    /// `None`: the SKU has no premium variant.
+    pub premium_surcharge_per_minute: Option<i64>,
+}
+
+/// A label as requested in a workflow, resolved to its SKU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedLabel {
+    pub sku: Sku,
+    pub premium: bool,
+}
+
+/// A catalog entry with its current price, for the Runners page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogEntry {
+    pub sku: Sku,
+    pub price: Price,
+}
+
+/// Why a label or price could not be found.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("{0:?} is not a Tenki runner label")]
+    UnknownLabel(String),
+    #[error("{0:?} has no premium variant")]
+    NoPremiumVariant(String),
+    #[error("{label:?} has no price in force at {at}")]
+    NoPrice { label: String, at: DateTime<Utc> },
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Resolves `tenki-standard-4c` or `tenki-standard-4c-premium` to its SKU.
+pub async fn resolve_label(db: &PgPool, label: &str) -> Result<ResolvedLabel, CatalogError> {
+    let (base, premium) = match label.strip_suffix(PREMIUM_SUFFIX) {
+        Some(base) => (base, true),
+        None => (label, false),
+    };
+    let sku = sqlx::query_as!(
+        Sku,
+        "SELECT label, class, vcpus, memory_gb, os, arch FROM runner_skus WHERE label = $1",
+        base,
+    )
+    .fetch_optional(db)
+    .await?
+    .ok_or_else(|| CatalogError::UnknownLabel(label.to_owned()))?;
+    Ok(ResolvedLabel { sku, premium })
+}
+
+/// The price of `label` for `workspace_id` at `at`: the workspace's custom price if one is in
+/// force, else the catalog's.
+pub async fn price_at(
+    db: &PgPool,
+    workspace_id: Uuid,
+    label: &str,
+    at: DateTime<Utc>,
+) -> Result<Price, CatalogError> {
+    let custom = sqlx::query!(
+        "SELECT price_per_minute, premium_surcharge_per_minute FROM workspace_prices
+         WHERE workspace_id = $1 AND label = $2 AND active_from <= $3
+         ORDER BY active_from DESC LIMIT 1",
+        workspace_id,
+        label,
+        at,
+    )
+    .fetch_optional(db)
+    .await?;
+    if let Some(row) = custom {
+        return Ok(Price {
+            per_minute: row.price_per_minute,
+            premium_surcharge_per_minute: row.premium_surcharge_per_minute,
+        });
+    }
+    let row = sqlx::query!(
+        "SELECT price_per_minute, premium_surcharge_per_minute FROM runner_prices
+         WHERE label = $1 AND active_from <= $2
+         ORDER BY active_from DESC LIMIT 1",
+        label,
+        at,
+    )
+    .fetch_optional(db)
+    .await?
+    .ok_or_else(|| CatalogError::NoPrice {
+        label: label.to_owned(),
+        at,
+    })?;
+    Ok(Price {
+        per_minute: row.price_per_minute,
+        premium_surcharge_per_minute: row.premium_surcharge_per_minute,
+    })
+}
+
+/// Every SKU with the catalog price in force at `at`, cheapest first within each class.
+pub async fn catalog(db: &PgPool, at: DateTime<Utc>) -> Result<Vec<CatalogEntry>, CatalogError> {
+    let rows = sqlx::query!(
+        r#"SELECT s.label, s.class, s.vcpus, s.memory_gb, s.os, s.arch,
+                  p.price_per_minute AS "price_per_minute?",
+                  p.premium_surcharge_per_minute
+           FROM runner_skus s
+           LEFT JOIN LATERAL (
+               SELECT price_per_minute, premium_surcharge_per_minute FROM runner_prices
+               WHERE label = s.label AND active_from <= $1
+               ORDER BY active_from DESC LIMIT 1
+           ) p ON true
+           ORDER BY s.class DESC, s.vcpus"#,
+        at,
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| {
+            Some(CatalogEntry {
+                price: Price {
+                    per_minute: row.price_per_minute?,
+                    premium_surcharge_per_minute: row.premium_surcharge_per_minute,
+                },
+                sku: Sku {
+                    label: row.label,
+                    class: row.class,
+                    vcpus: row.vcpus,
+                    memory_gb: row.memory_gb,
+                    os: row.os,
+                    arch: row.arch,
+                },
+            })
+        })
+        .collect())
+}

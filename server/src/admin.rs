@@ -1,0 +1,277 @@
+//! `tenki admin …` and `tenki demo`: operations staff's commands, each audited where it changes
+//! money, and the sandbox's demo data.
+
+use anyhow::{Context as _, bail};
+use chrono::{Duration, Utc};
+use clap::Subcommand;
+use tenki_core::Core;
+use tenki_core::adjustments::{self, Adjusted, AdminRequest};
+use tenki_core::metering::{self, FinishedJob, JobKey};
+use tenki_core::reconcile::{self, Scope};
+use tenki_core::{demo, identity, usage, workspaces};
+use uuid::Uuid;
+
+/// The admin subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Prove that the ledger, the usage records and the adjustments agree to the micro-cent.
+    /// Prints the differences, or "balanced"; exits non-zero when anything differs.
+    Reconcile,
+    /// Reverse a job's usage: give back its free minutes and money, remove its usage record.
+    ReverseUsage {
+        /// The job key: `<GitHub job id>:<run attempt>`.
+        #[arg(long)]
+        job: String,
+        #[arg(long)]
+        reason: String,
+        /// The e-mail of the admin doing it.
+        #[arg(long)]
+        admin: String,
+    },
+    /// Add promotional credit (dollars, e.g. 25.00) to a workspace's balance.
+    PromoCredit {
+        #[arg(long)]
+        workspace: Uuid,
+        #[arg(long)]
+        amount: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        admin: String,
+        /// Names this request: the same key twice credits once. Default: derived from the
+        /// workspace, amount, reason, admin and today's date.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Deduct promotional credit (dollars) from a workspace's balance.
+    PromoDeduct {
+        #[arg(long)]
+        workspace: Uuid,
+        #[arg(long)]
+        amount: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        admin: String,
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Meter one finished job by hand, for the workspace of a person (support and the sandbox).
+    MeterJob {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        label: String,
+        /// Run time in seconds.
+        #[arg(long)]
+        seconds: i64,
+        #[arg(long, default_value = "acme/web")]
+        repository: String,
+        #[arg(long, default_value = "CI")]
+        workflow: String,
+        /// The GitHub job id; default: a fresh one.
+        #[arg(long)]
+        job_id: Option<i64>,
+    },
+}
+
+/// Runs an admin command; `Ok(false)` means "ran, and found differences".
+pub async fn run(core: &Core, command: AdminCommand) -> anyhow::Result<bool> {
+    let now = Utc::now();
+    match command {
+        AdminCommand::Reconcile => {
+            let report = reconcile::reconcile(&core.db, &core.ledger, &Scope::Everything)
+                .await
+                .context("reconciling")?;
+            for difference in &report.differences {
+                println!("{difference}");
+            }
+            if report.is_balanced() {
+                println!(
+                    "balanced: {} workspaces, {} usage records",
+                    report.workspaces_checked, report.usage_records_checked
+                );
+            } else {
+                println!("{} differences", report.differences.len());
+            }
+            Ok(report.is_balanced())
+        }
+        AdminCommand::ReverseUsage { job, reason, admin } => {
+            let request = AdminRequest {
+                admin_email: admin,
+                reason,
+            };
+            let outcome = adjustments::reverse_usage(&core.db, &core.ledger, &job, &request, now)
+                .await
+                .with_context(|| format!("reversing job {job}"))?;
+            println!(
+                "{}",
+                describe(&outcome, &format!("usage of job {job} reversed"))
+            );
+            Ok(true)
+        }
+        AdminCommand::PromoCredit {
+            workspace,
+            amount,
+            reason,
+            admin,
+            key,
+        } => {
+            promotional(
+                core,
+                workspace,
+                &amount,
+                1,
+                AdminRequest {
+                    admin_email: admin,
+                    reason,
+                },
+                key,
+            )
+            .await
+        }
+        AdminCommand::PromoDeduct {
+            workspace,
+            amount,
+            reason,
+            admin,
+            key,
+        } => {
+            promotional(
+                core,
+                workspace,
+                &amount,
+                -1,
+                AdminRequest {
+                    admin_email: admin,
+                    reason,
+                },
+                key,
+            )
+            .await
+        }
+        AdminCommand::MeterJob {
+            email,
+            label,
+            seconds,
+            repository,
+            workflow,
+            job_id,
+        } => {
+            let workspace_id = workspaces::first_workspace_of_email(&core.db, &email)
+                .await?
+                .with_context(|| format!("no workspace for {email}"))?;
+            let job = FinishedJob {
+                workspace_id,
+                key: JobKey {
+                    github_job_id: job_id.unwrap_or_else(|| fresh_job_id(now)),
+                    run_attempt: 1,
+                },
+                label,
+                started_at: now - Duration::seconds(seconds),
+                completed_at: now,
+                repository,
+                workflow,
+            };
+            let record = metering::meter_job(&core.db, &core.ledger, &job, now).await?;
+            println!(
+                "job {} metered: {} minutes, {} free minutes, ${}",
+                record.job_key,
+                record.minutes,
+                record.free_vcpu_minutes / 2,
+                usage::dollars(record.amount, 6)
+            );
+            Ok(true)
+        }
+    }
+}
+
+/// Credits (`sign` 1) or deducts (`sign` -1) a positive dollar amount.
+async fn promotional(
+    core: &Core,
+    workspace: Uuid,
+    amount: &str,
+    sign: i64,
+    request: AdminRequest,
+    key: Option<String>,
+) -> anyhow::Result<bool> {
+    let now = Utc::now();
+    let micro_cents = usage::parse_dollars(amount)
+        .with_context(|| format!("{amount:?} is not an amount in dollars"))?;
+    if micro_cents <= 0 {
+        bail!("give a positive amount in dollars, e.g. 25.00");
+    }
+    let signed = sign * micro_cents;
+    let key = key.unwrap_or_else(|| {
+        format!(
+            "{workspace}:{signed}:{}:{}:{}",
+            request.reason,
+            request.admin_email,
+            now.date_naive()
+        )
+    });
+    let outcome = adjustments::promotional_credit(
+        &core.db,
+        &core.ledger,
+        workspace,
+        signed,
+        &key,
+        &request,
+        now,
+    )
+    .await
+    .context("posting promotional credit")?;
+    println!(
+        "{}",
+        describe(
+            &outcome,
+            &format!("${} promotional credit", usage::dollars(signed, 2))
+        )
+    );
+    Ok(true)
+}
+
+fn describe(outcome: &Adjusted, done: &str) -> String {
+    match outcome {
+        Adjusted::Done => done.to_owned(),
+        Adjusted::AlreadyDone => format!("{done} before; nothing changed now"),
+    }
+}
+
+/// A job id for a job metered by hand: far above GitHub's ids, unique per millisecond.
+fn fresh_job_id(now: chrono::DateTime<Utc>) -> i64 {
+    8_000_000_000_000 + now.timestamp_millis() % 1_000_000_000_000
+}
+
+/// The demo account `make run` creates on a fresh database.
+pub const DEMO_EMAIL: &str = "demo@tenki.local";
+/// Its password (sandbox only).
+pub const DEMO_PASSWORD: &str = "tenki-demo-password";
+
+/// `tenki demo`: creates the demo account (if missing) and fills its workspace with 30 days of
+/// jobs. Running it again adds nothing.
+pub async fn demo(core: &Core, email: &str, password: &str) -> anyhow::Result<()> {
+    let now = Utc::now();
+    let workspace_id = match workspaces::first_workspace_of_email(&core.db, email).await? {
+        Some(id) => id,
+        None => {
+            identity::sign_up(
+                &core.db,
+                &core.ledger,
+                email,
+                password,
+                "Demo workspace",
+                now,
+            )
+            .await
+            .context("creating the demo account")?
+            .workspace_id
+        }
+    };
+    let jobs = demo::fill_workspace(&core.db, &core.ledger, workspace_id, 30, now)
+        .await
+        .context("metering demo jobs")?;
+    println!("demo workspace ready: {jobs} jobs over 30 days");
+    println!("sign in as {email} with password {password}");
+    Ok(())
+}

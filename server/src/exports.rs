@@ -1,0 +1,57 @@
+//! Downloads that are files, not pages: the usage CSV of a month.
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tenki_core::usage::{self, Month};
+
+use crate::AppState;
+
+/// `?month=YYYY-MM`; absent: this month.
+#[derive(Debug, Deserialize)]
+pub struct MonthQuery {
+    month: Option<String>,
+}
+
+/// `GET /usage/export.csv`: one row per job of the month, for the signed-in workspace.
+pub async fn usage_csv(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<MonthQuery>,
+) -> Response {
+    let caller = match app::server::caller_from_headers(&state.core, &headers).await {
+        Ok(caller) => caller,
+        Err(error) => return (status_of(&error), error.to_string()).into_response(),
+    };
+    let month = match query.month.as_deref().filter(|m| !m.is_empty()) {
+        None => Month::containing(chrono::Utc::now()),
+        Some(text) => match Month::parse(text) {
+            Some(month) => month,
+            None => {
+                return (StatusCode::BAD_REQUEST, "Choose a month as YYYY-MM.").into_response();
+            }
+        },
+    };
+    match usage::month_records(&state.core.db, caller.member.workspace_id, month).await {
+        Ok(records) => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"tenki-usage-{month}.csv\""),
+                ),
+            ],
+            usage::to_csv(&records),
+        )
+            .into_response(),
+        Err(e) => {
+            let error = app::error::AppError::internal(e);
+            (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response()
+        }
+    }
+}
+
+fn status_of(error: &app::error::AppError) -> StatusCode {
+    StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
