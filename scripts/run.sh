@@ -20,6 +20,11 @@ fi
 bash scripts/build.sh "${TENKI_BUILD:-debug}"
 profile_dir=debug; [ "${TENKI_BUILD:-debug}" = release ] && profile_dir=release
 "$CARGO_TARGET_DIR/$profile_dir/tenki" migrate
+# The first time, a demo workspace with a month of jobs, so the Usage page has something to show.
+marker="$TENKI_ROOT/.data/run/demo-created"
+if [ " ${started[*]} " = " run " ] && [ ! -f "$marker" ]; then
+  "$CARGO_TARGET_DIR/$profile_dir/tenki" demo && touch "$marker"
+fi
 echo
 echo "  Tenki is starting on http://127.0.0.1:3000 (sandbox mode; Ctrl-C stops it)"
 echo

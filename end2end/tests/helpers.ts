@@ -1,5 +1,6 @@
 // Shared steps of the dashboard tests.
 import { expect, type Page } from "@playwright/test";
+import { execFileSync } from "node:child_process";
 
 /** A fresh e-mail address per test run, so tests never collide with earlier data. */
 export function uniqueEmail(prefix: string): string {
@@ -35,4 +36,21 @@ export async function signIn(page: Page, email: string, password: string): Promi
 export async function expectOverview(page: Page): Promise<void> {
   await expect(page).toHaveURL(/\/$/);
   await expect(page.getByRole("heading", { name: "Overview" })).toBeVisible();
+}
+
+/** Runs the locally built `tenki` binary (admin and demo commands) against the test services. */
+export function tenki(...args: string[]): string {
+  const binary = process.env.TENKI_E2E_SERVER;
+  if (!binary) throw new Error("TENKI_E2E_SERVER is set by scripts/test.sh");
+  return execFileSync(binary, args, { env: { ...process.env, TENKI_LOG: "warn" }, encoding: "utf8" });
+}
+
+export async function signUp(page: Page, workspace: string, email: string, password: string): Promise<void> {
+  await page.goto("/sign-up");
+  await waitForHydration(page);
+  await page.getByLabel("Workspace name").fill(workspace);
+  await page.getByLabel("E-mail").fill(email);
+  await page.getByLabel("Password (at least 10 characters)").fill(password);
+  await page.getByRole("button", { name: "Create account" }).click();
+  await expectOverview(page);
 }
