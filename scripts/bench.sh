@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Measures the foundation's numbers for docs/benchmarks.md: the release WASM bundle (raw and
-# gzipped), the release server's resident memory after start, and /readyz latency (p50/p99 of
-# 500 sequential requests, with a plain /healthz as the same-run baseline). Bounded and local only.
+# Measures the figures in docs/benchmarks.md: the release WASM bundle (raw and gzipped), the
+# release server's resident memory after start, /readyz latency (p50/p99 of 500 sequential
+# requests, next to /healthz as the same-run baseline), then the metering load script
+# (server/benches/metering.rs). Bounded, and only against 127.0.0.1.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$TENKI_ROOT"
 bash scripts/tools.sh
-trap 'kill $server 2>/dev/null || true; bash scripts/services.sh stop test || true' EXIT
+server=""
+trap '[ -n "$server" ] && kill "$server" 2>/dev/null; bash scripts/services.sh stop test || true' EXIT
 eval "$(bash scripts/services.sh start test)"
 export TENKI_SITE_ROOT="$TENKI_CACHE/site-release"
 bash scripts/build.sh release
@@ -31,3 +33,8 @@ echo "/healthz latency (baseline): $(latency /healthz)"
 echo "/readyz latency:             $(latency /readyz)"
 for _ in $(seq 20); do curl -s -o /dev/null http://127.0.0.1:3200/sign-in; done
 echo "server RSS after 1,020 requests (KiB): $(awk '/VmRSS/ {print $2}' /proc/$server/status)"
+
+kill "$server" 2>/dev/null || true; server=""
+echo
+echo "== metering (cargo bench -p server --bench metering)"
+DATABASE_URL="$TENKI_DATABASE_URL" cargo bench --locked -p server --bench metering
