@@ -28,8 +28,16 @@ async fn main() -> anyhow::Result<()> {
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&admin)
         .await?;
-    let url = format!("{}/{name}", admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base));
-    let db = PgPoolOptions::new().max_connections(32).connect(&url).await?;
+    let url = format!(
+        "{}/{name}",
+        admin_url
+            .rsplit_once('/')
+            .map_or(admin_url.as_str(), |(base, _)| base)
+    );
+    let db = PgPoolOptions::new()
+        .max_connections(32)
+        .connect(&url)
+        .await?;
     tenki_core::db::migrate(&db).await?;
     let ledger = Ledger::connect(0, &addresses)?;
     ledger.ensure_fixed_accounts().await?;
@@ -43,7 +51,10 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(db: &PgPool, ledger: &Ledger) -> anyhow::Result<()> {
-    println!("machine: {} cores; {TASKS} concurrent tasks", std::thread::available_parallelism()?);
+    println!(
+        "machine: {} cores; {TASKS} concurrent tasks",
+        std::thread::available_parallelism()?
+    );
 
     // Baseline: single-row INSERT transactions of a usage-sized row.
     sqlx::query(
@@ -79,8 +90,15 @@ async fn run(db: &PgPool, ledger: &Ledger) -> anyhow::Result<()> {
     let mut workspaces = Vec::new();
     for i in 0..WORKSPACES {
         let email = format!("bench-{i}-{}@bench.test", Uuid::new_v4());
-        let signed_up =
-            tenki_core::identity::sign_up(db, ledger, &email, "bench password 1", "Bench", Utc::now()).await?;
+        let signed_up = tenki_core::identity::sign_up(
+            db,
+            ledger,
+            &email,
+            "bench password 1",
+            "Bench",
+            Utc::now(),
+        )
+        .await?;
         workspaces.push(signed_up.workspace_id);
     }
     let base_id = i64::try_from(Uuid::new_v4().as_u128() % 1_000_000_000_000)? * 1_000;
@@ -95,7 +113,10 @@ async fn run(db: &PgPool, ledger: &Ledger) -> anyhow::Result<()> {
                     let completed_at = Utc::now();
                     let job = FinishedJob {
                         workspace_id: workspaces[n % WORKSPACES],
-                        key: JobKey { github_job_id: base_id + i64::try_from(n).unwrap_or(0), run_attempt: 1 },
+                        key: JobKey {
+                            github_job_id: base_id + i64::try_from(n).unwrap_or(0),
+                            run_attempt: 1,
+                        },
                         label: "tenki-standard-4c".to_owned(),
                         started_at: completed_at - chrono::Duration::seconds(317),
                         completed_at,
@@ -162,10 +183,11 @@ async fn run(db: &PgPool, ledger: &Ledger) -> anyhow::Result<()> {
 
 /// Adds usage records (1,000 a day, going back from now) until the workspace has `total`.
 async fn fill_history(db: &PgPool, workspace_id: Uuid, total: i64) -> anyhow::Result<()> {
-    let have: i64 = sqlx::query_scalar("SELECT count(*) FROM usage_records WHERE workspace_id = $1")
-        .bind(workspace_id)
-        .fetch_one(db)
-        .await?;
+    let have: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM usage_records WHERE workspace_id = $1")
+            .bind(workspace_id)
+            .fetch_one(db)
+            .await?;
     sqlx::query(
         "INSERT INTO usage_records (job_key, workspace_id, label, sku_label, premium, vcpus,
              repository, workflow, started_at, completed_at, minutes, free_vcpu_minutes,

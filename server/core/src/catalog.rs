@@ -72,47 +72,64 @@ pub async fn resolve_label(db: &PgPool, label: &str) -> Result<ResolvedLabel, Ca
     Ok(ResolvedLabel { sku, premium })
 }
 
-/// The price of `label` for `workspace_id` at `at`: the workspace's custom price if one is in
-/// force, else the catalog's.
-pub async fn price_at(
+/// Resolves `label` and its price for `workspace_id` at `at` in one query: the workspace's
+/// custom price if one is in force, else the catalog's. The metering hot path uses this.
+pub async fn label_price_at(
     db: &PgPool,
     workspace_id: Uuid,
     label: &str,
     at: DateTime<Utc>,
-) -> Result<Price, CatalogError> {
-    let custom = sqlx::query!(
-        "SELECT price_per_minute, premium_surcharge_per_minute FROM workspace_prices
-         WHERE workspace_id = $1 AND label = $2 AND active_from <= $3
-         ORDER BY active_from DESC LIMIT 1",
-        workspace_id,
-        label,
-        at,
-    )
-    .fetch_optional(db)
-    .await?;
-    if let Some(row) = custom {
-        return Ok(Price {
-            per_minute: row.price_per_minute,
-            premium_surcharge_per_minute: row.premium_surcharge_per_minute,
-        });
-    }
+) -> Result<(ResolvedLabel, Price), CatalogError> {
+    let (base, premium) = match label.strip_suffix(PREMIUM_SUFFIX) {
+        Some(base) => (base, true),
+        None => (label, false),
+    };
     let row = sqlx::query!(
-        "SELECT price_per_minute, premium_surcharge_per_minute FROM runner_prices
-         WHERE label = $1 AND active_from <= $2
-         ORDER BY active_from DESC LIMIT 1",
-        label,
+        r#"SELECT s.label, s.class, s.vcpus, s.memory_gb, s.os, s.arch,
+                  (c.price_per_minute IS NOT NULL) AS "custom!",
+                  coalesce(c.price_per_minute, p.price_per_minute) AS price_per_minute,
+                  c.premium_surcharge_per_minute AS custom_surcharge,
+                  p.premium_surcharge_per_minute AS catalog_surcharge
+           FROM runner_skus s
+           LEFT JOIN LATERAL (
+               SELECT price_per_minute, premium_surcharge_per_minute FROM workspace_prices
+               WHERE workspace_id = $2 AND label = s.label AND active_from <= $3
+               ORDER BY active_from DESC LIMIT 1
+           ) c ON true
+           LEFT JOIN LATERAL (
+               SELECT price_per_minute, premium_surcharge_per_minute FROM runner_prices
+               WHERE label = s.label AND active_from <= $3
+               ORDER BY active_from DESC LIMIT 1
+           ) p ON true
+           WHERE s.label = $1"#,
+        base,
+        workspace_id,
         at,
     )
     .fetch_optional(db)
     .await?
-    .ok_or_else(|| CatalogError::NoPrice {
+    .ok_or_else(|| CatalogError::UnknownLabel(label.to_owned()))?;
+    let per_minute = row.price_per_minute.ok_or_else(|| CatalogError::NoPrice {
         label: label.to_owned(),
         at,
     })?;
-    Ok(Price {
-        per_minute: row.price_per_minute,
-        premium_surcharge_per_minute: row.premium_surcharge_per_minute,
-    })
+    let price = Price {
+        per_minute,
+        premium_surcharge_per_minute: if row.custom {
+            row.custom_surcharge
+        } else {
+            row.catalog_surcharge
+        },
+    };
+    let sku = Sku {
+        label: row.label,
+        class: row.class,
+        vcpus: row.vcpus,
+        memory_gb: row.memory_gb,
+        os: row.os,
+        arch: row.arch,
+    };
+    Ok((ResolvedLabel { sku, premium }, price))
 }
 
 /// Every SKU with the catalog price in force at `at`, cheapest first within each class.

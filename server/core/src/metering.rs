@@ -154,9 +154,8 @@ pub async fn meter_job(
             minutes,
         });
     }
-    let resolved = catalog::resolve_label(db, &job.label).await?;
-    let price =
-        catalog::price_at(db, job.workspace_id, &resolved.sku.label, job.started_at).await?;
+    let (resolved, price) =
+        catalog::label_price_at(db, job.workspace_id, &job.label, started_at).await?;
     let surcharge = if resolved.premium {
         price
             .premium_surcharge_per_minute
@@ -168,9 +167,13 @@ pub async fn meter_job(
     let mut tx = db.begin().await?;
     // Serializes metering per workspace: the free-minute balance read below stays true until
     // the ledger chain is posted.
-    let discount = sqlx::query_scalar!(
-        "SELECT discount_basis_points FROM workspaces WHERE id = $1 FOR UPDATE",
+    let workspace = sqlx::query!(
+        r#"SELECT discount_basis_points,
+                  EXISTS (SELECT 1 FROM ledger_adjustments
+                          WHERE kind = 'usage_reversal' AND job_key = $2) AS "reversed!"
+           FROM workspaces WHERE id = $1 FOR UPDATE"#,
         job.workspace_id,
+        job_key,
     )
     .fetch_optional(&mut *tx)
     .await?
@@ -178,18 +181,18 @@ pub async fn meter_job(
     if let Some(existing) = find_usage(&mut tx, &job_key).await? {
         return Ok(existing);
     }
-    let reversed = sqlx::query_scalar!(
-        "SELECT job_key FROM ledger_adjustments WHERE kind = 'usage_reversal' AND job_key = $1",
-        job_key,
-    )
-    .fetch_optional(&mut *tx)
-    .await?;
-    if reversed.is_some() {
+    if workspace.reversed {
         return Err(MeteringError::Reversed(job_key));
     }
+    let discount = workspace.discount_basis_points;
 
     let posting = UsagePosting::for_job(job.workspace_id, &job_key);
-    let charge = match ledger.find_usage_posting(&posting).await? {
+    // Both lookups at once: one round trip to the cluster instead of two.
+    let (posted, left) = tokio::try_join!(
+        ledger.find_usage_posting(&posting),
+        ledger.free_vcpu_minutes_left(job.workspace_id),
+    )?;
+    let charge = match posted {
         // A previous attempt posted to the ledger and died before the database: finish it.
         Some(posted) => Charge {
             minutes,
@@ -197,7 +200,6 @@ pub async fn meter_job(
             amount: i64::try_from(posted.amount).unwrap_or(i64::MAX),
         },
         None => {
-            let left = ledger.free_vcpu_minutes_left(job.workspace_id).await?;
             let charge = price_job(
                 minutes,
                 resolved.sku.vcpus,

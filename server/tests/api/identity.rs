@@ -88,26 +88,26 @@ async fn overview_over_http_shows_1000_free_minutes_after_sign_up(db: PgPool) {
     assert_eq!(body["workspace_name"], "Acme");
 }
 
-#[sqlx::test(migrations = "../migrations")]
-async fn session_cookie_is_http_only_and_same_site_lax(db: PgPool) {
-    let app = TestApp::spawn(db).await;
-    let response = app
-        .call(
-            &app.client,
-            "sign-up",
-            &[
-                ("workspace", "Acme"),
-                ("email", "c@acme.test"),
-                ("password", PASSWORD),
-            ],
-        )
-        .await;
-    let cookie = response
+/// The `Set-Cookie` header of a successful sign-up.
+async fn session_cookie_of_sign_up(app: &TestApp, email: &str) -> String {
+    let form = [
+        ("workspace", "Acme"),
+        ("email", email),
+        ("password", PASSWORD),
+    ];
+    let response = app.call(&app.client, "sign-up", &form).await;
+    response
         .headers()
         .get("set-cookie")
         .and_then(|v| v.to_str().ok())
         .expect("a session cookie")
-        .to_owned();
+        .to_owned()
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn session_cookie_is_http_only_and_same_site_lax(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let cookie = session_cookie_of_sign_up(&app, "c@acme.test").await;
     assert!(cookie.starts_with("tenki_session="), "{cookie}");
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     assert!(cookie.contains("SameSite=Lax"), "{cookie}");
@@ -119,22 +119,7 @@ async fn session_cookie_is_http_only_and_same_site_lax(db: PgPool) {
 async fn session_cookie_is_secure_when_served_over_https(db: PgPool) {
     let settings = harness::settings(&[("TENKI_PUBLIC_URL", "https://app.tenki.test")]);
     let app = TestApp::spawn_with(db, settings).await;
-    let response = app
-        .call(
-            &app.client,
-            "sign-up",
-            &[
-                ("workspace", "Acme"),
-                ("email", "s@acme.test"),
-                ("password", PASSWORD),
-            ],
-        )
-        .await;
-    let cookie = response
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .expect("a session cookie");
+    let cookie = session_cookie_of_sign_up(&app, "s@acme.test").await;
     assert!(cookie.contains("; Secure"), "{cookie}");
 }
 

@@ -79,6 +79,16 @@ async fn exhaust_free_minutes(app: &TestApp, workspace_id: Uuid) {
     assert_eq!(free_minutes_left(&app.core.ledger, workspace_id).await, 0);
 }
 
+/// The posted debits and credits of a workspace's money account, in micro-cents.
+async fn money_totals(app: &TestApp, workspace_id: Uuid) -> (u128, u128) {
+    app.core
+        .ledger
+        .account_totals(tenki_core::ledger::WorkspaceAccounts::of(workspace_id).money)
+        .await
+        .expect("lookup")
+        .expect("account")
+}
+
 async fn assert_balanced(app: &TestApp, workspaces: Vec<Uuid>) {
     let report = reconcile::reconcile(
         &app.core.db,
@@ -205,13 +215,7 @@ async fn the_same_job_metered_concurrently_is_charged_once(db: PgPool) {
         let record = task.await.expect("task").expect("metered");
         assert_eq!(record.amount, 9 * CENT);
     }
-    let (debits, _) = app
-        .core
-        .ledger
-        .account_totals(tenki_core::ledger::WorkspaceAccounts::of(workspace_id).money)
-        .await
-        .expect("lookup")
-        .expect("account");
+    let (debits, _) = money_totals(&app, workspace_id).await;
     assert_eq!(debits, 9_000_000, "charged once");
     assert_balanced(&app, vec![workspace_id]).await;
 }
@@ -243,13 +247,7 @@ async fn a_crash_between_ledger_and_database_is_finished_without_a_second_charge
     assert_eq!(count().await, 2);
     let again = meter(&app, &the_job).await;
     assert_eq!(again, record, "metering again returns the same record");
-    let (debits, _) = app
-        .core
-        .ledger
-        .account_totals(tenki_core::ledger::WorkspaceAccounts::of(workspace_id).money)
-        .await
-        .expect("lookup")
-        .expect("account");
+    let (debits, _) = money_totals(&app, workspace_id).await;
     assert_eq!(debits, 3_000_000, "one charge");
     assert_balanced(&app, vec![workspace_id]).await;
 }
@@ -461,13 +459,7 @@ async fn promotional_credit_is_posted_once_per_key_and_needs_a_reason(db: PgPool
         add(-500_000_000, "voucher-1-fix").await.expect("deducted"),
         Adjusted::Done
     );
-    let (debits, credits) = app
-        .core
-        .ledger
-        .account_totals(tenki_core::ledger::WorkspaceAccounts::of(workspace_id).money)
-        .await
-        .expect("lookup")
-        .expect("account");
+    let (debits, credits) = money_totals(&app, workspace_id).await;
     assert_eq!(
         (debits, credits),
         (500_000_000, 2_500_000_000),
