@@ -24,6 +24,8 @@ pub struct ServerContext {
     pub sandbox: bool,
     /// Mark cookies `Secure` (served over https).
     pub secure_cookies: bool,
+    /// Verifies GitHub webhook deliveries.
+    pub github_webhook_secret: secrecy::SecretString,
 }
 
 /// The server's context; its absence is a wiring bug, reported as an internal error.

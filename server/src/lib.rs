@@ -6,6 +6,7 @@ pub mod exports;
 pub mod health;
 pub mod settings;
 pub mod telemetry;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use app::ServerContext;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::{HeaderName, header};
-use axum::routing::get;
+use axum::routing::{get, post};
 use leptos::prelude::*;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -102,6 +103,7 @@ pub fn router(settings: &Settings, core: Core) -> Router {
         core: core.clone(),
         sandbox: settings.sandbox(),
         secure_cookies: settings.secure_cookies(),
+        github_webhook_secret: settings.github_webhook_secret.clone(),
     };
     let state = AppState {
         leptos_options: leptos_options.clone(),
@@ -115,7 +117,11 @@ pub fn router(settings: &Settings, core: Core) -> Router {
         move || provide_context(context.clone())
     };
     let request_id = HeaderName::from_static("x-request-id");
-    Router::new()
+    // Webhooks carry up to 25 MB; everything else is held to TENKI_MAX_BODY_BYTES.
+    let webhooks = Router::new()
+        .route("/webhooks/github", post(webhooks::github))
+        .layer(DefaultBodyLimit::max(webhooks::MAX_DELIVERY_BYTES));
+    let pages = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
@@ -125,14 +131,16 @@ pub fn router(settings: &Settings, core: Core) -> Router {
             let leptos_options = leptos_options.clone();
             move || app::shell(leptos_options.clone())
         })
-        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(
-            provide,
-            app::shell,
-        ))
+        .fallback(leptos_axum::file_and_error_handler_with_context::<
+            AppState,
+            _,
+        >(provide, app::shell))
+        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
+        .layer(RequestBodyLimitLayer::new(settings.max_body_bytes));
+    webhooks
+        .merge(pages)
         .layer(axum::middleware::from_fn(telemetry::track_requests))
         .layer(CompressionLayer::new())
-        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
-        .layer(RequestBodyLimitLayer::new(settings.max_body_bytes))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {

@@ -58,6 +58,15 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let core = server::connect(&settings).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = tenki_core::queue::worker(core.clone(), settings.worker_concurrency, async move {
+        let mut stopped = stopped;
+        // An error means the sender is gone: stop as well.
+        drop(stopped.wait_for(|stop| *stop).await);
+    })
+    .await
+    .context("starting the background worker")?;
+    let worker = tokio::spawn(async move { worker.run().await });
     let router = server::router(&settings, core);
     let listener = tokio::net::TcpListener::bind(settings.addr)
         .await
@@ -67,9 +76,17 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         "Tenki is serving on http://{}",
         settings.addr
     );
-    server::serve(listener, router, server::shutdown_signal())
-        .await
-        .context("serving HTTP")
+    server::serve(listener, router, async move {
+        server::shutdown_signal().await;
+        stop.send_replace(true);
+    })
+    .await
+    .context("serving HTTP")?;
+    match worker.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(anyhow::anyhow!("background worker: {e}")),
+        Err(e) => Err(anyhow::anyhow!("background worker panicked: {e}")),
+    }
 }
 
 async fn migrate(settings: Settings) -> anyhow::Result<()> {

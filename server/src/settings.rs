@@ -33,7 +33,14 @@ pub struct Settings {
     pub github_app_id: Option<String>,
     /// Stripe's secret key (`TENKI_STRIPE_SECRET_KEY`); unset means the Stripe sandbox.
     pub stripe_secret_key: Option<SecretString>,
+    /// The GitHub App's webhook secret (`TENKI_GITHUB_WEBHOOK_SECRET`); required with a real App.
+    pub github_webhook_secret: SecretString,
+    /// Background tasks run at once by this replica (`TENKI_WORKER_CONCURRENCY`).
+    pub worker_concurrency: usize,
 }
+
+/// The webhook secret of the GitHub sandbox; refused when a real GitHub App is configured.
+pub const SANDBOX_WEBHOOK_SECRET: &str = "tenki-sandbox-webhook-secret";
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +83,14 @@ impl Settings {
                 });
             }
         };
+        let github_app_id = optional("TENKI_GITHUB_APP_ID");
+        let github_webhook_secret = optional("TENKI_GITHUB_WEBHOOK_SECRET");
+        if github_app_id.is_some() && github_webhook_secret.is_none() {
+            return Err(SettingsError {
+                name: "TENKI_GITHUB_WEBHOOK_SECRET",
+                problem: "required with TENKI_GITHUB_APP_ID: the App's webhook secret".to_owned(),
+            });
+        }
         Ok(Self {
             addr: parse_setting(&get, "TENKI_ADDR", "127.0.0.1:3000")?,
             public_url: get("TENKI_PUBLIC_URL", "http://127.0.0.1:3000"),
@@ -90,7 +105,11 @@ impl Settings {
             log_format,
             log_filter: get("TENKI_LOG", "info,tower_http=info"),
             max_body_bytes: parse_setting(&get, "TENKI_MAX_BODY_BYTES", "1048576")?,
-            github_app_id: optional("TENKI_GITHUB_APP_ID"),
+            github_app_id,
+            github_webhook_secret: SecretString::from(
+                github_webhook_secret.unwrap_or_else(|| SANDBOX_WEBHOOK_SECRET.to_owned()),
+            ),
+            worker_concurrency: parse_setting(&get, "TENKI_WORKER_CONCURRENCY", "4")?,
             stripe_secret_key: optional("TENKI_STRIPE_SECRET_KEY").map(SecretString::from),
         })
     }
@@ -147,6 +166,20 @@ mod tests {
     fn https_public_url_turns_on_secure_cookies() {
         let settings = settings(&[("TENKI_PUBLIC_URL", "https://app.tenki.cloud")]).expect("valid");
         assert!(settings.secure_cookies());
+    }
+
+    #[test]
+    fn a_real_github_app_needs_its_own_webhook_secret() {
+        let err = settings(&[("TENKI_GITHUB_APP_ID", "12345")]).expect_err("refused");
+        assert!(
+            err.to_string().starts_with("TENKI_GITHUB_WEBHOOK_SECRET:"),
+            "{err}"
+        );
+        let ok = settings(&[
+            ("TENKI_GITHUB_APP_ID", "12345"),
+            ("TENKI_GITHUB_WEBHOOK_SECRET", "s3cret"),
+        ]);
+        assert!(ok.is_ok());
     }
 
     #[test]

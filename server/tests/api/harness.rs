@@ -49,6 +49,10 @@ impl TestApp {
             .await
             .expect("ledger (is TigerBeetle up?)");
         let core = Core { db, ledger };
+        let worker = tenki_core::queue::worker(core.clone(), 4, std::future::pending())
+            .await
+            .expect("background worker");
+        tokio::spawn(async move { worker.run().await });
         let router = server::router(&settings, core.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -5,3 +5,4 @@ mod harness;
 mod health;
 mod identity;
 mod metering;
+mod webhooks;

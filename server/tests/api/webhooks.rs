@@ -1,0 +1,394 @@
+//! GitHub webhook intake and the job lifecycle (SPEC §4), fed with the real payloads of
+//! `../shared/fixtures/github`, against real PostgreSQL, TigerBeetle and the durable queue.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::Utc;
+use rand::seq::SliceRandom;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tenki_core::github_webhooks::sign;
+use uuid::Uuid;
+
+use crate::harness::TestApp;
+
+const SECRET: &[u8] = server::settings::SANDBOX_WEBHOOK_SECRET.as_bytes();
+
+fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/github")
+}
+
+fn fixture(name: &str) -> Value {
+    let text = std::fs::read_to_string(fixtures_dir().join(name)).expect("fixture");
+    serde_json::from_str(&text).expect("JSON")
+}
+
+/// The event name of a fixture file: `workflow_job.queued.json` → `workflow_job`.
+fn event_of(file: &str) -> &str {
+    file.split('.').next().expect("name")
+}
+
+async fn deliver(
+    app: &TestApp,
+    event: &str,
+    delivery_id: &str,
+    body: &[u8],
+    signature: Option<String>,
+) -> reqwest::Response {
+    let mut request = app
+        .client
+        .post(format!("{}/webhooks/github", app.address))
+        .header("content-type", "application/json")
+        .header("x-github-event", event)
+        .header("x-github-delivery", delivery_id)
+        .body(body.to_vec());
+    if let Some(signature) = signature {
+        request = request.header("x-hub-signature-256", signature);
+    }
+    request.send().await.expect("delivered")
+}
+
+async fn stored(db: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM github_deliveries")
+        .fetch_one(db)
+        .await
+        .expect("count")
+}
+
+/// Waits (bounded) until no delivery is waiting for the queue.
+async fn wait_until_processed(db: &PgPool) {
+    for _ in 0..600 {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM github_deliveries WHERE status IN ('queued', 'failed')",
+        )
+        .fetch_one(db)
+        .await
+        .expect("count");
+        if waiting == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stuck: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT delivery_id, error FROM github_deliveries WHERE status <> 'processed' AND status <> 'ignored' LIMIT 5")
+            .fetch_all(db)
+            .await
+            .expect("query");
+    panic!("deliveries not processed within 60 s: {stuck:?}");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn every_fixture_is_accepted_when_signed_and_refused_when_not(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let mut files: Vec<String> = std::fs::read_dir(fixtures_dir())
+        .expect("fixtures")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| name.ends_with(".json"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 20, "{files:?}");
+    for (n, file) in files.iter().enumerate() {
+        let body = std::fs::read(fixtures_dir().join(file)).expect("read");
+        let event = event_of(file);
+        let wrong = deliver(
+            &app,
+            event,
+            &format!("bad-{n}"),
+            &body,
+            Some(sign(b"not the secret", &body)),
+        )
+        .await;
+        assert_eq!(wrong.status(), 401, "{file}: wrong signature");
+        let missing = deliver(&app, event, &format!("none-{n}"), &body, None).await;
+        assert_eq!(missing.status(), 401, "{file}: no signature");
+        assert_eq!(
+            stored(&db).await,
+            i64::try_from(n).expect("small"),
+            "{file}: nothing stored when refused"
+        );
+
+        let accepted = deliver(
+            &app,
+            event,
+            &format!("ok-{n}"),
+            &body,
+            Some(sign(SECRET, &body)),
+        )
+        .await;
+        assert_eq!(accepted.status(), 202, "{file}");
+        let again = deliver(
+            &app,
+            event,
+            &format!("ok-{n}"),
+            &body,
+            Some(sign(SECRET, &body)),
+        )
+        .await;
+        assert_eq!(
+            again.status(),
+            200,
+            "{file}: the same delivery twice is stored once"
+        );
+    }
+    assert_eq!(
+        stored(&db).await,
+        i64::try_from(files.len()).expect("small")
+    );
+    wait_until_processed(&db).await;
+
+    // As documented: workflow_run and ping are ignored; the fixtures' jobs carry no Tenki label.
+    let ignored: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT event FROM github_deliveries WHERE status = 'ignored' ORDER BY 1",
+    )
+    .fetch_all(&db)
+    .await
+    .expect("query");
+    assert_eq!(ignored, ["ping", "workflow_run"]);
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM github_jobs")
+        .fetch_one(&db)
+        .await
+        .expect("count");
+    assert_eq!(
+        jobs, 0,
+        "ubuntu-latest and self-hosted jobs are not Tenki's"
+    );
+    // Installations: created, then suspended/unsuspended, deleted.
+    let installations: Vec<(i64, String)> =
+        sqlx::query_as("SELECT installation_id, state FROM github_installations ORDER BY 1")
+            .fetch_all(&db)
+            .await
+            .expect("query");
+    assert!(
+        installations.contains(&(957_387, "active".to_owned())),
+        "{installations:?}"
+    );
+    assert!(
+        installations.contains(&(2, "deleted".to_owned())),
+        "{installations:?}"
+    );
+    let repositories: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM github_repositories WHERE NOT removed")
+            .fetch_one(&db)
+            .await
+            .expect("count");
+    assert!(repositories > 0);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn malformed_json_missing_headers_and_oversized_bodies_store_nothing(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let body = b"{not json";
+    let response = deliver(
+        &app,
+        "workflow_job",
+        "malformed",
+        body,
+        Some(sign(SECRET, body)),
+    )
+    .await;
+    assert_eq!(response.status(), 400);
+    let body = br#"{"action":"queued"}"#;
+    let no_id = app
+        .client
+        .post(format!("{}/webhooks/github", app.address))
+        .header("x-github-event", "workflow_job")
+        .header("x-hub-signature-256", sign(SECRET, body))
+        .body(body.to_vec())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(no_id.status(), 400);
+    let huge = vec![b' '; 26 * 1024 * 1024];
+    let response = deliver(
+        &app,
+        "workflow_job",
+        "huge",
+        &huge,
+        Some(sign(SECRET, &huge)),
+    )
+    .await;
+    assert_eq!(response.status(), 413);
+    assert_eq!(stored(&db).await, 0);
+}
+
+/// A `workflow_job` delivery for job `id` in `status`, built from the real fixture.
+fn job_delivery(
+    installation_id: i64,
+    id: i64,
+    status: &str,
+    label: &str,
+    start: chrono::DateTime<Utc>,
+    minutes: i64,
+) -> Value {
+    let mut body = fixture(match status {
+        "queued" => "workflow_job.queued.json",
+        "in_progress" => "workflow_job.in_progress.json",
+        _ => "workflow_job.completed.success.with-organization.json",
+    });
+    body["action"] = json!(status);
+    body["installation"] = json!({ "id": installation_id });
+    let job = &mut body["workflow_job"];
+    job["id"] = json!(id);
+    job["run_id"] = json!(id / 10);
+    job["run_attempt"] = json!(1);
+    job["status"] = json!(status);
+    job["labels"] = json!([label]);
+    job["created_at"] = json!((start - chrono::Duration::seconds(20)).to_rfc3339());
+    job["started_at"] = json!(start.to_rfc3339());
+    job["completed_at"] = if status == "completed" {
+        json!(
+            (start + chrono::Duration::minutes(minutes) - chrono::Duration::seconds(30))
+                .to_rfc3339()
+        )
+    } else {
+        Value::Null
+    };
+    job["conclusion"] = if status == "completed" {
+        json!("success")
+    } else {
+        Value::Null
+    };
+    body
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_thousand_shuffled_deliveries_with_duplicates_make_100_jobs_metered_once(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let email = format!("{}@hooks.test", Uuid::new_v4());
+    let workspace_id = tenki_core::identity::sign_up(
+        &db,
+        &app.core.ledger,
+        &email,
+        "a long enough password",
+        "Hooks",
+        Utc::now(),
+    )
+    .await
+    .expect("sign-up")
+    .workspace_id;
+    let installation_id = i64::try_from(Uuid::new_v4().as_u128() % 1_000_000_000).expect("fits");
+    sqlx::query(
+        "INSERT INTO github_installations VALUES ($1, 'acme', 'Organization', $2, 'active', now())",
+    )
+    .bind(installation_id)
+    .bind(workspace_id)
+    .execute(&db)
+    .await
+    .expect("linked installation");
+
+    let base = i64::try_from(Uuid::new_v4().as_u128() % 1_000_000_000_000).expect("fits") * 1_000;
+    let start = Utc::now() - chrono::Duration::hours(2);
+    let mut deliveries = Vec::new();
+    for n in 0..100_i64 {
+        let minutes = 1 + n % 7;
+        for status in ["queued", "in_progress", "completed"] {
+            let body = serde_json::to_vec(&job_delivery(
+                installation_id,
+                base + n,
+                status,
+                "tenki-standard-2c",
+                start,
+                minutes,
+            ))
+            .expect("JSON");
+            deliveries.push((format!("{}-{n}-{status}", base), body));
+        }
+    }
+    // 300 distinct deliveries, each sent 3 or 4 times: 1,000 in all, in random order.
+    let mut sends: Vec<(String, Vec<u8>)> = Vec::new();
+    for (i, delivery) in deliveries.iter().enumerate() {
+        let copies = if i < 100 { 4 } else { 3 };
+        for _ in 0..copies {
+            sends.push(delivery.clone());
+        }
+    }
+    assert_eq!(sends.len(), 1_000);
+    sends.shuffle(&mut rand::thread_rng());
+    for (id, body) in &sends {
+        let response = deliver(&app, "workflow_job", id, body, Some(sign(SECRET, body))).await;
+        assert!(response.status().is_success(), "{}", response.status());
+    }
+    assert_eq!(stored(&db).await, 300, "each delivery stored once");
+    wait_until_processed(&db).await;
+
+    let jobs: Vec<(String, bool)> =
+        sqlx::query_as("SELECT status, metered FROM github_jobs WHERE installation_id = $1")
+            .bind(installation_id)
+            .fetch_all(&db)
+            .await
+            .expect("jobs");
+    assert_eq!(jobs.len(), 100);
+    assert!(
+        jobs.iter()
+            .all(|(status, metered)| status == "completed" && *metered),
+        "{jobs:?}"
+    );
+    let minutes: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT job_key, minutes FROM usage_records WHERE workspace_id = $1 ORDER BY job_key",
+    )
+    .bind(workspace_id)
+    .fetch_all(&db)
+    .await
+    .expect("usage");
+    assert_eq!(minutes.len(), 100, "one usage record per job");
+    for (job_key, minutes) in minutes {
+        let n: i64 = job_key
+            .split(':')
+            .next()
+            .expect("id")
+            .parse::<i64>()
+            .expect("number")
+            - base;
+        // Ran `1 + n % 7` minutes less 30 s: rounded up to the whole minutes.
+        assert_eq!(minutes, 1 + n % 7, "{job_key}");
+    }
+    let report = tenki_core::reconcile::reconcile(
+        &db,
+        &app.core.ledger,
+        &tenki_core::reconcile::Scope::Workspaces(vec![workspace_id]),
+    )
+    .await
+    .expect("reconciles");
+    assert!(report.is_balanced(), "{:?}", report.differences);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_completed_job_never_moves_back_when_queued_arrives_late(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let start = Utc::now() - chrono::Duration::minutes(30);
+    let id = i64::try_from(Uuid::new_v4().as_u128() % 1_000_000_000_000).expect("fits");
+    for (n, status) in ["completed", "in_progress", "queued"].iter().enumerate() {
+        let body = serde_json::to_vec(&job_delivery(42, id, status, "tenki-standard-4c", start, 5))
+            .expect("JSON");
+        let response = deliver(
+            &app,
+            "workflow_job",
+            &format!("late-{id}-{n}"),
+            &body,
+            Some(sign(SECRET, &body)),
+        )
+        .await;
+        assert_eq!(response.status(), 202);
+    }
+    wait_until_processed(&db).await;
+    let (status, started, completed): (
+        String,
+        Option<chrono::DateTime<Utc>>,
+        Option<chrono::DateTime<Utc>>,
+    ) = sqlx::query_as(
+        "SELECT status, started_at, completed_at FROM github_jobs WHERE github_job_id = $1",
+    )
+    .bind(id)
+    .fetch_one(&db)
+    .await
+    .expect("job");
+    assert_eq!(status, "completed");
+    assert!(started.is_some() && completed.is_some());
+}
