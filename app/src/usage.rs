@@ -26,6 +26,8 @@ pub struct DayBar {
     pub day: u32,
     pub label: String,
     pub minutes: i64,
+    /// Micro-cents.
+    pub amount: i64,
     pub cost: String,
 }
 
@@ -103,6 +105,7 @@ pub async fn usage_month(month: String) -> Result<UsageView, AppError> {
                         day: d.day.day(),
                         label: d.label,
                         minutes: d.minutes,
+                        amount: d.amount,
                         cost: usage::dollars(d.amount, 2),
                     })
                     .collect(),
@@ -153,10 +156,16 @@ fn UsageReport(view: UsageView) -> impl IntoView {
             <Stat label="Minutes" value=thousands(u64::try_from(view.minutes).unwrap_or(0)) testid="usage-minutes"/>
             <Stat label="Free minutes used" value=thousands(u64::try_from(view.free_minutes).unwrap_or(0)) testid="usage-free-minutes"/>
         </div>
-        <section class="mt-6 rounded-xl border border-slate-200 bg-white p-4 shadow-sm">
-            <h2 class="text-sm font-medium text-slate-500">"Minutes per day, by runner label"</h2>
-            <DailyChart days=view.days_in_month bars=view.daily.clone()/>
-        </section>
+        <div class="mt-6 grid gap-6">
+            <section class="rounded-xl border border-slate-200 bg-white p-4 shadow-sm">
+                <h2 class="text-sm font-medium text-slate-500">"Minutes per day, by runner label"</h2>
+                <DailyChart days=view.days_in_month bars=view.daily.clone() measure=Measure::Minutes/>
+            </section>
+            <section class="rounded-xl border border-slate-200 bg-white p-4 shadow-sm">
+                <h2 class="text-sm font-medium text-slate-500">"Cost per day, by runner label"</h2>
+                <DailyChart days=view.days_in_month bars=view.daily.clone() measure=Measure::Cost/>
+            </section>
+        </div>
         <Breakdown title="By runner label" testid="usage-by-label" rows=view.by_label.clone()/>
         <Breakdown title="By repository" testid="usage-by-repository" rows=view.by_repository.clone()/>
         <Breakdown title="By workflow" testid="usage-by-workflow" rows=view.by_workflow.clone()/>
@@ -208,15 +217,52 @@ fn Breakdown(title: &'static str, testid: &'static str, rows: Vec<UsageRow>) -> 
 
 /// Colours of the labels in the chart, in label order.
 const PALETTE: [&str; 8] = [
-    "#6366f1", "#10b981", "#f59e0b", "#ef4444", "#0ea5e9", "#a855f7", "#14b8a6", "#f97316",
+    "#6366f1", "#10b981", "#f59e0b", "#ef4444", "#0ea5e9", "#a855f7", "#ec4899", "#64748b",
 ];
 const CHART_WIDTH: f64 = 760.0;
 const CHART_HEIGHT: f64 = 220.0;
 const CHART_LEFT: f64 = 48.0;
 const CHART_BOTTOM: f64 = 24.0;
 
+/// What a chart stacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Measure {
+    Minutes,
+    /// Micro-cents, labelled in dollars.
+    Cost,
+}
+
+impl Measure {
+    fn of(self, bar: &DayBar) -> i64 {
+        match self {
+            Self::Minutes => bar.minutes,
+            Self::Cost => bar.amount,
+        }
+    }
+
+    /// An axis label for `value`.
+    fn label(self, value: i64) -> String {
+        match self {
+            Self::Minutes => value.to_string(),
+            // $1 = 100,000,000 micro-cents; whole cents are enough on an axis.
+            Self::Cost => format!(
+                "${}.{:02}",
+                value / 100_000_000,
+                (value % 100_000_000) / 1_000_000
+            ),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Minutes => "Minutes",
+            Self::Cost => "Cost",
+        }
+    }
+}
+
 #[component]
-fn DailyChart(days: u32, bars: Vec<DayBar>) -> impl IntoView {
+fn DailyChart(days: u32, bars: Vec<DayBar>, measure: Measure) -> impl IntoView {
     let mut labels: Vec<String> = bars.iter().map(|b| b.label.clone()).collect();
     labels.sort();
     labels.dedup();
@@ -227,23 +273,24 @@ fn DailyChart(days: u32, bars: Vec<DayBar>) -> impl IntoView {
     let mut totals = vec![0_i64; days as usize + 1];
     for bar in &bars {
         if let Some(total) = totals.get_mut(bar.day as usize) {
-            *total += bar.minutes;
+            *total += measure.of(bar);
         }
     }
     let top = nice_ceiling(totals.iter().copied().max().unwrap_or(0));
     let plot_height = CHART_HEIGHT - CHART_BOTTOM - 8.0;
     let slot = (CHART_WIDTH - CHART_LEFT) / f64::from(days.max(1));
-    let scale = |minutes: i64| plot_height * (minutes as f64) / (top as f64);
+    // Screen geometry only; the values themselves stay integers.
+    let scale = |value: i64| plot_height * (value as f64) / (top as f64);
     let mut stacked = vec![0_i64; days as usize + 1];
     let rects = bars
         .iter()
         .map(|bar| {
             let below = stacked.get(bar.day as usize).copied().unwrap_or(0);
             if let Some(s) = stacked.get_mut(bar.day as usize) {
-                *s += bar.minutes;
+                *s += measure.of(bar);
             }
             let x = CHART_LEFT + slot * f64::from(bar.day - 1) + slot * 0.15;
-            let height = scale(bar.minutes);
+            let height = scale(measure.of(bar));
             let y = 8.0 + plot_height - scale(below) - height;
             let title = format!(
                 "Day {}: {} · {} min · ${}",
@@ -256,14 +303,16 @@ fn DailyChart(days: u32, bars: Vec<DayBar>) -> impl IntoView {
             }
         })
         .collect_view();
-    let grid = [0.0, 0.5, 1.0]
+    // Gridlines at 0, half and the top.
+    let grid = [0_i64, 1, 2]
         .into_iter()
-        .map(|fraction| {
-            let y = 8.0 + plot_height * (1.0 - fraction);
-            let value = (top as f64 * fraction).round();
+        .map(|halves| {
+            let value = top * halves / 2;
+            let y = 8.0 + plot_height - scale(value);
+            let text = measure.label(value);
             view! {
                 <line x1=CHART_LEFT x2=CHART_WIDTH y1=format!("{y:.1}") y2=format!("{y:.1}") stroke="#e2e8f0"/>
-                <text x=CHART_LEFT - 6.0 y=format!("{:.1}", y + 4.0) text-anchor="end" font-size="11" fill="#64748b">{format!("{value}")}</text>
+                <text x=CHART_LEFT - 6.0 y=format!("{:.1}", y + 4.0) text-anchor="end" font-size="11" fill="#64748b">{text}</text>
             }
         })
         .collect_view();
@@ -287,7 +336,13 @@ fn DailyChart(days: u32, bars: Vec<DayBar>) -> impl IntoView {
         })
         .collect_view();
     view! {
-        <svg viewBox=format!("0 0 {CHART_WIDTH} {CHART_HEIGHT}") class="mt-3 w-full" role="img" aria-label="Minutes per day by runner label" data-testid="usage-chart">
+        <svg
+            viewBox=format!("0 0 {CHART_WIDTH} {CHART_HEIGHT}")
+            class="mt-3 w-full"
+            role="img"
+            aria-label=format!("{} per day by runner label", measure.name())
+            data-testid=format!("usage-chart-{}", measure.name().to_lowercase())
+        >
             {grid}
             {rects}
             {day_labels}

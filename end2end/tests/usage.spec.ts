@@ -19,9 +19,12 @@ test("the demo workspace's Usage page shows the chart, the per-label table and a
   await page.getByRole("link", { name: "Usage" }).click();
   await expect(page.getByRole("heading", { name: "Usage" })).toBeVisible();
 
-  const chart = page.getByTestId("usage-chart");
-  await expect(chart).toBeVisible();
-  expect(await chart.locator("rect").count()).toBeGreaterThan(5);
+  for (const measure of ["minutes", "cost"]) {
+    const chart = page.getByTestId(`usage-chart-${measure}`);
+    await expect(chart).toBeVisible();
+    expect(await chart.locator("rect").count()).toBeGreaterThan(5);
+  }
+  await expect(page.getByTestId("usage-chart-cost")).toContainText("$");
   const labelRows = page.getByTestId("usage-by-label").locator("tbody tr");
   expect(await labelRows.count()).toBeGreaterThanOrEqual(3);
   await expect(page.getByTestId("usage-by-label")).toContainText("tenki-standard-2c");

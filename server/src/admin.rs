@@ -29,33 +29,9 @@ pub enum AdminCommand {
         admin: String,
     },
     /// Add promotional credit (dollars, e.g. 25.00) to a workspace's balance.
-    PromoCredit {
-        #[arg(long)]
-        workspace: Uuid,
-        #[arg(long)]
-        amount: String,
-        #[arg(long)]
-        reason: String,
-        #[arg(long)]
-        admin: String,
-        /// Names this request: the same key twice credits once. Default: derived from the
-        /// workspace, amount, reason, admin and today's date.
-        #[arg(long)]
-        key: Option<String>,
-    },
+    PromoCredit(PromoArgs),
     /// Deduct promotional credit (dollars) from a workspace's balance.
-    PromoDeduct {
-        #[arg(long)]
-        workspace: Uuid,
-        #[arg(long)]
-        amount: String,
-        #[arg(long)]
-        reason: String,
-        #[arg(long)]
-        admin: String,
-        #[arg(long)]
-        key: Option<String>,
-    },
+    PromoDeduct(PromoArgs),
     /// Meter one finished job by hand, for the workspace of a person (support and the sandbox).
     MeterJob {
         #[arg(long)]
@@ -73,6 +49,25 @@ pub enum AdminCommand {
         #[arg(long)]
         job_id: Option<i64>,
     },
+}
+
+/// A promotional credit or deduction.
+#[derive(Debug, clap::Args)]
+pub struct PromoArgs {
+    #[arg(long)]
+    workspace: Uuid,
+    /// Dollars, e.g. 25.00.
+    #[arg(long)]
+    amount: String,
+    #[arg(long)]
+    reason: String,
+    /// The e-mail of the admin doing it.
+    #[arg(long)]
+    admin: String,
+    /// Names this request: the same key twice changes the balance once. Default: derived from
+    /// the workspace, amount, reason, admin and today's date.
+    #[arg(long)]
+    key: Option<String>,
 }
 
 /// Runs an admin command; `Ok(false)` means "ran, and found differences".
@@ -110,46 +105,8 @@ pub async fn run(core: &Core, command: AdminCommand) -> anyhow::Result<bool> {
             );
             Ok(true)
         }
-        AdminCommand::PromoCredit {
-            workspace,
-            amount,
-            reason,
-            admin,
-            key,
-        } => {
-            promotional(
-                core,
-                workspace,
-                &amount,
-                1,
-                AdminRequest {
-                    admin_email: admin,
-                    reason,
-                },
-                key,
-            )
-            .await
-        }
-        AdminCommand::PromoDeduct {
-            workspace,
-            amount,
-            reason,
-            admin,
-            key,
-        } => {
-            promotional(
-                core,
-                workspace,
-                &amount,
-                -1,
-                AdminRequest {
-                    admin_email: admin,
-                    reason,
-                },
-                key,
-            )
-            .await
-        }
+        AdminCommand::PromoCredit(args) => promotional(core, args, 1).await,
+        AdminCommand::PromoDeduct(args) => promotional(core, args, -1).await,
         AdminCommand::MeterJob {
             email,
             label,
@@ -187,15 +144,20 @@ pub async fn run(core: &Core, command: AdminCommand) -> anyhow::Result<bool> {
 }
 
 /// Credits (`sign` 1) or deducts (`sign` -1) a positive dollar amount.
-async fn promotional(
-    core: &Core,
-    workspace: Uuid,
-    amount: &str,
-    sign: i64,
-    request: AdminRequest,
-    key: Option<String>,
-) -> anyhow::Result<bool> {
+async fn promotional(core: &Core, args: PromoArgs, sign: i64) -> anyhow::Result<bool> {
     let now = Utc::now();
+    let PromoArgs {
+        workspace,
+        amount,
+        reason,
+        admin,
+        key,
+    } = args;
+    let amount = amount.as_str();
+    let request = AdminRequest {
+        admin_email: admin,
+        reason,
+    };
     let micro_cents = usage::parse_dollars(amount)
         .with_context(|| format!("{amount:?} is not an amount in dollars"))?;
     if micro_cents <= 0 {
