@@ -57,7 +57,7 @@ pub struct PromoArgs {
     #[arg(long)]
     workspace: Uuid,
     /// Dollars, e.g. 25.00.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     amount: String,
     #[arg(long)]
     reason: String,

@@ -300,18 +300,19 @@ pub fn to_csv(records: &[UsageRecord]) -> String {
     csv
 }
 
-/// Micro-cents as dollars with `decimals` decimals (at most 8), rounded half up.
+/// Micro-cents as dollars with `decimals` decimals (at most 8), rounded half away from zero.
 pub fn dollars(micro_cents: i64, decimals: u32) -> String {
     let decimals = decimals.min(8);
     // $1 = 100 cents = 100,000,000 micro-cents.
-    let per_unit = 10_i128.pow(8 - decimals);
-    let scaled = (i128::from(micro_cents) + per_unit / 2).div_euclid(per_unit);
-    let base = 10_i128.pow(decimals);
-    let (whole, fraction) = (scaled.div_euclid(base), scaled.rem_euclid(base));
+    let per_unit = 10_u128.pow(8 - decimals);
+    let scaled = (u128::from(micro_cents.unsigned_abs()) + per_unit / 2) / per_unit;
+    let base = 10_u128.pow(decimals);
+    let (whole, fraction) = (scaled / base, scaled % base);
+    let sign = if micro_cents < 0 && scaled > 0 { "-" } else { "" };
     if decimals == 0 {
-        format!("{whole}")
+        format!("{sign}{whole}")
     } else {
-        format!("{whole}.{fraction:0width$}", width = decimals as usize)
+        format!("{sign}{whole}.{fraction:0width$}", width = decimals as usize)
     }
 }
 
@@ -391,6 +392,9 @@ mod tests {
         assert_eq!(dollars(1, 8), "0.00000001");
         assert_eq!(dollars(1_000_000_000, 2), "10.00");
         assert_eq!(dollars(123_456_789_012, 6), "1234.567890");
+        assert_eq!(dollars(-250_000_000, 2), "-2.50");
+        assert_eq!(dollars(-4_500_000, 2), "-0.05");
+        assert_eq!(dollars(-1, 2), "0.00", "no minus sign on a rounded zero");
     }
 
     #[test]
