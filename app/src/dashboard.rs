@@ -170,7 +170,7 @@ pub fn OverviewPage() -> impl IntoView {
 }
 
 /// How often live figures refresh in the browser.
-const LIVE_REFRESH: std::time::Duration = std::time::Duration::from_secs(3);
+pub const LIVE_REFRESH: std::time::Duration = std::time::Duration::from_secs(3);
 
 #[component]
 fn OverviewCards(data: OverviewData) -> impl IntoView {

@@ -4,6 +4,8 @@
 pub mod auth;
 pub mod dashboard;
 pub mod error;
+pub mod jobs;
+pub mod runners;
 #[cfg(feature = "ssr")]
 pub mod server;
 pub mod usage;
@@ -18,6 +20,8 @@ pub use server::ServerContext;
 
 use crate::auth::{SignInPage, SignUpPage};
 use crate::dashboard::{ComingSoon, DashboardLayout, OverviewPage};
+use crate::jobs::JobsPage;
+use crate::runners::RunnersPage;
 use crate::usage::UsagePage;
 
 /// The HTML document around the app, rendered on the server.
@@ -53,8 +57,8 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/sign-up") view=SignUpPage ssr=SsrMode::Async/>
                 <ParentRoute path=path!("") view=DashboardLayout ssr=SsrMode::Async>
                     <Route path=path!("") view=OverviewPage ssr=SsrMode::Async/>
-                    <Route path=path!("runners") view=|| view! { <ComingSoon title="Runners"/> } ssr=SsrMode::Async/>
-                    <Route path=path!("jobs") view=|| view! { <ComingSoon title="Jobs"/> } ssr=SsrMode::Async/>
+                    <Route path=path!("runners") view=RunnersPage ssr=SsrMode::Async/>
+                    <Route path=path!("jobs") view=JobsPage ssr=SsrMode::Async/>
                     <Route path=path!("usage") view=UsagePage ssr=SsrMode::Async/>
                     <Route path=path!("add-ons") view=|| view! { <ComingSoon title="Add-ons"/> } ssr=SsrMode::Async/>
                     <Route path=path!("billing") view=|| view! { <ComingSoon title="Billing"/> } ssr=SsrMode::Async/>

@@ -1,6 +1,8 @@
 // Shared steps of the dashboard tests.
-import { expect, type Page } from "@playwright/test";
+import { type APIRequestContext, expect, type Page } from "@playwright/test";
 import { execFileSync } from "node:child_process";
+import { createHmac, randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
 
 /** A fresh e-mail address per test run, so tests never collide with earlier data. */
 export function uniqueEmail(prefix: string): string {
@@ -53,4 +55,32 @@ export async function signUp(page: Page, workspace: string, email: string, passw
   await page.getByLabel("Password (at least 10 characters)").fill(password);
   await page.getByRole("button", { name: "Create account" }).click();
   await expectOverview(page);
+}
+
+/** The sandbox's webhook secret (server/src/settings.rs). */
+const SANDBOX_WEBHOOK_SECRET = "tenki-sandbox-webhook-secret";
+
+/** A real GitHub payload from ../shared/fixtures/github. */
+export function githubFixture(name: string): Record<string, any> {
+  return JSON.parse(readFileSync(`../../shared/fixtures/github/${name}`, "utf8"));
+}
+
+/** Posts `body` to the webhook intake signed the way GitHub signs it; returns the status. */
+export async function deliverToGithubWebhook(
+  request: APIRequestContext,
+  event: string,
+  body: unknown,
+): Promise<number> {
+  const raw = JSON.stringify(body);
+  const signature = "sha256=" + createHmac("sha256", SANDBOX_WEBHOOK_SECRET).update(raw).digest("hex");
+  const response = await request.post("/webhooks/github", {
+    data: raw,
+    headers: {
+      "content-type": "application/json",
+      "x-github-event": event,
+      "x-github-delivery": randomUUID(),
+      "x-hub-signature-256": signature,
+    },
+  });
+  return response.status();
 }

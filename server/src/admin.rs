@@ -32,6 +32,13 @@ pub enum AdminCommand {
     PromoCredit(PromoArgs),
     /// Deduct promotional credit (dollars) from a workspace's balance.
     PromoDeduct(PromoArgs),
+    /// Link a GitHub installation to the workspace of a person (support, until onboarding lands).
+    LinkInstallation {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        installation_id: i64,
+    },
     /// Meter one finished job by hand, for the workspace of a person (support and the sandbox).
     MeterJob {
         #[arg(long)]
@@ -107,6 +114,19 @@ pub async fn run(core: &Core, command: AdminCommand) -> anyhow::Result<bool> {
         }
         AdminCommand::PromoCredit(args) => promotional(core, args, 1).await,
         AdminCommand::PromoDeduct(args) => promotional(core, args, -1).await,
+        AdminCommand::LinkInstallation {
+            email,
+            installation_id,
+        } => {
+            let workspace_id = workspaces::first_workspace_of_email(&core.db, &email)
+                .await?
+                .with_context(|| format!("no workspace for {email}"))?;
+            tenki_core::jobs::link_installation(&core.db, installation_id, workspace_id, now)
+                .await
+                .with_context(|| format!("linking installation {installation_id}"))?;
+            println!("installation {installation_id} linked to the workspace of {email}");
+            Ok(true)
+        }
         AdminCommand::MeterJob {
             email,
             label,

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod github_events;
 pub mod github_webhooks;
 pub mod identity;
+pub mod jobs;
 pub mod ledger;
 pub mod metering;
 pub mod queue;

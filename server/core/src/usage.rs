@@ -308,11 +308,18 @@ pub fn dollars(micro_cents: i64, decimals: u32) -> String {
     let scaled = (u128::from(micro_cents.unsigned_abs()) + per_unit / 2) / per_unit;
     let base = 10_u128.pow(decimals);
     let (whole, fraction) = (scaled / base, scaled % base);
-    let sign = if micro_cents < 0 && scaled > 0 { "-" } else { "" };
+    let sign = if micro_cents < 0 && scaled > 0 {
+        "-"
+    } else {
+        ""
+    };
     if decimals == 0 {
         format!("{sign}{whole}")
     } else {
-        format!("{sign}{whole}.{fraction:0width$}", width = decimals as usize)
+        format!(
+            "{sign}{whole}.{fraction:0width$}",
+            width = decimals as usize
+        )
     }
 }
 

@@ -1,0 +1,178 @@
+//! The Runners page: the GitHub installations linked to the workspace, the label catalog with
+//! prices, and the `runs-on:` line to paste into a workflow.
+
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::AppError;
+
+/// An installation as the page shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallationView {
+    pub account: String,
+    pub state: String,
+    pub repositories: Vec<String>,
+}
+
+/// A catalog entry with its prices in dollars per minute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogRow {
+    pub label: String,
+    pub class: String,
+    pub vcpus: i32,
+    pub memory_gb: i32,
+    pub price_per_minute: String,
+    /// `None`: no premium variant.
+    pub premium_price_per_minute: Option<String>,
+}
+
+/// Everything the Runners page shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunnersView {
+    pub installations: Vec<InstallationView>,
+    pub catalog: Vec<CatalogRow>,
+}
+
+/// The caller's installations and the catalog in force now.
+#[server(prefix = "/api", endpoint = "runners")]
+pub async fn runner_setup() -> Result<RunnersView, AppError> {
+    crate::server::respond(
+        async move {
+            use tenki_core::{catalog, jobs, usage};
+
+            let context = crate::server::context()?;
+            let caller = crate::server::caller(&context).await?;
+            let installations = jobs::installations(&context.core.db, caller.member.workspace_id)
+                .await
+                .map_err(AppError::internal)?;
+            let entries = catalog::catalog(&context.core.db, chrono::Utc::now())
+                .await
+                .map_err(AppError::internal)?;
+            Ok(RunnersView {
+                installations: installations
+                    .into_iter()
+                    .map(|i| InstallationView {
+                        account: if i.account_login.is_empty() {
+                            format!("installation {}", i.installation_id)
+                        } else {
+                            i.account_login
+                        },
+                        state: i.state,
+                        repositories: i.repositories,
+                    })
+                    .collect(),
+                catalog: entries
+                    .into_iter()
+                    .map(|e| CatalogRow {
+                        label: e.sku.label,
+                        class: e.sku.class,
+                        vcpus: e.sku.vcpus,
+                        memory_gb: e.sku.memory_gb,
+                        price_per_minute: usage::dollars(e.price.per_minute, 4),
+                        premium_price_per_minute: e
+                            .price
+                            .premium_surcharge_per_minute
+                            .map(|s| usage::dollars(e.price.per_minute + s, 4)),
+                    })
+                    .collect(),
+            })
+        }
+        .await,
+    )
+}
+
+/// The line customers paste into their workflow.
+const SNIPPET: &str = "runs-on: tenki-standard-4c";
+
+/// The Runners page.
+#[component]
+pub fn RunnersPage() -> impl IntoView {
+    let data = Resource::new(|| (), |()| runner_setup());
+    view! {
+        <h1 class="text-2xl font-semibold text-slate-900">"Runners"</h1>
+        <section class="mt-6 rounded-xl border border-slate-200 bg-white p-6 shadow-sm">
+            <h2 class="text-sm font-medium text-slate-500">"Use a Tenki runner"</h2>
+            <p class="mt-2 text-sm text-slate-600">"Change " <code>"runs-on:"</code> " in a workflow job to a Tenki label:"</p>
+            <div class="mt-3 flex items-center gap-3">
+                <code class="select-all rounded-md bg-slate-900 px-4 py-2 font-mono text-sm text-emerald-300" data-testid="runs-on-snippet">{SNIPPET}</code>
+                <button
+                    type="button"
+                    onclick=format!("navigator.clipboard.writeText('{SNIPPET}'); this.textContent = 'Copied'")
+                    class="rounded-md border border-slate-300 px-3 py-1.5 text-sm text-slate-700 hover:bg-slate-100"
+                >
+                    "Copy"
+                </button>
+            </div>
+        </section>
+        <Suspense fallback=|| view! { <p class="mt-6 text-slate-500">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match data.await {
+                    Ok(view) => view! { <RunnersBody view/> }.into_any(),
+                    Err(error) => view! {
+                        <p role="alert" class="mt-6 rounded-md bg-red-50 px-4 py-3 text-sm text-red-700">{error.to_string()}</p>
+                    }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn RunnersBody(view: RunnersView) -> impl IntoView {
+    let no_installations = view.installations.is_empty();
+    view! {
+        <section class="mt-6 rounded-xl border border-slate-200 bg-white p-6 shadow-sm" data-testid="installations">
+            <h2 class="text-sm font-medium text-slate-500">"GitHub installations"</h2>
+            {no_installations.then(|| view! {
+                <p class="mt-2 text-sm text-slate-600">
+                    "No GitHub installation is linked to this workspace yet. Connecting GitHub from this page is being built; until then, support can link an installation for you."
+                </p>
+            })}
+            <ul class="mt-3 space-y-3">
+                {view.installations.into_iter().map(|installation| {
+                    let repositories = if installation.repositories.is_empty() {
+                        "no repositories yet".to_owned()
+                    } else {
+                        installation.repositories.join(", ")
+                    };
+                    view! {
+                        <li class="rounded-lg border border-slate-200 px-4 py-3">
+                            <p class="font-medium text-slate-900">
+                                {installation.account} " "
+                                <span class="ml-2 rounded-full bg-slate-100 px-2 py-0.5 text-xs text-slate-700">{installation.state}</span>
+                            </p>
+                            <p class="mt-1 text-sm text-slate-600">{repositories}</p>
+                        </li>
+                    }
+                }).collect_view()}
+            </ul>
+        </section>
+        <section class="mt-6 overflow-x-auto rounded-xl border border-slate-200 bg-white shadow-sm">
+            <h2 class="px-4 pt-4 text-sm font-medium text-slate-500">"Runner labels and prices"</h2>
+            <table class="mt-2 w-full text-left text-sm" data-testid="catalog">
+                <thead class="border-b border-slate-200 text-slate-500">
+                    <tr>
+                        <th class="px-4 py-2 font-medium">"Label"</th>
+                        <th class="px-4 py-2 font-medium">"Platform"</th>
+                        <th class="px-4 py-2 text-right font-medium">"vCPU"</th>
+                        <th class="px-4 py-2 text-right font-medium">"Memory"</th>
+                        <th class="px-4 py-2 text-right font-medium">"Per minute"</th>
+                        <th class="px-4 py-2 text-right font-medium">"Premium (-premium)"</th>
+                    </tr>
+                </thead>
+                <tbody>
+                    {view.catalog.into_iter().map(|row| view! {
+                        <tr class="border-b border-slate-100 last:border-0">
+                            <td class="px-4 py-2 font-mono text-xs text-slate-800">{row.label}</td>
+                            <td class="px-4 py-2">{if row.class == "macos" { "macOS (M4)" } else { "Linux x64" }}</td>
+                            <td class="px-4 py-2 text-right">{row.vcpus}</td>
+                            <td class="px-4 py-2 text-right">{row.memory_gb} " GB"</td>
+                            <td class="px-4 py-2 text-right">"$" {row.price_per_minute}</td>
+                            <td class="px-4 py-2 text-right">{row.premium_price_per_minute.map_or_else(|| "—".to_owned(), |p| format!("${p}"))}</td>
+                        </tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+        </section>
+    }
+}
