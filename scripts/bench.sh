@@ -9,7 +9,8 @@ cd "$TENKI_ROOT"
 bash scripts/tools.sh
 server=""
 trap '[ -n "$server" ] && kill "$server" 2>/dev/null; bash scripts/services.sh stop test || true' EXIT
-eval "$(bash scripts/services.sh start test)"
+exports=$(bash scripts/services.sh start test)
+eval "$exports"
 export TENKI_SITE_ROOT="$TENKI_CACHE/site-release"
 bash scripts/build.sh release
 

@@ -13,7 +13,8 @@ cleanup() {
 }
 trap cleanup EXIT
 if [ -z "${TENKI_DATABASE_URL:-}" ] || [ -z "${TENKI_TIGERBEETLE_ADDRESSES:-}" ]; then
-  eval "$(bash scripts/services.sh start run)"
+  exports=$(bash scripts/services.sh start run)
+  eval "$exports"
   started+=(run)
 fi
 

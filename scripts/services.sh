@@ -71,6 +71,16 @@ wait_for_port() {
   return 1
 }
 
+# Fails with a clear message when something that is not ours holds `port`.
+require_free_port() {
+  local port=$1 what=$2
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "port $port, needed for $what ($profile), is in use by another process" \
+      "(another checkout's services?). Stop it and try again." >&2
+    exit 1
+  fi
+}
+
 start() {
   mkdir -p "$data/tb"
   local bin; bin=$(pg_bin)
@@ -82,6 +92,7 @@ start() {
   [ "$(id -u)" = 0 ] && chown -R postgres "$pg_data"
   # A previous run killed with -9 leaves a running server or a stale pid file: stop, restart.
   stop_postgres
+  require_free_port "$pg_port" PostgreSQL
   as_pg "$bin/pg_ctl" -D "$pg_data" -l "$data/pg.log" -w -o "-p $pg_port -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >/dev/null
   local db
   for db in tenki; do
@@ -91,6 +102,7 @@ start() {
 
   local tb; tb=$(bash "$TENKI_ROOT/scripts/tigerbeetle.sh")
   stop_tigerbeetle
+  require_free_port "$tb_port" TigerBeetle
   if [ ! -f "$tb_file" ]; then
     "$tb" format --cluster=0 --replica=0 --replica-count=1 --development "$tb_file" >"$data/tb.log" 2>&1
   fi

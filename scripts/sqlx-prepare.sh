@@ -5,7 +5,8 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$TENKI_ROOT"
 trap 'bash scripts/services.sh stop test || true' EXIT
-eval "$(bash scripts/services.sh start test)"
+exports=$(bash scripts/services.sh start test)
+eval "$exports"
 base=${TENKI_DATABASE_URL%/*}
 psql "$base/postgres" -qc "DROP DATABASE IF EXISTS tenki_prepare" -c "CREATE DATABASE tenki_prepare"
 cat migrations/*.sql | psql -q -v ON_ERROR_STOP=1 "$base/tenki_prepare"

@@ -9,7 +9,8 @@ started=$(date +%s)
 bash scripts/tools.sh
 
 trap 'bash scripts/services.sh stop test || true' EXIT
-eval "$(bash scripts/services.sh start test)"
+exports=$(bash scripts/services.sh start test)
+eval "$exports"
 # #[sqlx::test] creates a database per test from this URL.
 export DATABASE_URL="$TENKI_DATABASE_URL"
 export TENKI_TEST_TIGERBEETLE_ADDRESSES="$TENKI_TIGERBEETLE_ADDRESSES"
