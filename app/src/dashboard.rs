@@ -234,8 +234,9 @@ pub fn ComingSoon(title: &'static str) -> impl IntoView {
     }
 }
 
+/// An error in words the customer can act on.
 #[component]
-fn ErrorNotice(error: AppError) -> impl IntoView {
+pub fn ErrorNotice(error: AppError) -> impl IntoView {
     view! {
         <p role="alert" class="mt-6 rounded-md bg-red-50 px-4 py-3 text-sm text-red-700">{error.to_string()}</p>
     }

@@ -4,6 +4,7 @@
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::dashboard::ErrorNotice;
 use crate::error::AppError;
 
 /// An installation as the page shows it.
@@ -108,9 +109,7 @@ pub fn RunnersPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 match data.await {
                     Ok(view) => view! { <RunnersBody view/> }.into_any(),
-                    Err(error) => view! {
-                        <p role="alert" class="mt-6 rounded-md bg-red-50 px-4 py-3 text-sm text-red-700">{error.to_string()}</p>
-                    }.into_any(),
+                    Err(error) => view! { <ErrorNotice error/> }.into_any(),
                 }
             })}
         </Suspense>

@@ -5,6 +5,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 use serde::{Deserialize, Serialize};
 
+use crate::dashboard::ErrorNotice;
 use crate::dashboard::thousands;
 use crate::error::AppError;
 
@@ -127,9 +128,7 @@ pub fn UsagePage() -> impl IntoView {
             {move || Suspend::new(async move {
                 match data.await {
                     Ok(view) => view! { <UsageReport view/> }.into_any(),
-                    Err(error) => view! {
-                        <p role="alert" class="mt-6 rounded-md bg-red-50 px-4 py-3 text-sm text-red-700">{error.to_string()}</p>
-                    }.into_any(),
+                    Err(error) => view! { <ErrorNotice error/> }.into_any(),
                 }
             })}
         </Transition>
