@@ -64,10 +64,20 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// The Prometheus exposition of every metric recorded in this process.
+/// The Prometheus exposition of every metric recorded in this process, plus the webhook backlog
+/// read from the database (so every replica reports the same shared queue).
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
+    let mut text = state.metrics.render();
+    match tenki_core::github_webhooks::backlog(&state.core.db, chrono::Utc::now()).await {
+        Ok(backlog) => text.push_str(&format!(
+            "# TYPE github_deliveries_waiting gauge\n\
+             github_deliveries_waiting{{status=\"queued\"}} {}\n\
+             github_deliveries_waiting{{status=\"failed\"}} {}\n\
+             # TYPE github_deliveries_oldest_waiting_seconds gauge\n\
+             github_deliveries_oldest_waiting_seconds {}\n",
+            backlog.queued, backlog.failed, backlog.oldest_waiting_seconds
+        )),
+        Err(e) => tracing::warn!("cannot read the webhook backlog for /metrics: {e}"),
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

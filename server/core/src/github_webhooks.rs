@@ -99,6 +99,33 @@ pub async fn store_delivery(
     Ok(Intake::Queued)
 }
 
+/// How many deliveries are in each state, and how old the oldest waiting one is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeliveryBacklog {
+    pub queued: i64,
+    pub failed: i64,
+    /// Seconds since the oldest queued or failed delivery was received; 0 when none waits.
+    pub oldest_waiting_seconds: f64,
+}
+
+/// The delivery backlog, for `/metrics`.
+pub async fn backlog(db: &PgPool, now: DateTime<Utc>) -> Result<DeliveryBacklog, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"SELECT count(*) FILTER (WHERE status = 'queued') AS "queued!",
+                  count(*) FILTER (WHERE status = 'failed') AS "failed!",
+                  coalesce(extract(epoch FROM $1 - min(received_at)), 0)::float8 AS "oldest!"
+           FROM github_deliveries WHERE status IN ('queued', 'failed')"#,
+        now,
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(DeliveryBacklog {
+        queued: row.queued,
+        failed: row.failed,
+        oldest_waiting_seconds: row.oldest,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -392,3 +392,40 @@ async fn a_completed_job_never_moves_back_when_queued_arrives_late(db: PgPool) {
     assert_eq!(status, "completed");
     assert!(started.is_some() && completed.is_some());
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_delivery_that_cannot_be_processed_is_kept_marked_failed_and_shows_in_metrics(
+    db: PgPool,
+) {
+    let app = TestApp::spawn(db.clone()).await;
+    // Signed and JSON, so stored; but no workflow_job inside, so processing fails.
+    let body = br#"{"action":"queued","workflow_job":{"status":"queued"}}"#;
+    let response = deliver(
+        &app,
+        "workflow_job",
+        "broken-1",
+        body,
+        Some(sign(SECRET, body)),
+    )
+    .await;
+    assert_eq!(response.status(), 202);
+    let mut error = None;
+    for _ in 0..100 {
+        error = sqlx::query_scalar::<_, Option<String>>("SELECT error FROM github_deliveries WHERE delivery_id = 'broken-1' AND status = 'failed'")
+            .fetch_optional(&db)
+            .await
+            .expect("query")
+            .flatten();
+        if error.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let error = error.expect("marked failed with its error");
+    assert!(error.contains("workflow_job"), "{error}");
+    let (_, metrics) = app.get("/metrics").await;
+    assert!(
+        metrics.contains("github_deliveries_waiting{status=\"failed\"} 1"),
+        "{metrics}"
+    );
+}
