@@ -78,11 +78,6 @@ impl Month {
     pub fn days(self) -> u32 {
         u32::try_from((self.end() - self.start()).num_days()).unwrap_or(31)
     }
-
-    /// The first day.
-    pub fn first_day(self) -> NaiveDate {
-        self.start().date_naive()
-    }
 }
 
 impl std::fmt::Display for Month {

@@ -27,11 +27,6 @@ impl Role {
             _ => Self::Member,
         }
     }
-
-    /// Owners and admins change billing, add-ons and runner settings.
-    pub fn can_manage(self) -> bool {
-        matches!(self, Self::Owner | Self::Admin)
-    }
 }
 
 /// A workspace as one of its members sees it.

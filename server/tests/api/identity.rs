@@ -34,13 +34,13 @@ async fn sign_up_grants_exactly_1000_free_minutes_once(db: PgPool) {
     .expect("sign-up");
     let workspace = signed_up.workspace_id;
     let ledger = &app.core.ledger;
-    assert_eq!(
+    let balance = || async {
         ledger
             .free_vcpu_minutes_left(workspace)
             .await
-            .expect("balance"),
-        2_000
-    );
+            .expect("balance")
+    };
+    assert_eq!(balance().await, 2_000);
 
     // The same person signs up again (another case, another workspace name): refused, no grant.
     let again = identity::sign_up(&db, ledger, "ada@example.COM", PASSWORD, "Second", now).await;
@@ -53,13 +53,7 @@ async fn sign_up_grants_exactly_1000_free_minutes_once(db: PgPool) {
         .open_workspace(workspace)
         .await
         .expect("retry is harmless");
-    assert_eq!(
-        ledger
-            .free_vcpu_minutes_left(workspace)
-            .await
-            .expect("balance"),
-        2_000
-    );
+    assert_eq!(balance().await, 2_000);
 
     // A restarted server: a new client, fixed accounts created again, same balance.
     let restarted = Ledger::connect(0, &harness::tigerbeetle_addresses()).expect("client");

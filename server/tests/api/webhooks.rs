@@ -49,6 +49,16 @@ async fn deliver(
     request.send().await.expect("delivered")
 }
 
+/// Posts `body` signed with the sandbox secret, as GitHub would.
+async fn deliver_signed(
+    app: &TestApp,
+    event: &str,
+    delivery_id: &str,
+    body: &[u8],
+) -> reqwest::Response {
+    deliver(app, event, delivery_id, body, Some(sign(SECRET, body))).await
+}
+
 async fn stored(db: &PgPool) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM github_deliveries")
         .fetch_one(db)
@@ -114,23 +124,9 @@ async fn every_fixture_is_accepted_when_signed_and_refused_when_not(db: PgPool) 
             "{file}: nothing stored when refused"
         );
 
-        let accepted = deliver(
-            &app,
-            event,
-            &format!("ok-{n}"),
-            &body,
-            Some(sign(SECRET, &body)),
-        )
-        .await;
+        let accepted = deliver_signed(&app, event, &format!("ok-{n}"), &body).await;
         assert_eq!(accepted.status(), 202, "{file}");
-        let again = deliver(
-            &app,
-            event,
-            &format!("ok-{n}"),
-            &body,
-            Some(sign(SECRET, &body)),
-        )
-        .await;
+        let again = deliver_signed(&app, event, &format!("ok-{n}"), &body).await;
         assert_eq!(
             again.status(),
             200,
@@ -185,14 +181,7 @@ async fn every_fixture_is_accepted_when_signed_and_refused_when_not(db: PgPool) 
 async fn malformed_json_missing_headers_and_oversized_bodies_store_nothing(db: PgPool) {
     let app = TestApp::spawn(db.clone()).await;
     let body = b"{not json";
-    let response = deliver(
-        &app,
-        "workflow_job",
-        "malformed",
-        body,
-        Some(sign(SECRET, body)),
-    )
-    .await;
+    let response = deliver_signed(&app, "workflow_job", "malformed", body).await;
     assert_eq!(response.status(), 400);
     let body = br#"{"action":"queued"}"#;
     let no_id = app
@@ -206,14 +195,7 @@ async fn malformed_json_missing_headers_and_oversized_bodies_store_nothing(db: P
         .expect("sent");
     assert_eq!(no_id.status(), 400);
     let huge = vec![b' '; 26 * 1024 * 1024];
-    let response = deliver(
-        &app,
-        "workflow_job",
-        "huge",
-        &huge,
-        Some(sign(SECRET, &huge)),
-    )
-    .await;
+    let response = deliver_signed(&app, "workflow_job", "huge", &huge).await;
     assert_eq!(response.status(), 413);
     assert_eq!(stored(&db).await, 0);
 }
@@ -312,7 +294,7 @@ async fn a_thousand_shuffled_deliveries_with_duplicates_make_100_jobs_metered_on
     assert_eq!(sends.len(), 1_000);
     sends.shuffle(&mut rand::thread_rng());
     for (id, body) in &sends {
-        let response = deliver(&app, "workflow_job", id, body, Some(sign(SECRET, body))).await;
+        let response = deliver_signed(&app, "workflow_job", id, body).await;
         assert!(response.status().is_success(), "{}", response.status());
     }
     assert_eq!(stored(&db).await, 300, "each delivery stored once");
@@ -367,14 +349,7 @@ async fn a_completed_job_never_moves_back_when_queued_arrives_late(db: PgPool) {
     for (n, status) in ["completed", "in_progress", "queued"].iter().enumerate() {
         let body = serde_json::to_vec(&job_delivery(42, id, status, "tenki-standard-4c", start, 5))
             .expect("JSON");
-        let response = deliver(
-            &app,
-            "workflow_job",
-            &format!("late-{id}-{n}"),
-            &body,
-            Some(sign(SECRET, &body)),
-        )
-        .await;
+        let response = deliver_signed(&app, "workflow_job", &format!("late-{id}-{n}"), &body).await;
         assert_eq!(response.status(), 202);
     }
     wait_until_processed(&db).await;
@@ -400,14 +375,7 @@ async fn a_delivery_that_cannot_be_processed_is_kept_marked_failed_and_shows_in_
     let app = TestApp::spawn(db.clone()).await;
     // Signed and JSON, so stored; but no workflow_job inside, so processing fails.
     let body = br#"{"action":"queued","workflow_job":{"status":"queued"}}"#;
-    let response = deliver(
-        &app,
-        "workflow_job",
-        "broken-1",
-        body,
-        Some(sign(SECRET, body)),
-    )
-    .await;
+    let response = deliver_signed(&app, "workflow_job", "broken-1", body).await;
     assert_eq!(response.status(), 202);
     let mut error = None;
     for _ in 0..100 {
