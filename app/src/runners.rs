@@ -1,5 +1,6 @@
-//! The Runners page: the GitHub installations linked to the workspace, the label catalog with
-//! prices, and the `runs-on:` line to paste into a workflow.
+//! The Runners page: "Connect GitHub", the installations linked to the workspace with their
+//! repositories, the label catalog with prices, and the `runs-on:` line to paste into a
+//! workflow. In the sandbox it also runs a sample workflow through the GitHub double.
 
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -10,6 +11,7 @@ use crate::error::AppError;
 /// An installation as the page shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstallationView {
+    pub installation_id: i64,
     pub account: String,
     pub state: String,
     pub repositories: Vec<String>,
@@ -32,6 +34,8 @@ pub struct CatalogRow {
 pub struct RunnersView {
     pub installations: Vec<InstallationView>,
     pub catalog: Vec<CatalogRow>,
+    /// GitHub is the sandbox double: offer "Run a sample workflow".
+    pub sandbox_github: bool,
 }
 
 /// The caller's installations and the catalog in force now.
@@ -53,6 +57,7 @@ pub async fn runner_setup() -> Result<RunnersView, AppError> {
                 installations: installations
                     .into_iter()
                     .map(|i| InstallationView {
+                        installation_id: i.installation_id,
                         account: if i.account_login.is_empty() {
                             format!("installation {}", i.installation_id)
                         } else {
@@ -76,6 +81,7 @@ pub async fn runner_setup() -> Result<RunnersView, AppError> {
                             .map(|s| usage::dollars(e.price.per_minute + s, 4)),
                     })
                     .collect(),
+                sandbox_github: context.sandbox_github,
             })
         }
         .await,
@@ -119,28 +125,51 @@ pub fn RunnersPage() -> impl IntoView {
 #[component]
 fn RunnersBody(view: RunnersView) -> impl IntoView {
     let no_installations = view.installations.is_empty();
+    let labels: Vec<String> = view.catalog.iter().map(|row| row.label.clone()).collect();
+    let sandbox_github = view.sandbox_github;
     view! {
         <section class="mt-6 rounded-xl border border-slate-200 bg-white p-6 shadow-sm" data-testid="installations">
-            <h2 class="text-sm font-medium text-slate-500">"GitHub installations"</h2>
+            <div class="flex flex-wrap items-center justify-between gap-3">
+                <h2 class="text-sm font-medium text-slate-500">"GitHub installations"</h2>
+                <a
+                    href="/github/connect"
+                    rel="external"
+                    class="rounded-md bg-slate-900 px-3 py-1.5 text-sm font-medium text-white hover:bg-slate-700"
+                    data-testid="connect-github"
+                >
+                    "Connect GitHub"
+                </a>
+            </div>
             {no_installations.then(|| view! {
                 <p class="mt-2 text-sm text-slate-600">
-                    "No GitHub installation is linked to this workspace yet. Connecting GitHub from this page is being built; until then, support can link an installation for you."
+                    "No GitHub installation is linked to this workspace yet. Connect GitHub to install the Tenki App on your organization or account."
                 </p>
             })}
             <ul class="mt-3 space-y-3">
                 {view.installations.into_iter().map(|installation| {
+                    let can_run_sample = sandbox_github
+                        && installation.state == "active"
+                        && !installation.repositories.is_empty();
+                    let sample = can_run_sample.then(|| view! {
+                        <SampleWorkflowForm
+                            installation_id=installation.installation_id
+                            repositories=installation.repositories.clone()
+                            labels=labels.clone()
+                        />
+                    });
                     let repositories = if installation.repositories.is_empty() {
                         "no repositories yet".to_owned()
                     } else {
                         installation.repositories.join(", ")
                     };
                     view! {
-                        <li class="rounded-lg border border-slate-200 px-4 py-3">
+                        <li class="rounded-lg border border-slate-200 px-4 py-3" data-testid="installation">
                             <p class="font-medium text-slate-900">
                                 {installation.account} " "
                                 <span class="ml-2 rounded-full bg-slate-100 px-2 py-0.5 text-xs text-slate-700">{installation.state}</span>
                             </p>
-                            <p class="mt-1 text-sm text-slate-600">{repositories}</p>
+                            <p class="mt-1 text-sm text-slate-600" data-testid="repositories">{repositories}</p>
+                            {sample}
                         </li>
                     }
                 }).collect_view()}
@@ -173,5 +202,39 @@ fn RunnersBody(view: RunnersView) -> impl IntoView {
                 </tbody>
             </table>
         </section>
+    }
+}
+
+/// Sandbox only: asks the GitHub double to run one job of a sample workflow, whose deliveries
+/// then go through the real intake. A plain form, so it works before hydration.
+#[component]
+fn SampleWorkflowForm(
+    installation_id: i64,
+    repositories: Vec<String>,
+    labels: Vec<String>,
+) -> impl IntoView {
+    view! {
+        <form method="post" action="/sandbox/github/sample-workflow" class="mt-3 flex flex-wrap items-end gap-2 text-sm">
+            <input type="hidden" name="installation_id" value=installation_id.to_string()/>
+            <label class="flex flex-col text-xs text-slate-500">
+                "Repository"
+                <select name="repository" class="mt-1 rounded-md border border-slate-300 px-2 py-1 text-sm text-slate-800">
+                    {repositories.into_iter().map(|r| view! { <option value=r.clone()>{r.clone()}</option> }).collect_view()}
+                </select>
+            </label>
+            <label class="flex flex-col text-xs text-slate-500">
+                "Label"
+                <select name="label" class="mt-1 rounded-md border border-slate-300 px-2 py-1 font-mono text-xs text-slate-800">
+                    {labels.into_iter().map(|l| {
+                        let selected = l == "tenki-standard-4c";
+                        view! { <option value=l.clone() selected=selected>{l.clone()}</option> }
+                    }).collect_view()}
+                </select>
+            </label>
+            <button type="submit" class="rounded-md border border-amber-300 bg-amber-50 px-3 py-1.5 font-medium text-amber-900 hover:bg-amber-100" data-testid="run-sample-workflow">
+                "Run a sample workflow"
+            </button>
+            <span class="text-xs text-amber-700">"Sandbox: the GitHub double sends queued, in progress and completed."</span>
+        </form>
     }
 }

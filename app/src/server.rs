@@ -26,6 +26,10 @@ pub struct ServerContext {
     pub secure_cookies: bool,
     /// Verifies GitHub webhook deliveries.
     pub github_webhook_secret: secrecy::SecretString,
+    /// Signs the `state` that carries the workspace through GitHub's install page.
+    pub state_key: secrecy::SecretString,
+    /// The GitHub double answers for GitHub: the Runners page offers "Run a sample workflow".
+    pub sandbox_github: bool,
 }
 
 /// The server's context; its absence is a wiring bug, reported as an internal error.
@@ -72,7 +76,8 @@ pub async fn session_token() -> Option<String> {
     session_token_from(&headers)
 }
 
-fn session_token_from(headers: &HeaderMap) -> Option<String> {
+/// The session token from the cookie in `headers`, if any.
+pub fn session_token_from(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(COOKIE)
         .iter()

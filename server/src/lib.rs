@@ -3,7 +3,9 @@
 
 pub mod admin;
 pub mod exports;
+pub mod github_connect;
 pub mod health;
+pub mod sandbox;
 pub mod settings;
 pub mod telemetry;
 pub mod webhooks;
@@ -62,7 +64,9 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<Core> {
         .await
         .context("applying database migrations (is PostgreSQL up at TENKI_DATABASE_URL?)")?;
     let ledger = open_ledger(settings).await?;
-    Ok(Core { db, ledger })
+    let github = tenki_core::github_api::GitHubApp::new(settings.github_app_config()?)
+        .context("configuring the GitHub App client")?;
+    Ok(Core { db, ledger, github })
 }
 
 /// A TigerBeetle client with the fixed ledger accounts in place. TigerBeetle takes a few seconds
@@ -91,8 +95,23 @@ pub async fn open_ledger(settings: &Settings) -> anyhow::Result<tenki_core::ledg
     }
 }
 
-/// The whole HTTP surface of Tenki.
-pub fn router(settings: &Settings, core: Core) -> Router {
+/// The GitHub double for a sandbox server (no real GitHub App configured), else `None`.
+pub fn sandbox_github(settings: &Settings) -> Option<sandbox::github::GitHubDouble> {
+    settings.github_sandbox().then(|| {
+        sandbox::github::GitHubDouble::new(
+            &settings.public_url,
+            settings.github_webhook_secret.clone(),
+        )
+    })
+}
+
+/// The whole HTTP surface of Tenki; with `sandbox_github`, the GitHub double too, under
+/// [`settings::SANDBOX_GITHUB_PATH`].
+pub fn router(
+    settings: &Settings,
+    core: Core,
+    sandbox_github: Option<sandbox::github::GitHubDouble>,
+) -> Router {
     let leptos_options = LeptosOptions::builder()
         .output_name(BUNDLE_NAME)
         .site_root(settings.site_root.to_string_lossy().into_owned())
@@ -104,6 +123,8 @@ pub fn router(settings: &Settings, core: Core) -> Router {
         sandbox: settings.sandbox(),
         secure_cookies: settings.secure_cookies(),
         github_webhook_secret: settings.github_webhook_secret.clone(),
+        state_key: settings.secret_key.clone(),
+        sandbox_github: sandbox_github.is_some(),
     };
     let state = AppState {
         leptos_options: leptos_options.clone(),
@@ -127,6 +148,7 @@ pub fn router(settings: &Settings, core: Core) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/pkg/tenki.css", get(stylesheet))
         .route("/usage/export.csv", get(exports::usage_csv))
+        .route("/github/connect", get(github_connect::connect))
         .leptos_routes_with_context(&state, routes, provide.clone(), {
             let leptos_options = leptos_options.clone();
             move || app::shell(leptos_options.clone())
@@ -137,6 +159,10 @@ pub fn router(settings: &Settings, core: Core) -> Router {
         >(provide, app::shell))
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(RequestBodyLimitLayer::new(settings.max_body_bytes));
+    let pages = match sandbox_github {
+        Some(double) => pages.nest_service(settings::SANDBOX_GITHUB_PATH, double.router()),
+        None => pages,
+    };
     webhooks
         .merge(pages)
         .layer(axum::middleware::from_fn(telemetry::track_requests))

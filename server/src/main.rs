@@ -67,7 +67,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     .await
     .context("starting the background worker")?;
     let worker = tokio::spawn(async move { worker.run().await });
-    let router = server::router(&settings, core);
+    let router = server::router(&settings, core, server::sandbox_github(&settings));
     let listener = tokio::net::TcpListener::bind(settings.addr)
         .await
         .with_context(|| format!("listening on {} (TENKI_ADDR)", settings.addr))?;

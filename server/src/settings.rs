@@ -29,15 +29,41 @@ pub struct Settings {
     pub log_filter: String,
     /// Largest request body accepted, in bytes (`TENKI_MAX_BODY_BYTES`).
     pub max_body_bytes: usize,
-    /// The GitHub App's id (`TENKI_GITHUB_APP_ID`); unset means the GitHub sandbox.
-    pub github_app_id: Option<String>,
     /// Stripe's secret key (`TENKI_STRIPE_SECRET_KEY`); unset means the Stripe sandbox.
     pub stripe_secret_key: Option<SecretString>,
     /// The GitHub App's webhook secret (`TENKI_GITHUB_WEBHOOK_SECRET`); required with a real App.
     pub github_webhook_secret: SecretString,
     /// Background tasks run at once by this replica (`TENKI_WORKER_CONCURRENCY`).
     pub worker_concurrency: usize,
+    /// The real GitHub App (`TENKI_GITHUB_APP_ID` and friends); `None` means the GitHub sandbox.
+    pub github_app: Option<RealGitHubApp>,
+    /// Signs the onboarding `state` (`TENKI_SECRET_KEY`); required with a real GitHub App.
+    pub secret_key: SecretString,
 }
+
+/// The settings of a real GitHub App (`TENKI_GITHUB_*`).
+#[derive(Debug, Clone)]
+pub struct RealGitHubApp {
+    /// `TENKI_GITHUB_APP_ID`.
+    pub app_id: u64,
+    /// `TENKI_GITHUB_APP_SLUG`: the App's URL name.
+    pub slug: String,
+    /// `TENKI_GITHUB_PRIVATE_KEY_FILE`: the App's private key, a PEM file.
+    pub private_key_file: PathBuf,
+    /// `TENKI_GITHUB_CLIENT_ID` and `TENKI_GITHUB_CLIENT_SECRET`: the App's OAuth client.
+    pub client_id: String,
+    pub client_secret: SecretString,
+    /// `TENKI_GITHUB_API_URL` (default `https://api.github.com`).
+    pub api_url: String,
+    /// `TENKI_GITHUB_WEB_URL` (default `https://github.com`).
+    pub web_url: String,
+}
+
+/// The secret signing onboarding `state` in the sandbox; refused with a real GitHub App.
+pub const SANDBOX_SECRET_KEY: &str = "tenki-sandbox-secret-key";
+
+/// Where the GitHub double answers, under the server's own address, in the sandbox.
+pub const SANDBOX_GITHUB_PATH: &str = "/sandbox/github";
 
 /// The webhook secret of the GitHub sandbox; refused when a real GitHub App is configured.
 pub const SANDBOX_WEBHOOK_SECRET: &str = "tenki-sandbox-webhook-secret";
@@ -85,12 +111,40 @@ impl Settings {
         };
         let github_app_id = optional("TENKI_GITHUB_APP_ID");
         let github_webhook_secret = optional("TENKI_GITHUB_WEBHOOK_SECRET");
-        if github_app_id.is_some() && github_webhook_secret.is_none() {
-            return Err(SettingsError {
-                name: "TENKI_GITHUB_WEBHOOK_SECRET",
-                problem: "required with TENKI_GITHUB_APP_ID: the App's webhook secret".to_owned(),
-            });
-        }
+        let required = |name: &'static str, what: &str| {
+            optional(name).ok_or_else(|| SettingsError {
+                name,
+                problem: format!("required with TENKI_GITHUB_APP_ID: {what}"),
+            })
+        };
+        let github_app = match &github_app_id {
+            None => None,
+            Some(id) => {
+                required("TENKI_GITHUB_WEBHOOK_SECRET", "the App's webhook secret")?;
+                required(
+                    "TENKI_SECRET_KEY",
+                    "a long random secret that signs onboarding links",
+                )?;
+                Some(RealGitHubApp {
+                    app_id: id.trim().parse().map_err(|e| SettingsError {
+                        name: "TENKI_GITHUB_APP_ID",
+                        problem: format!("cannot use {id:?}: {e}"),
+                    })?,
+                    slug: required("TENKI_GITHUB_APP_SLUG", "the App's URL name")?,
+                    private_key_file: PathBuf::from(required(
+                        "TENKI_GITHUB_PRIVATE_KEY_FILE",
+                        "the path of the App's private key (PEM)",
+                    )?),
+                    client_id: required("TENKI_GITHUB_CLIENT_ID", "the App's client id")?,
+                    client_secret: SecretString::from(required(
+                        "TENKI_GITHUB_CLIENT_SECRET",
+                        "the App's client secret",
+                    )?),
+                    api_url: get("TENKI_GITHUB_API_URL", "https://api.github.com"),
+                    web_url: get("TENKI_GITHUB_WEB_URL", "https://github.com"),
+                })
+            }
+        };
         Ok(Self {
             addr: parse_setting(&get, "TENKI_ADDR", "127.0.0.1:3000")?,
             public_url: get("TENKI_PUBLIC_URL", "http://127.0.0.1:3000"),
@@ -105,18 +159,64 @@ impl Settings {
             log_format,
             log_filter: get("TENKI_LOG", "info,tower_http=info"),
             max_body_bytes: parse_setting(&get, "TENKI_MAX_BODY_BYTES", "1048576")?,
-            github_app_id,
             github_webhook_secret: SecretString::from(
                 github_webhook_secret.unwrap_or_else(|| SANDBOX_WEBHOOK_SECRET.to_owned()),
             ),
             worker_concurrency: parse_setting(&get, "TENKI_WORKER_CONCURRENCY", "4")?,
             stripe_secret_key: optional("TENKI_STRIPE_SECRET_KEY").map(SecretString::from),
+            github_app,
+            secret_key: SecretString::from(get("TENKI_SECRET_KEY", SANDBOX_SECRET_KEY)),
+        })
+    }
+
+    /// The GitHub App Tenki talks to: the real one, or in the sandbox the double served under
+    /// [`SANDBOX_GITHUB_PATH`] with its built-in key.
+    pub fn github_app_config(&self) -> anyhow::Result<tenki_core::github_api::GitHubAppConfig> {
+        use anyhow::Context as _;
+        use tenki_core::github_api::GitHubAppConfig;
+        Ok(match &self.github_app {
+            Some(app) => GitHubAppConfig {
+                app_id: app.app_id,
+                slug: app.slug.clone(),
+                private_key_pem: SecretString::from(
+                    std::fs::read_to_string(&app.private_key_file).with_context(|| {
+                        format!(
+                            "reading the GitHub App private key (TENKI_GITHUB_PRIVATE_KEY_FILE={})",
+                            app.private_key_file.display()
+                        )
+                    })?,
+                ),
+                client_id: SecretString::from(app.client_id.clone()),
+                client_secret: app.client_secret.clone(),
+                api_url: app.api_url.clone(),
+                web_url: app.web_url.clone(),
+            },
+            None => {
+                let web_url = format!(
+                    "{}{SANDBOX_GITHUB_PATH}",
+                    self.public_url.trim_end_matches('/')
+                );
+                GitHubAppConfig {
+                    app_id: crate::sandbox::github::APP_ID,
+                    slug: crate::sandbox::github::APP_SLUG.to_owned(),
+                    private_key_pem: SecretString::from(crate::sandbox::github::APP_PRIVATE_KEY),
+                    client_id: SecretString::from(crate::sandbox::github::CLIENT_ID),
+                    client_secret: SecretString::from(crate::sandbox::github::CLIENT_SECRET),
+                    api_url: format!("{web_url}/api"),
+                    web_url,
+                }
+            }
         })
     }
 
     /// True while GitHub or Stripe is not configured: the dashboard shows a "Sandbox" badge.
     pub fn sandbox(&self) -> bool {
-        self.github_app_id.is_none() || self.stripe_secret_key.is_none()
+        self.github_sandbox() || self.stripe_secret_key.is_none()
+    }
+
+    /// True while no real GitHub App is configured: the GitHub double answers instead.
+    pub fn github_sandbox(&self) -> bool {
+        self.github_app.is_none()
     }
 
     /// Cookies carry `Secure` when customers reach Tenki over https.
@@ -178,8 +278,32 @@ mod tests {
         let ok = settings(&[
             ("TENKI_GITHUB_APP_ID", "12345"),
             ("TENKI_GITHUB_WEBHOOK_SECRET", "s3cret"),
+            ("TENKI_SECRET_KEY", "long random"),
+            ("TENKI_GITHUB_APP_SLUG", "tenki"),
+            (
+                "TENKI_GITHUB_PRIVATE_KEY_FILE",
+                "/run/secrets/github-app.pem",
+            ),
+            ("TENKI_GITHUB_CLIENT_ID", "Iv1.abc"),
+            ("TENKI_GITHUB_CLIENT_SECRET", "client secret"),
         ]);
-        assert!(ok.is_ok());
+        assert!(ok.is_ok(), "{:?}", ok.err());
+    }
+
+    #[test]
+    fn a_real_github_app_needs_its_key_client_and_secret_key() {
+        let err = settings(&[
+            ("TENKI_GITHUB_APP_ID", "12345"),
+            ("TENKI_GITHUB_WEBHOOK_SECRET", "s3cret"),
+            ("TENKI_SECRET_KEY", "long random"),
+            ("TENKI_GITHUB_APP_SLUG", "tenki"),
+        ])
+        .expect_err("refused");
+        assert!(
+            err.to_string()
+                .starts_with("TENKI_GITHUB_PRIVATE_KEY_FILE:"),
+            "{err}"
+        );
     }
 
     #[test]

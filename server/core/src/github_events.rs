@@ -46,12 +46,13 @@ struct Account {
     kind: String,
 }
 
+/// A repository as GitHub's payloads and API describe it.
 #[derive(Debug, Deserialize)]
-struct Repository {
-    id: i64,
-    full_name: String,
+pub struct Repository {
+    pub id: i64,
+    pub full_name: String,
     #[serde(default)]
-    private: bool,
+    pub private: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -280,6 +281,7 @@ async fn installation(
         .installation
         .account
         .map_or((String::new(), String::new()), |a| (a.login, a.kind));
+    let mut tx = db.begin().await?;
     sqlx::query!(
         "INSERT INTO github_installations (installation_id, account_login, account_type, state, updated_at)
          VALUES ($1, $2, $3, $4, $5)
@@ -296,9 +298,17 @@ async fn installation(
         state,
         now,
     )
-    .execute(db)
+    .execute(&mut *tx)
     .await?;
-    upsert_repositories(db, event.installation.id, &event.repositories, false, now).await?;
+    upsert_repositories(
+        &mut tx,
+        event.installation.id,
+        &event.repositories,
+        false,
+        now,
+    )
+    .await?;
+    tx.commit().await?;
     Ok(Processed::Installation)
 }
 
@@ -311,6 +321,7 @@ async fn installation_repositories(
         return Ok(Processed::Nothing);
     }
     // The installation may not be known yet (its `created` delivery still in flight).
+    let mut tx = db.begin().await?;
     sqlx::query!(
         "INSERT INTO github_installations (installation_id, account_login, account_type, state, updated_at)
          VALUES ($1, $2, $3, 'active', $4) ON CONFLICT (installation_id) DO NOTHING",
@@ -319,10 +330,10 @@ async fn installation_repositories(
         event.installation.account.as_ref().map_or("", |a| a.kind.as_str()),
         now,
     )
-    .execute(db)
+    .execute(&mut *tx)
     .await?;
     upsert_repositories(
-        db,
+        &mut tx,
         event.installation.id,
         &event.repositories_added,
         false,
@@ -330,18 +341,20 @@ async fn installation_repositories(
     )
     .await?;
     upsert_repositories(
-        db,
+        &mut tx,
         event.installation.id,
         &event.repositories_removed,
         true,
         now,
     )
     .await?;
+    tx.commit().await?;
     Ok(Processed::Installation)
 }
 
-async fn upsert_repositories(
-    db: &PgPool,
+/// Records `repositories` of an installation, as present or (with `removed`) as removed.
+pub(crate) async fn upsert_repositories(
+    db: &mut sqlx::PgConnection,
     installation_id: i64,
     repositories: &[Repository],
     removed: bool,
@@ -361,7 +374,7 @@ async fn upsert_repositories(
             removed,
             now,
         )
-        .execute(db)
+        .execute(&mut *db)
         .await?;
     }
     Ok(())

@@ -5,7 +5,10 @@ pub mod adjustments;
 pub mod catalog;
 pub mod db;
 pub mod demo;
+pub mod github_api;
 pub mod github_events;
+pub mod github_onboarding;
+pub mod github_safety_nets;
 pub mod github_webhooks;
 pub mod identity;
 pub mod jobs;
@@ -18,9 +21,11 @@ pub mod workspaces;
 
 pub use sqlx::PgPool;
 
-/// The handles every capability needs: the database and the ledger. Cheap to clone.
+/// The handles every capability needs: the database, the ledger and the GitHub App. Cheap to
+/// clone.
 #[derive(Debug, Clone)]
 pub struct Core {
     pub db: PgPool,
     pub ledger: ledger::Ledger,
+    pub github: github_api::GitHubApp,
 }

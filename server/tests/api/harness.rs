@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use server::sandbox::github::GitHubDouble;
 use server::settings::Settings;
 use sqlx::PgPool;
 use tenki_core::Core;
@@ -12,6 +13,8 @@ pub struct TestApp {
     pub address: String,
     pub core: Core,
     pub client: reqwest::Client,
+    /// The GitHub double the server talks to (and serves under `/sandbox/github`).
+    pub github: GitHubDouble,
 }
 
 /// The TigerBeetle of this test run (`make test` starts it).
@@ -43,26 +46,37 @@ impl TestApp {
     }
 
     /// Starts a server on `db` with `settings` (their TigerBeetle addresses are used).
-    pub async fn spawn_with(db: PgPool, settings: Settings) -> Self {
+    pub async fn spawn_with(db: PgPool, mut settings: Settings) -> Self {
         server::telemetry::init_logging(&settings);
-        let ledger = server::open_ledger(&settings)
-            .await
-            .expect("ledger (is TigerBeetle up?)");
-        let core = Core { db, ledger };
-        let worker = tenki_core::queue::worker(core.clone(), 4, std::future::pending())
-            .await
-            .expect("background worker");
-        tokio::spawn(async move { worker.run().await });
-        let router = server::router(&settings, core.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("free port");
         let address = format!("http://{}", listener.local_addr().expect("bound"));
+        // The GitHub double returns browsers and sends deliveries here.
+        settings.public_url = address.clone();
+        let ledger = server::open_ledger(&settings)
+            .await
+            .expect("ledger (is TigerBeetle up?)");
+        let github = tenki_core::github_api::GitHubApp::new(
+            settings
+                .github_app_config()
+                .expect("sandbox GitHub settings"),
+        )
+        .expect("GitHub client");
+        let core = Core { db, ledger, github };
+        let worker = tenki_core::queue::worker(core.clone(), 4, std::future::pending())
+            .await
+            .expect("background worker");
+        tokio::spawn(async move { worker.run().await });
+        let double =
+            server::sandbox_github(&settings).expect("tests run against the GitHub sandbox");
+        let router = server::router(&settings, core.clone(), Some(double.clone()));
         tokio::spawn(server::serve(listener, router, std::future::pending()));
         Self {
             address,
             core,
             client: browser_like_client(),
+            github: double,
         }
     }
 

@@ -19,7 +19,7 @@ fn fixtures_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/github")
 }
 
-fn fixture(name: &str) -> Value {
+pub(crate) fn fixture(name: &str) -> Value {
     let text = std::fs::read_to_string(fixtures_dir().join(name)).expect("fixture");
     serde_json::from_str(&text).expect("JSON")
 }
@@ -67,7 +67,7 @@ async fn stored(db: &PgPool) -> i64 {
 }
 
 /// Waits (bounded) until no delivery is waiting for the queue.
-async fn wait_until_processed(db: &PgPool) {
+pub(crate) async fn wait_until_processed(db: &PgPool) {
     for _ in 0..600 {
         let waiting: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM github_deliveries WHERE status IN ('queued', 'failed')",

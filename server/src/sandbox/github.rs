@@ -1,0 +1,1120 @@
+//! A double of GitHub for the sandbox and the tests: the App's install page and the REST
+//! endpoints Tenki calls (App JWT, installation tokens, the user code exchange,
+//! `/user/installations`, installation repositories, hook deliveries and redelivery, workflow
+//! runs and jobs, JIT runner configuration, runner list and delete), answering with bodies shaped
+//! like GitHub's. It also sends signed webhook deliveries to Tenki's intake, so the whole life of
+//! a job can be watched locally ("Run a sample workflow").
+//!
+//! Its state is in memory: it stands in for GitHub, not for Tenki's storage.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, SecondsFormat, Utc};
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// The sandbox App's id.
+pub const APP_ID: u64 = 1;
+/// The sandbox App's URL name.
+pub const APP_SLUG: &str = "tenki-sandbox";
+/// The sandbox App's OAuth client.
+pub const CLIENT_ID: &str = "Iv1.sandbox";
+pub const CLIENT_SECRET: &str = "sandbox-client-secret";
+/// The sandbox App's private key. Public on purpose: it only opens the double, and a real
+/// App's key comes from `TENKI_GITHUB_PRIVATE_KEY_FILE`.
+pub const APP_PRIVATE_KEY: &str = include_str!("github-app-key.pem");
+const APP_PUBLIC_KEY: &str = include_str!("github-app-key.pub.pem");
+/// The GitHub user the sandbox install page acts as.
+pub const SANDBOX_USER: &str = "sandbox-user";
+/// How long an installation token lives (as on GitHub).
+const TOKEN_LIFETIME: chrono::Duration = chrono::Duration::hours(1);
+
+/// A repository of a sandbox installation.
+#[derive(Debug, Clone)]
+pub struct SandboxRepository {
+    pub id: i64,
+    pub full_name: String,
+    pub private: bool,
+}
+
+#[derive(Debug, Clone)]
+struct SandboxInstallation {
+    id: i64,
+    account: String,
+    /// The GitHub users who can access it (`/user/installations`).
+    users: Vec<String>,
+    repositories: Vec<SandboxRepository>,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+struct DeliveryAttempt {
+    id: i64,
+    guid: String,
+    delivered_at: DateTime<Utc>,
+    redelivery: bool,
+    status_code: u16,
+    event: String,
+    action: Option<String>,
+    installation_id: Option<i64>,
+    body: Value,
+}
+
+#[derive(Debug, Clone)]
+struct QueuedJob {
+    repository: String,
+    run_id: i64,
+    job: Value,
+}
+
+#[derive(Debug, Clone)]
+struct Runner {
+    id: i64,
+    name: String,
+    owner: String,
+    labels: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+struct DoubleState {
+    next_id: i64,
+    installations: BTreeMap<i64, SandboxInstallation>,
+    /// Onboarding codes and user tokens, each naming its user.
+    codes: HashMap<String, String>,
+    user_tokens: HashMap<String, String>,
+    /// Installation tokens: installation and expiry.
+    installation_tokens: HashMap<String, (i64, DateTime<Utc>)>,
+    tokens_issued: usize,
+    api_requests: usize,
+    deliveries: Vec<DeliveryAttempt>,
+    queued_jobs: Vec<QueuedJob>,
+    runners: Vec<Runner>,
+    rate_limited_until: Option<DateTime<Utc>>,
+    /// While set, deliveries are recorded as failed and not sent (GitHub could not reach Tenki).
+    intake_unreachable: bool,
+}
+
+impl DoubleState {
+    fn next_id(&mut self) -> i64 {
+        self.next_id += 1;
+        // Large ids, as GitHub's are, and distinct from the fixtures'.
+        9_000_000_000 + self.next_id
+    }
+}
+
+/// The GitHub double. Cheap to clone; clones share their state.
+#[derive(Clone)]
+pub struct GitHubDouble {
+    state: Arc<Mutex<DoubleState>>,
+    /// Tenki's public address: where the install page returns and deliveries are sent.
+    tenki_url: String,
+    webhook_secret: SecretString,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for GitHubDouble {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitHubDouble")
+            .field("tenki_url", &self.tenki_url)
+            .finish_non_exhaustive()
+    }
+}
+
+fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn user_json(login: &str, id: i64, kind: &str) -> Value {
+    json!({
+        "login": login, "id": id, "node_id": format!("MDQ6VXNlcj{id}"),
+        "avatar_url": "", "gravatar_id": "", "url": format!("https://api.github.com/users/{login}"),
+        "html_url": format!("https://github.com/{login}"), "type": kind, "site_admin": false,
+    })
+}
+
+impl GitHubDouble {
+    /// A double with no installations that returns browsers to, and sends deliveries to,
+    /// `tenki_url`, signed with `webhook_secret`.
+    pub fn new(tenki_url: &str, webhook_secret: SecretString) -> Self {
+        Self {
+            state: Arc::default(),
+            tenki_url: tenki_url.trim_end_matches('/').to_owned(),
+            webhook_secret,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, DoubleState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Installs the App on `account` with `repositories`, accessible to `user`. No delivery is
+    /// sent; see [`GitHubDouble::send_installation_created`].
+    pub fn install(&self, user: &str, account: &str, repositories: &[&str]) -> i64 {
+        let mut state = self.state();
+        let id = state.next_id();
+        let repositories = repositories
+            .iter()
+            .map(|name| SandboxRepository {
+                id: state.next_id(),
+                full_name: format!("{account}/{name}"),
+                private: true,
+            })
+            .collect();
+        state.installations.insert(
+            id,
+            SandboxInstallation {
+                id,
+                account: account.to_owned(),
+                users: vec![user.to_owned()],
+                repositories,
+                created_at: Utc::now(),
+            },
+        );
+        id
+    }
+
+    /// The installation on `account`, if the App is installed there.
+    pub fn installation_on(&self, account: &str) -> Option<i64> {
+        self.state()
+            .installations
+            .values()
+            .find(|i| i.account == account)
+            .map(|i| i.id)
+    }
+
+    /// The repositories of installation `id`.
+    pub fn repositories(&self, id: i64) -> Vec<SandboxRepository> {
+        self.state()
+            .installations
+            .get(&id)
+            .map(|i| i.repositories.clone())
+            .unwrap_or_default()
+    }
+
+    /// An onboarding code for `user`, as GitHub adds to the setup URL.
+    pub fn authorize(&self, user: &str) -> String {
+        let code = format!("code-{}", uuid::Uuid::new_v4().simple());
+        self.state().codes.insert(code.clone(), user.to_owned());
+        code
+    }
+
+    /// The setup URL GitHub sends the browser back to after installing.
+    pub fn setup_url(
+        &self,
+        installation_id: i64,
+        setup_action: &str,
+        code: &str,
+        state: &str,
+    ) -> String {
+        format!(
+            "{}/github/setup?installation_id={installation_id}&setup_action={setup_action}&code={code}&state={}",
+            self.tenki_url,
+            urlencode(state)
+        )
+    }
+
+    /// Sends `installation.created` for installation `id` to Tenki; returns Tenki's status.
+    pub async fn send_installation_created(&self, id: i64) -> u16 {
+        let Some(body) = self.installation_created_body(id) else {
+            return 404;
+        };
+        self.deliver("installation", body).await
+    }
+
+    fn installation_created_body(&self, id: i64) -> Option<Value> {
+        let state = self.state();
+        let installation = state.installations.get(&id)?;
+        let account_id = id + 1_000;
+        Some(json!({
+            "action": "created",
+            "installation": {
+                "id": id,
+                "account": user_json(&installation.account, account_id, "Organization"),
+                "repository_selection": "selected",
+                "access_tokens_url": format!("https://api.github.com/app/installations/{id}/access_tokens"),
+                "repositories_url": "https://api.github.com/installation/repositories",
+                "html_url": format!("https://github.com/organizations/{}/settings/installations/{id}", installation.account),
+                "app_id": APP_ID,
+                "target_id": account_id,
+                "target_type": "Organization",
+                "permissions": { "actions": "read", "administration": "write", "metadata": "read", "organization_self_hosted_runners": "write" },
+                "events": ["workflow_job"],
+                "created_at": timestamp(installation.created_at),
+                "updated_at": timestamp(installation.created_at),
+                "single_file_name": null,
+                "suspended_at": null,
+                "suspended_by": null,
+            },
+            "repositories": installation.repositories.iter().map(|r| json!({
+                "id": r.id,
+                "node_id": format!("MDEwOlJlcG9zaXRvcnk{}", r.id),
+                "name": r.full_name.split('/').nth(1).unwrap_or_default(),
+                "full_name": r.full_name,
+                "private": r.private,
+            })).collect::<Vec<_>>(),
+            "sender": user_json(installation.users.first().map_or(SANDBOX_USER, String::as_str), 1, "User"),
+        }))
+    }
+
+    /// A `workflow_job` delivery body for a job of `installation_id` in `repository`.
+    pub fn workflow_job_body(
+        &self,
+        installation_id: i64,
+        repository: &str,
+        job: &SampleJob,
+    ) -> Value {
+        let repository_id = self
+            .repositories(installation_id)
+            .into_iter()
+            .find(|r| r.full_name == repository)
+            .map_or(0, |r| r.id);
+        let (owner, name) = repository
+            .split_once('/')
+            .unwrap_or((repository, repository));
+        let html = format!("https://github.com/{repository}");
+        json!({
+            "action": job.status,
+            "workflow_job": job.to_json(repository),
+            "repository": {
+                "id": repository_id,
+                "node_id": format!("MDEwOlJlcG9zaXRvcnk{repository_id}"),
+                "name": name,
+                "full_name": repository,
+                "private": true,
+                "owner": user_json(owner, installation_id + 1_000, "Organization"),
+                "html_url": html,
+                "description": "A sandbox repository",
+                "fork": false,
+                "url": format!("https://api.github.com/repos/{repository}"),
+            },
+            "sender": user_json(SANDBOX_USER, 1, "User"),
+            "installation": { "id": installation_id, "node_id": format!("MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9u{installation_id}") },
+        })
+    }
+
+    /// Signs and sends a delivery to Tenki's intake, recording the attempt as GitHub does;
+    /// returns Tenki's status (502 when Tenki could not be reached).
+    pub async fn deliver(&self, event: &str, body: Value) -> u16 {
+        let guid = uuid::Uuid::new_v4().to_string();
+        self.attempt(&guid, event, body, false).await
+    }
+
+    async fn attempt(&self, guid: &str, event: &str, body: Value, redelivery: bool) -> u16 {
+        let unreachable = self.state().intake_unreachable;
+        let status = if unreachable {
+            502
+        } else {
+            let raw = body.to_string();
+            let signature = tenki_core::github_webhooks::sign(
+                self.webhook_secret.expose_secret().as_bytes(),
+                raw.as_bytes(),
+            );
+            match self
+                .http
+                .post(format!("{}/webhooks/github", self.tenki_url))
+                .header("content-type", "application/json")
+                .header("x-github-event", event)
+                .header("x-github-delivery", guid)
+                .header("x-github-hook-installation-target-type", "integration")
+                .header("x-hub-signature-256", signature)
+                .body(raw)
+                .send()
+                .await
+            {
+                Ok(response) => response.status().as_u16(),
+                Err(e) => {
+                    tracing::warn!("sandbox GitHub cannot reach Tenki's intake: {e}");
+                    502
+                }
+            }
+        };
+        let mut state = self.state();
+        let id = state.next_id();
+        state.deliveries.push(DeliveryAttempt {
+            id,
+            guid: guid.to_owned(),
+            delivered_at: Utc::now(),
+            redelivery,
+            status_code: status,
+            event: event.to_owned(),
+            action: body
+                .get("action")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            installation_id: body
+                .get("installation")
+                .and_then(|i| i.get("id"))
+                .and_then(Value::as_i64),
+            body,
+        });
+        status
+    }
+
+    /// While `true`, deliveries fail as if Tenki were down, and are recorded as failed.
+    pub fn set_intake_unreachable(&self, unreachable: bool) {
+        self.state().intake_unreachable = unreachable;
+    }
+
+    /// Adds a queued job to a workflow run of `repository` without announcing it.
+    pub fn queue_job_silently(&self, installation_id: i64, repository: &str, label: &str) -> i64 {
+        let job = SampleJob::queued(label);
+        let body = self.workflow_job_body(installation_id, repository, &job);
+        let mut state = self.state();
+        state.queued_jobs.push(QueuedJob {
+            repository: repository.to_owned(),
+            run_id: job.run_id,
+            job: body["workflow_job"].clone(),
+        });
+        job.id
+    }
+
+    /// From now until `until`, every API call is refused for the rate limit.
+    pub fn set_rate_limited_until(&self, until: Option<DateTime<Utc>>) {
+        self.state().rate_limited_until = until;
+    }
+
+    /// API requests answered so far.
+    pub fn api_requests(&self) -> usize {
+        self.state().api_requests
+    }
+
+    /// Installation tokens issued so far.
+    pub fn tokens_issued(&self) -> usize {
+        self.state().tokens_issued
+    }
+
+    /// Delivery attempts for `guid`: (status, redelivery).
+    pub fn attempts(&self, guid: &str) -> Vec<(u16, bool)> {
+        self.state()
+            .deliveries
+            .iter()
+            .filter(|d| d.guid == guid)
+            .map(|d| (d.status_code, d.redelivery))
+            .collect()
+    }
+
+    /// The delivery ids sent or tried so far, oldest first.
+    pub fn delivery_guids(&self) -> Vec<String> {
+        let state = self.state();
+        let mut guids: Vec<String> = Vec::new();
+        for delivery in &state.deliveries {
+            if !guids.contains(&delivery.guid) {
+                guids.push(delivery.guid.clone());
+            }
+        }
+        guids
+    }
+
+    /// Runs one job of a sample workflow on `label`: sends `queued`, then `in_progress` after
+    /// `wait`, then `completed` (success) after `run`, as GitHub does for a real job.
+    pub async fn run_sample_workflow(
+        &self,
+        installation_id: i64,
+        repository: &str,
+        label: &str,
+        wait: Duration,
+        run: Duration,
+    ) {
+        let mut job = SampleJob::queued(label);
+        self.deliver(
+            "workflow_job",
+            self.workflow_job_body(installation_id, repository, &job),
+        )
+        .await;
+        tokio::time::sleep(wait).await;
+        job.status = "in_progress";
+        job.started_at = Some(Utc::now());
+        job.runner_name = Some(format!("tenki-sandbox-{}", job.id));
+        self.deliver(
+            "workflow_job",
+            self.workflow_job_body(installation_id, repository, &job),
+        )
+        .await;
+        tokio::time::sleep(run).await;
+        job.status = "completed";
+        job.completed_at = Some(Utc::now());
+        job.conclusion = Some("success");
+        self.deliver(
+            "workflow_job",
+            self.workflow_job_body(installation_id, repository, &job),
+        )
+        .await;
+    }
+
+    /// The double's routes, to be nested under [`crate::settings::SANDBOX_GITHUB_PATH`]: web
+    /// pages at the root, the REST API under `/api`.
+    pub fn router(&self) -> Router {
+        let api = Router::new()
+            .route("/app/installations/{id}/access_tokens", post(access_token))
+            .route("/app/hook/deliveries", get(list_deliveries))
+            .route("/app/hook/deliveries/{id}/attempts", post(redeliver))
+            .route("/user/installations", get(user_installations))
+            .route("/installation/repositories", get(installation_repositories))
+            .route("/repos/{owner}/{repo}/actions/runs", get(workflow_runs))
+            .route(
+                "/repos/{owner}/{repo}/actions/runs/{run_id}/jobs",
+                get(run_jobs),
+            )
+            .route(
+                "/orgs/{org}/actions/runners/generate-jitconfig",
+                post(generate_jitconfig),
+            )
+            .route("/orgs/{org}/actions/runners", get(list_runners))
+            .route("/orgs/{org}/actions/runners/{id}", delete(delete_runner));
+        Router::new()
+            .route(
+                "/apps/{slug}/installations/new",
+                get(install_page).post(install),
+            )
+            .route("/login/oauth/access_token", post(exchange_code))
+            .route("/sample-workflow", post(sample_workflow))
+            .nest("/api", api)
+            .with_state(self.clone())
+    }
+}
+
+/// A job of a sample workflow, as it moves through its life.
+#[derive(Debug, Clone)]
+pub struct SampleJob {
+    pub id: i64,
+    pub run_id: i64,
+    pub label: String,
+    pub status: &'static str,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub conclusion: Option<&'static str>,
+    pub runner_name: Option<String>,
+}
+
+impl SampleJob {
+    /// A new job on `label`, queued now.
+    pub fn queued(label: &str) -> Self {
+        let id = i64::from(rand::random::<u32>()) + 20_000_000_000;
+        Self {
+            id,
+            run_id: id + 7,
+            label: label.to_owned(),
+            status: "queued",
+            created_at: Utc::now(),
+            started_at: None,
+            completed_at: None,
+            conclusion: None,
+            runner_name: None,
+        }
+    }
+
+    fn to_json(&self, repository: &str) -> Value {
+        let id = self.id;
+        let run_id = self.run_id;
+        json!({
+            "id": id,
+            "run_id": run_id,
+            "run_url": format!("https://api.github.com/repos/{repository}/actions/runs/{run_id}"),
+            "run_attempt": 1,
+            "node_id": format!("CR_kwDOSandbox{id}"),
+            "head_sha": "4a5b6c7d8e9f00112233445566778899aabbccdd",
+            "head_branch": "main",
+            "url": format!("https://api.github.com/repos/{repository}/actions/jobs/{id}"),
+            "html_url": format!("https://github.com/{repository}/actions/runs/{run_id}/job/{id}"),
+            "status": self.status,
+            "conclusion": self.conclusion,
+            // GitHub sets `started_at` to the queue time until the job runs.
+            "started_at": timestamp(self.started_at.unwrap_or(self.created_at)),
+            "created_at": timestamp(self.created_at),
+            "completed_at": self.completed_at.map(timestamp),
+            "name": "build",
+            "steps": [],
+            "check_run_url": format!("https://api.github.com/repos/{repository}/check-runs/{id}"),
+            "labels": [self.label],
+            "runner_id": self.runner_name.as_ref().map(|_| 42),
+            "runner_name": self.runner_name,
+            "runner_group_id": self.runner_name.as_ref().map(|_| 1),
+            "runner_group_name": self.runner_name.as_ref().map(|_| "Default"),
+            "workflow_name": "Sample workflow",
+        })
+    }
+}
+
+fn urlencode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+fn github_error(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        Json(json!({ "message": message, "documentation_url": "https://docs.github.com/rest" })),
+    )
+        .into_response()
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .or_else(|| {
+            headers
+                .get(header::AUTHORIZATION)?
+                .to_str()
+                .ok()?
+                .strip_prefix("token ")
+        })
+}
+
+fn refusal(status: StatusCode, message: &str) -> Box<Response> {
+    Box::new(github_error(status, message))
+}
+
+impl GitHubDouble {
+    /// Counts the request and refuses it while rate limited.
+    fn admit(&self) -> Result<(), Box<Response>> {
+        let mut state = self.state();
+        state.api_requests += 1;
+        match state.rate_limited_until {
+            Some(until) if until > Utc::now() => Err(Box::new((
+                StatusCode::FORBIDDEN,
+                [
+                    ("x-ratelimit-limit", "5000".to_owned()),
+                    ("x-ratelimit-remaining", "0".to_owned()),
+                    ("x-ratelimit-reset", until.timestamp().to_string()),
+                ],
+                Json(json!({ "message": "API rate limit exceeded for installation.", "documentation_url": "https://docs.github.com/rest/rate-limit" })),
+            )
+                .into_response())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks the App's JWT: RS256, signed with the App's key, issued by the App.
+    fn require_app(&self, headers: &HeaderMap) -> Result<(), Box<Response>> {
+        self.admit()?;
+        let unauthorized = || {
+            refusal(
+                StatusCode::UNAUTHORIZED,
+                "A JSON web token could not be decoded",
+            )
+        };
+        let token = bearer(headers).ok_or_else(unauthorized)?;
+        let key = octocrab::jsonwebtoken::DecodingKey::from_rsa_pem(APP_PUBLIC_KEY.as_bytes())
+            .map_err(|_| unauthorized())?;
+        let mut validation =
+            octocrab::jsonwebtoken::Validation::new(octocrab::jsonwebtoken::Algorithm::RS256);
+        validation.set_required_spec_claims(&["exp", "iat", "iss"]);
+        let claims = octocrab::jsonwebtoken::decode::<Value>(token, &key, &validation)
+            .map_err(|_| unauthorized())?
+            .claims;
+        let issuer = claims.get("iss").map(|iss| match iss {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        });
+        if issuer.as_deref() == Some(APP_ID.to_string().as_str()) {
+            Ok(())
+        } else {
+            Err(unauthorized())
+        }
+    }
+
+    /// The installation an installation token belongs to.
+    fn require_installation(&self, headers: &HeaderMap) -> Result<i64, Box<Response>> {
+        self.admit()?;
+        let token = bearer(headers)
+            .ok_or_else(|| refusal(StatusCode::UNAUTHORIZED, "Requires authentication"))?;
+        match self.state().installation_tokens.get(token) {
+            Some((id, expires)) if *expires > Utc::now() => Ok(*id),
+            _ => Err(refusal(StatusCode::UNAUTHORIZED, "Bad credentials")),
+        }
+    }
+
+    fn require_repository(
+        &self,
+        headers: &HeaderMap,
+        repository: &str,
+    ) -> Result<i64, Box<Response>> {
+        let installation = self.require_installation(headers)?;
+        let has = self
+            .repositories(installation)
+            .iter()
+            .any(|r| r.full_name == repository);
+        if has {
+            Ok(installation)
+        } else {
+            Err(refusal(StatusCode::NOT_FOUND, "Not Found"))
+        }
+    }
+}
+
+async fn access_token(
+    State(double): State<GitHubDouble>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = double.require_app(&headers) {
+        return *refused;
+    }
+    let mut state = double.state();
+    if !state.installations.contains_key(&id) {
+        return github_error(StatusCode::NOT_FOUND, "Not Found");
+    }
+    let token = format!("ghs_{}", uuid::Uuid::new_v4().simple());
+    let expires = Utc::now() + TOKEN_LIFETIME;
+    state
+        .installation_tokens
+        .insert(token.clone(), (id, expires));
+    state.tokens_issued += 1;
+    (
+        StatusCode::CREATED,
+        Json(json!({
+            "token": token,
+            "expires_at": timestamp(expires),
+            "permissions": { "actions": "read", "metadata": "read", "organization_self_hosted_runners": "write" },
+            "repository_selection": "selected",
+        })),
+    )
+        .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct DeliveriesQuery {
+    per_page: Option<usize>,
+    cursor: Option<usize>,
+}
+
+async fn list_deliveries(
+    State(double): State<GitHubDouble>,
+    Query(query): Query<DeliveriesQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = double.require_app(&headers) {
+        return *refused;
+    }
+    let per_page = query.per_page.unwrap_or(30).clamp(1, 100);
+    let start = query.cursor.unwrap_or(0);
+    let state = double.state();
+    // Newest first, as GitHub lists them.
+    let newest_first: Vec<&DeliveryAttempt> = state.deliveries.iter().rev().collect();
+    let page: Vec<Value> = newest_first
+        .iter()
+        .skip(start)
+        .take(per_page)
+        .map(|d| {
+            json!({
+                "id": d.id, "guid": d.guid, "delivered_at": timestamp(d.delivered_at),
+                "redelivery": d.redelivery, "duration": 0.05,
+                "status": if (200..300).contains(&d.status_code) { "OK" } else { "failed to connect" },
+                "status_code": d.status_code, "event": d.event, "action": d.action,
+                "installation_id": d.installation_id, "repository_id": null,
+            })
+        })
+        .collect();
+    let mut response = Json(page).into_response();
+    if start + per_page < newest_first.len() {
+        let next = format!(
+            "<{}/sandbox/github/api/app/hook/deliveries?per_page={per_page}&cursor={}>; rel=\"next\"",
+            double.tenki_url,
+            start + per_page
+        );
+        if let Ok(value) = next.parse() {
+            response.headers_mut().insert(header::LINK, value);
+        }
+    }
+    response
+}
+
+async fn redeliver(
+    State(double): State<GitHubDouble>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = double.require_app(&headers) {
+        return *refused;
+    }
+    let original = double
+        .state()
+        .deliveries
+        .iter()
+        .find(|d| d.id == id)
+        .cloned();
+    let Some(original) = original else {
+        return github_error(StatusCode::NOT_FOUND, "Not Found");
+    };
+    let resend = double.clone();
+    tokio::spawn(async move {
+        resend
+            .attempt(&original.guid, &original.event, original.body, true)
+            .await;
+    });
+    (StatusCode::ACCEPTED, Json(json!({}))).into_response()
+}
+
+async fn user_installations(State(double): State<GitHubDouble>, headers: HeaderMap) -> Response {
+    if let Err(refused) = double.admit() {
+        return *refused;
+    }
+    let state = double.state();
+    let Some(user) = bearer(&headers).and_then(|t| state.user_tokens.get(t)) else {
+        return github_error(StatusCode::UNAUTHORIZED, "Bad credentials");
+    };
+    let installations: Vec<Value> = state
+        .installations
+        .values()
+        .filter(|i| i.users.contains(user))
+        .map(|i| {
+            json!({
+                "id": i.id,
+                "account": user_json(&i.account, i.id + 1_000, "Organization"),
+                "app_id": APP_ID, "app_slug": APP_SLUG, "target_type": "Organization",
+                "repository_selection": "selected", "suspended_at": null,
+                "created_at": timestamp(i.created_at), "updated_at": timestamp(i.created_at),
+            })
+        })
+        .collect();
+    Json(json!({ "total_count": installations.len(), "installations": installations }))
+        .into_response()
+}
+
+async fn installation_repositories(
+    State(double): State<GitHubDouble>,
+    headers: HeaderMap,
+) -> Response {
+    let installation = match double.require_installation(&headers) {
+        Ok(id) => id,
+        Err(refused) => return *refused,
+    };
+    let repositories: Vec<Value> = double
+        .repositories(installation)
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.id, "node_id": format!("MDEwOlJlcG9zaXRvcnk{}", r.id),
+                "name": r.full_name.split('/').nth(1).unwrap_or_default(),
+                "full_name": r.full_name, "private": r.private,
+            })
+        })
+        .collect();
+    Json(json!({ "total_count": repositories.len(), "repository_selection": "selected", "repositories": repositories }))
+        .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct RunsQuery {
+    status: Option<String>,
+}
+
+async fn workflow_runs(
+    State(double): State<GitHubDouble>,
+    Path((owner, repo)): Path<(String, String)>,
+    Query(query): Query<RunsQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let repository = format!("{owner}/{repo}");
+    if let Err(refused) = double.require_repository(&headers, &repository) {
+        return *refused;
+    }
+    // The double's silent jobs sit in queued runs.
+    let runs: Vec<Value> = if query.status.as_deref().is_none_or(|s| s == "queued") {
+        let state = double.state();
+        let mut ids: Vec<i64> = state
+            .queued_jobs
+            .iter()
+            .filter(|j| j.repository == repository)
+            .map(|j| j.run_id)
+            .collect();
+        ids.dedup();
+        ids.into_iter()
+            .map(|id| json!({ "id": id, "name": "Sample workflow", "status": "queued", "run_attempt": 1 }))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Json(json!({ "total_count": runs.len(), "workflow_runs": runs })).into_response()
+}
+
+async fn run_jobs(
+    State(double): State<GitHubDouble>,
+    Path((owner, repo, run_id)): Path<(String, String, i64)>,
+    headers: HeaderMap,
+) -> Response {
+    let repository = format!("{owner}/{repo}");
+    if let Err(refused) = double.require_repository(&headers, &repository) {
+        return *refused;
+    }
+    let jobs: Vec<Value> = double
+        .state()
+        .queued_jobs
+        .iter()
+        .filter(|j| j.repository == repository && j.run_id == run_id)
+        .map(|j| j.job.clone())
+        .collect();
+    Json(json!({ "total_count": jobs.len(), "jobs": jobs })).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct JitConfigRequest {
+    name: String,
+    #[serde(default)]
+    labels: Vec<String>,
+}
+
+async fn generate_jitconfig(
+    State(double): State<GitHubDouble>,
+    Path(org): Path<String>,
+    headers: HeaderMap,
+    Json(request): Json<JitConfigRequest>,
+) -> Response {
+    if let Err(refused) = double.require_installation(&headers) {
+        return *refused;
+    }
+    let mut state = double.state();
+    if state
+        .runners
+        .iter()
+        .any(|r| r.owner == org && r.name == request.name)
+    {
+        return github_error(
+            StatusCode::CONFLICT,
+            "Already exists - A runner with the name already exists.",
+        );
+    }
+    let id = state.next_id();
+    state.runners.push(Runner {
+        id,
+        name: request.name.clone(),
+        owner: org,
+        labels: request.labels.clone(),
+    });
+    (
+        StatusCode::CREATED,
+        Json(json!({
+            "runner": runner_json(id, &request.name, &request.labels),
+            "encoded_jit_config": format!("sandbox-jit-config-{id}"),
+        })),
+    )
+        .into_response()
+}
+
+fn runner_json(id: i64, name: &str, labels: &[String]) -> Value {
+    json!({
+        "id": id, "name": name, "os": "linux", "status": "offline", "busy": false,
+        "labels": labels.iter().map(|l| json!({ "id": 1, "name": l, "type": "custom" })).collect::<Vec<_>>(),
+    })
+}
+
+async fn list_runners(
+    State(double): State<GitHubDouble>,
+    Path(org): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = double.require_installation(&headers) {
+        return *refused;
+    }
+    let runners: Vec<Value> = double
+        .state()
+        .runners
+        .iter()
+        .filter(|r| r.owner == org)
+        .map(|r| runner_json(r.id, &r.name, &r.labels))
+        .collect();
+    Json(json!({ "total_count": runners.len(), "runners": runners })).into_response()
+}
+
+async fn delete_runner(
+    State(double): State<GitHubDouble>,
+    Path((org, id)): Path<(String, i64)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = double.require_installation(&headers) {
+        return *refused;
+    }
+    let mut state = double.state();
+    let before = state.runners.len();
+    state.runners.retain(|r| !(r.owner == org && r.id == id));
+    if state.runners.len() == before {
+        github_error(StatusCode::NOT_FOUND, "Not Found")
+    } else {
+        StatusCode::NO_CONTENT.into_response()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct CodeExchange {
+    client_id: String,
+    client_secret: String,
+    code: String,
+}
+
+async fn exchange_code(
+    State(double): State<GitHubDouble>,
+    Json(request): Json<CodeExchange>,
+) -> Response {
+    let mut state = double.state();
+    // GitHub answers a bad code with 200 and an error object.
+    let user = (request.client_id == CLIENT_ID && request.client_secret == CLIENT_SECRET)
+        .then(|| state.codes.remove(&request.code))
+        .flatten();
+    match user {
+        Some(user) => {
+            let token = format!("ghu_{}", uuid::Uuid::new_v4().simple());
+            state.user_tokens.insert(token.clone(), user);
+            Json(json!({ "access_token": token, "token_type": "bearer", "scope": "", "expires_in": 28800 }))
+                .into_response()
+        }
+        None => Json(json!({
+            "error": "bad_verification_code",
+            "error_description": "The code passed is incorrect or expired.",
+        }))
+        .into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct InstallPageQuery {
+    state: Option<String>,
+}
+
+async fn install_page(Query(query): Query<InstallPageQuery>) -> Html<String> {
+    let state = html_escape(query.state.as_deref().unwrap_or_default());
+    Html(format!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Install Tenki (sandbox GitHub)</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{{font-family:system-ui,sans-serif;background:#f6f8fa;color:#1f2328;margin:0}}
+.banner{{background:#fff8c5;border-bottom:1px solid #d4a72c;padding:8px 16px;font-size:14px}}
+main{{max-width:560px;margin:40px auto;background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:24px}}
+label{{display:block;margin-top:12px;font-size:14px;font-weight:600}} input{{width:100%;padding:6px;margin-top:4px;box-sizing:border-box}}
+button{{margin-top:20px;margin-right:8px;padding:8px 16px;border-radius:6px;border:1px solid #1f883d;background:#1f883d;color:#fff;font-weight:600}}
+button.secondary{{background:#f6f8fa;color:#1f2328;border-color:#d0d7de}}</style></head>
+<body><div class="banner">Sandbox GitHub: a local stand-in for github.com. Nothing here reaches GitHub.</div>
+<main><h1>Install Tenki</h1><p>Signed in as <strong>{SANDBOX_USER}</strong>. Choose where to install the Tenki App.</p>
+<form method="post"><input type="hidden" name="state" value="{state}">
+<label for="account">Organization</label><input id="account" name="account" value="sandbox-org">
+<label for="repositories">Repositories (comma-separated)</label><input id="repositories" name="repositories" value="api, web">
+<button type="submit" name="action" value="install">Install</button>
+<button class="secondary" type="submit" name="action" value="request">Request (an owner must approve)</button>
+</form></main></body></html>"#
+    ))
+}
+
+fn html_escape(value: &str) -> String {
+    value
+        .replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[derive(Debug, Deserialize)]
+struct InstallForm {
+    state: String,
+    account: String,
+    repositories: String,
+    action: String,
+}
+
+async fn install(State(double): State<GitHubDouble>, Form(form): Form<InstallForm>) -> Response {
+    let account: String = form
+        .account
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    if account.is_empty() {
+        return (
+            StatusCode::BAD_REQUEST,
+            "Name an organization to install on.",
+        )
+            .into_response();
+    }
+    let code = double.authorize(SANDBOX_USER);
+    if form.action == "request" {
+        return Redirect::to(&format!(
+            "{}/github/setup?setup_action=request&code={code}&state={}",
+            double.tenki_url,
+            urlencode(&form.state)
+        ))
+        .into_response();
+    }
+    let (id, action) = match double.installation_on(&account) {
+        Some(id) => (id, "update"),
+        None => {
+            let names: Vec<String> = form
+                .repositories
+                .split(',')
+                .map(|name| {
+                    name.trim()
+                        .chars()
+                        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                        .collect::<String>()
+                })
+                .filter(|name| !name.is_empty())
+                .collect();
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let id = double.install(SANDBOX_USER, &account, &names);
+            // GitHub sends the webhook around the same time as the redirect; here, just before.
+            double.send_installation_created(id).await;
+            (id, "install")
+        }
+    };
+    Redirect::to(&double.setup_url(id, action, &code, &form.state)).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct SampleWorkflowForm {
+    installation_id: i64,
+    repository: String,
+    label: String,
+}
+
+/// "Run a sample workflow" from the Runners page: starts the job's deliveries in the
+/// background and sends the browser to the Jobs page to watch it.
+async fn sample_workflow(
+    State(double): State<GitHubDouble>,
+    Form(form): Form<SampleWorkflowForm>,
+) -> Response {
+    let known = double
+        .repositories(form.installation_id)
+        .iter()
+        .any(|r| r.full_name == form.repository);
+    if !known {
+        return (
+            StatusCode::BAD_REQUEST,
+            "The sandbox GitHub does not know that installation and repository.",
+        )
+            .into_response();
+    }
+    let runner = double.clone();
+    tokio::spawn(async move {
+        runner
+            .run_sample_workflow(
+                form.installation_id,
+                &form.repository,
+                &form.label,
+                Duration::from_secs(3),
+                Duration::from_secs(6),
+            )
+            .await;
+    });
+    Redirect::to(&format!("{}/jobs", double.tenki_url)).into_response()
+}
