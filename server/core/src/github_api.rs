@@ -86,8 +86,9 @@ pub struct GitHubApp {
     /// Authenticated as the App (JWT).
     app: Octocrab,
     /// One client per installation; each keeps its installation token until shortly before
-    /// it expires.
-    installations: Arc<Mutex<HashMap<u64, Octocrab>>>,
+    /// it expires. Shared, not cloned: a cloned octocrab client copies its token cache, and
+    /// tokens fetched through the copy would be lost.
+    installations: Arc<Mutex<HashMap<u64, Arc<Octocrab>>>>,
     /// Nothing is sent to GitHub before this instant (its rate limit reset).
     paused_until: Arc<Mutex<Option<DateTime<Utc>>>>,
 }
@@ -216,7 +217,10 @@ impl GitHubApp {
         }
     }
 
-    async fn installation_client(&self, installation_id: i64) -> Result<Octocrab, GitHubError> {
+    async fn installation_client(
+        &self,
+        installation_id: i64,
+    ) -> Result<Arc<Octocrab>, GitHubError> {
         let id = u64::try_from(installation_id).map_err(|_| {
             GitHubError::Transport(format!("bad installation id {installation_id}"))
         })?;
@@ -229,14 +233,15 @@ impl GitHubApp {
         let client = match existing {
             Some(client) => client,
             None => {
-                let client = self
-                    .app
-                    .installation(id.into())
-                    .map_err(|e| GitHubError::Transport(e.to_string()))?;
+                let client = Arc::new(
+                    self.app
+                        .installation(id.into())
+                        .map_err(|e| GitHubError::Transport(e.to_string()))?,
+                );
                 self.installations
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .insert(id, client.clone());
+                    .insert(id, Arc::clone(&client));
                 client
             }
         };
