@@ -156,7 +156,7 @@ fn RunnersBody(view: RunnersView) -> impl IntoView {
                             repositories=installation.repositories.clone()
                             labels=labels.clone()
                         />
-                    });
+                    }.into_any());
                     let repositories = if installation.repositories.is_empty() {
                         "no repositories yet".to_owned()
                     } else {
@@ -172,6 +172,7 @@ fn RunnersBody(view: RunnersView) -> impl IntoView {
                             {sample}
                         </li>
                     }
+                    .into_any()
                 }).collect_view()}
             </ul>
         </section>
@@ -198,7 +199,7 @@ fn RunnersBody(view: RunnersView) -> impl IntoView {
                             <td class="px-4 py-2 text-right">"$" {row.price_per_minute}</td>
                             <td class="px-4 py-2 text-right">{row.premium_price_per_minute.map_or_else(|| "—".to_owned(), |p| format!("${p}"))}</td>
                         </tr>
-                    }).collect_view()}
+                    }.into_any()).collect_view()}
                 </tbody>
             </table>
         </section>

@@ -104,9 +104,13 @@ struct DoubleState {
 
 impl DoubleState {
     fn next_id(&mut self) -> i64 {
+        if self.next_id == 0 {
+            // Large ids, as GitHub's are, distinct from the fixtures' and from those of an
+            // earlier run of the sandbox whose installations are still in the database.
+            self.next_id = 10_000_000_000 + i64::from(rand::random::<u32>()) * 1_000;
+        }
         self.next_id += 1;
-        // Large ids, as GitHub's are, and distinct from the fixtures'.
-        9_000_000_000 + self.next_id
+        self.next_id
     }
 }
 
