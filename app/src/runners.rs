@@ -29,6 +29,17 @@ pub struct CatalogRow {
     pub premium_price_per_minute: Option<String>,
 }
 
+/// A webhook delivery of one of the workspace's installations whose processing failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedDeliveryView {
+    pub delivery_id: String,
+    /// `workflow_job.completed`.
+    pub event: String,
+    /// `2026-11-28 14:03 UTC`.
+    pub received_at: String,
+    pub error: String,
+}
+
 /// Everything the Runners page shows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunnersView {
@@ -36,6 +47,8 @@ pub struct RunnersView {
     pub catalog: Vec<CatalogRow>,
     /// GitHub is the sandbox double: offer "Run a sample workflow".
     pub sandbox_github: bool,
+    /// The newest deliveries whose processing failed (the queue keeps retrying them).
+    pub failed_deliveries: Vec<FailedDeliveryView>,
 }
 
 /// The caller's installations and the catalog in force now.
@@ -43,7 +56,7 @@ pub struct RunnersView {
 pub async fn runner_setup() -> Result<RunnersView, AppError> {
     crate::server::respond(
         async move {
-            use tenki_core::{catalog, jobs, usage};
+            use tenki_core::{catalog, github_webhooks, jobs, usage};
 
             let context = crate::server::context()?;
             let caller = crate::server::caller(&context).await?;
@@ -53,6 +66,13 @@ pub async fn runner_setup() -> Result<RunnersView, AppError> {
             let entries = catalog::catalog(&context.core.db, chrono::Utc::now())
                 .await
                 .map_err(AppError::internal)?;
+            let failed = github_webhooks::failed_deliveries(
+                &context.core.db,
+                Some(caller.member.workspace_id),
+                20,
+            )
+            .await
+            .map_err(AppError::internal)?;
             Ok(RunnersView {
                 installations: installations
                     .into_iter()
@@ -82,6 +102,18 @@ pub async fn runner_setup() -> Result<RunnersView, AppError> {
                     })
                     .collect(),
                 sandbox_github: context.sandbox_github,
+                failed_deliveries: failed
+                    .into_iter()
+                    .map(|d| FailedDeliveryView {
+                        delivery_id: d.delivery_id,
+                        event: match d.action {
+                            Some(action) => format!("{}.{action}", d.event),
+                            None => d.event,
+                        },
+                        received_at: d.received_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+                        error: d.error.unwrap_or_default(),
+                    })
+                    .collect(),
             })
         }
         .await,
@@ -127,7 +159,11 @@ fn RunnersBody(view: RunnersView) -> impl IntoView {
     let no_installations = view.installations.is_empty();
     let labels: Vec<String> = view.catalog.iter().map(|row| row.label.clone()).collect();
     let sandbox_github = view.sandbox_github;
+    let failed_deliveries = (!view.failed_deliveries.is_empty()).then(|| {
+        view! { <FailedDeliveries deliveries=view.failed_deliveries.clone()/> }.into_any()
+    });
     view! {
+        {failed_deliveries}
         <section class="mt-6 rounded-xl border border-slate-200 bg-white p-6 shadow-sm" data-testid="installations">
             <div class="flex flex-wrap items-center justify-between gap-3">
                 <h2 class="text-sm font-medium text-slate-500">"GitHub installations"</h2>
@@ -237,5 +273,28 @@ fn SampleWorkflowForm(
             </button>
             <span class="text-xs text-amber-700">"Sandbox: the GitHub double sends queued, in progress and completed."</span>
         </form>
+    }
+}
+
+/// Deliveries GitHub made that Tenki could not process yet: shown so nothing fails silently.
+#[component]
+fn FailedDeliveries(deliveries: Vec<FailedDeliveryView>) -> impl IntoView {
+    view! {
+        <section class="mt-6 rounded-xl border border-red-200 bg-red-50 p-6" data-testid="failed-deliveries">
+            <h2 class="text-sm font-medium text-red-800">"GitHub events Tenki could not process"</h2>
+            <p class="mt-1 text-sm text-red-700">
+                "Tenki retries these with back-off and support is alerted; quote the delivery id when you contact us."
+            </p>
+            <ul class="mt-3 space-y-2 text-sm">
+                {deliveries.into_iter().map(|d| view! {
+                    <li class="rounded-md bg-white px-3 py-2">
+                        <span class="font-mono text-xs text-slate-800">{d.event}</span>
+                        " · " {d.received_at} " · "
+                        <span class="font-mono text-xs text-slate-500">{d.delivery_id}</span>
+                        <p class="mt-1 text-red-700">{d.error}</p>
+                    </li>
+                }.into_any()).collect_view()}
+            </ul>
+        </section>
     }
 }

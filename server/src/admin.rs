@@ -32,7 +32,19 @@ pub enum AdminCommand {
     PromoCredit(PromoArgs),
     /// Deduct promotional credit (dollars) from a workspace's balance.
     PromoDeduct(PromoArgs),
-    /// Link a GitHub installation to the workspace of a person (support, until onboarding lands).
+    /// List the newest GitHub deliveries whose processing failed, with their errors.
+    FailedDeliveries {
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Process a stored GitHub delivery again, with fresh attempts (after fixing the cause).
+    RetryDelivery {
+        /// The `X-GitHub-Delivery` id.
+        #[arg(long)]
+        id: String,
+    },
+    /// Link a GitHub installation to the workspace of a person (support: customers connect
+    /// GitHub from the Runners page).
     LinkInstallation {
         #[arg(long)]
         email: String,
@@ -114,6 +126,34 @@ pub async fn run(core: &Core, command: AdminCommand) -> anyhow::Result<bool> {
         }
         AdminCommand::PromoCredit(args) => promotional(core, args, 1).await,
         AdminCommand::PromoDeduct(args) => promotional(core, args, -1).await,
+        AdminCommand::FailedDeliveries { limit } => {
+            let failed = tenki_core::github_webhooks::failed_deliveries(&core.db, None, limit)
+                .await
+                .context("listing failed deliveries")?;
+            for delivery in &failed {
+                println!(
+                    "{}  {}  {}.{}  installation {}  {}",
+                    delivery.received_at.format("%Y-%m-%d %H:%M:%S"),
+                    delivery.delivery_id,
+                    delivery.event,
+                    delivery.action.as_deref().unwrap_or("-"),
+                    delivery
+                        .installation_id
+                        .map_or_else(|| "-".to_owned(), |id| id.to_string()),
+                    delivery.error.as_deref().unwrap_or("")
+                );
+            }
+            println!("{} failed deliveries", failed.len());
+            Ok(true)
+        }
+        AdminCommand::RetryDelivery { id } => {
+            if tenki_core::github_webhooks::retry_delivery(&core.db, &id).await? {
+                println!("delivery {id} queued for processing again");
+                Ok(true)
+            } else {
+                bail!("no delivery {id} that Tenki processes is stored")
+            }
+        }
         AdminCommand::LinkInstallation {
             email,
             installation_id,

@@ -84,8 +84,69 @@ pub async fn store_delivery(
         tx.commit().await?;
         return Ok(Intake::Ignored);
     }
+    enqueue_processing(&mut tx, delivery_id).await?;
+    tx.commit().await?;
+    Ok(Intake::Queued)
+}
+
+/// A delivery whose processing failed; the queue retries it with back-off until it gives up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedDelivery {
+    pub delivery_id: String,
+    pub event: String,
+    pub action: Option<String>,
+    pub installation_id: Option<i64>,
+    pub received_at: DateTime<Utc>,
+    /// The last attempt's error.
+    pub error: Option<String>,
+}
+
+/// The newest `limit` failed deliveries: of `workspace_id`'s installations, or of everyone.
+pub async fn failed_deliveries(
+    db: &PgPool,
+    workspace_id: Option<uuid::Uuid>,
+    limit: i64,
+) -> Result<Vec<FailedDelivery>, sqlx::Error> {
+    sqlx::query_as!(
+        FailedDelivery,
+        r#"SELECT d.delivery_id, d.event, d.action, d.installation_id, d.received_at, d.error
+           FROM github_deliveries d
+           LEFT JOIN github_installations i ON i.installation_id = d.installation_id
+           WHERE d.status = 'failed' AND ($1::uuid IS NULL OR i.workspace_id = $1)
+           ORDER BY d.received_at DESC
+           LIMIT $2"#,
+        workspace_id,
+        limit,
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Queues a stored delivery for processing again, with a fresh set of attempts (after the
+/// cause of its failure is fixed). `false`: no such delivery, or one Tenki does not process.
+pub async fn retry_delivery(db: &PgPool, delivery_id: &str) -> Result<bool, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let updated = sqlx::query!(
+        "UPDATE github_deliveries SET status = 'queued' WHERE delivery_id = $1 AND status <> 'ignored'",
+        delivery_id,
+    )
+    .execute(&mut *tx)
+    .await?;
+    if updated.rows_affected() == 0 {
+        return Ok(false);
+    }
+    enqueue_processing(&mut tx, delivery_id).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+async fn enqueue_processing(
+    tx: &mut sqlx::PgConnection,
+    delivery_id: &str,
+) -> Result<(), sqlx::Error> {
     // graphile_worker's own SQL function, so the job joins this transaction. Its schema is
-    // created by the worker's migrations, hence a query checked at run time.
+    // created by the worker's migrations, hence a query checked at run time. The job key keeps
+    // one job per delivery; adding it again resets its attempts.
     sqlx::query(
         "SELECT graphile_worker.add_job(identifier => $1, payload => json_build_object('delivery_id', $2::text),
              job_key => $3, max_attempts => 25::smallint)",
@@ -93,10 +154,9 @@ pub async fn store_delivery(
     .bind(PROCESS_DELIVERY_TASK)
     .bind(delivery_id)
     .bind(format!("github-delivery:{delivery_id}"))
-    .execute(&mut *tx)
+    .execute(tx)
     .await?;
-    tx.commit().await?;
-    Ok(Intake::Queued)
+    Ok(())
 }
 
 /// How many deliveries are in each state, and how old the oldest waiting one is.

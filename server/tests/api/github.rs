@@ -597,3 +597,51 @@ async fn a_sample_workflow_is_recorded_from_queued_to_completed_and_metered(db: 
         .expect("ledger");
     assert_eq!(free_left, 1_996);
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_delivery_that_fails_processing_shows_on_its_workspaces_runners_page(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let (customer, installation_id) =
+        linked_installation(&app, "failing@example.com", "wayne").await;
+    let stranger = Customer::sign_up(&app, "stranger@example.com").await;
+    // Signed and stored, but with no job inside: processing fails and is retried.
+    let body = serde_json::json!({
+        "action": "queued",
+        "installation": { "id": installation_id },
+        "workflow_job": { "status": "queued" },
+    });
+    assert_eq!(app.github.deliver("workflow_job", body).await, 202);
+    let guid = app.github.delivery_guids().pop().expect("sent");
+    let db_for_check = db.clone();
+    eventually("the delivery is marked failed", || {
+        let db = db_for_check.clone();
+        async move {
+            !tenki_core::github_webhooks::failed_deliveries(&db, None, 10)
+                .await
+                .expect("query")
+                .is_empty()
+        }
+    })
+    .await;
+
+    let (_, _, page) = customer.get(&format!("{}/runners", app.address)).await;
+    assert!(
+        page.contains("GitHub events Tenki could not process"),
+        "{page}"
+    );
+    assert!(page.contains(&guid), "the delivery id is shown: {page}");
+    assert!(page.contains("workflow_job.queued"), "{page}");
+    let (_, _, theirs) = stranger.get(&format!("{}/runners", app.address)).await;
+    assert!(!theirs.contains(&guid), "another workspace does not see it");
+
+    assert!(
+        tenki_core::github_webhooks::retry_delivery(&db, &guid)
+            .await
+            .expect("retry")
+    );
+    assert!(
+        !tenki_core::github_webhooks::retry_delivery(&db, "no-such-delivery")
+            .await
+            .expect("retry")
+    );
+}

@@ -46,19 +46,21 @@ impl TestApp {
     }
 
     /// Starts a server on `db` with `settings` (their TigerBeetle addresses are used).
-    pub async fn spawn_with(db: PgPool, mut settings: Settings) -> Self {
+    pub async fn spawn_with(db: PgPool, settings: Settings) -> Self {
         server::telemetry::init_logging(&settings);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("free port");
         let address = format!("http://{}", listener.local_addr().expect("bound"));
-        // The GitHub double returns browsers and sends deliveries here.
-        settings.public_url = address.clone();
+        // The GitHub double returns browsers and sends deliveries to the server's real address,
+        // whatever public URL a test gives it.
+        let mut at_address = settings.clone();
+        at_address.public_url = address.clone();
         let ledger = server::open_ledger(&settings)
             .await
             .expect("ledger (is TigerBeetle up?)");
         let github = tenki_core::github_api::GitHubApp::new(
-            settings
+            at_address
                 .github_app_config()
                 .expect("sandbox GitHub settings"),
         )
@@ -69,7 +71,7 @@ impl TestApp {
             .expect("background worker");
         tokio::spawn(async move { worker.run().await });
         let double =
-            server::sandbox_github(&settings).expect("tests run against the GitHub sandbox");
+            server::sandbox_github(&at_address).expect("tests run against the GitHub sandbox");
         let router = server::router(&settings, core.clone(), Some(double.clone()));
         tokio::spawn(server::serve(listener, router, std::future::pending()));
         Self {
