@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Measures the figures in docs/benchmarks.md: the release WASM bundle (raw and gzipped), the
 # release server's resident memory after start, /readyz latency (p50/p99 of 500 sequential
-# requests, next to /healthz as the same-run baseline), then the metering load script
-# (server/benches/metering.rs). Bounded, and only against 127.0.0.1.
+# requests, next to /healthz as the same-run baseline), then the metering and webhook intake
+# load scripts (server/benches/metering.rs, server/benches/intake.rs). Bounded, and only against 127.0.0.1.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$TENKI_ROOT"
@@ -39,3 +39,6 @@ kill "$server" 2>/dev/null || true; server=""
 echo
 echo "== metering (cargo bench -p server --bench metering)"
 DATABASE_URL="$TENKI_DATABASE_URL" cargo bench --locked -p server --bench metering
+echo
+echo "== webhook intake (cargo bench -p server --bench intake)"
+DATABASE_URL="$TENKI_DATABASE_URL" cargo bench --locked -p server --bench intake
