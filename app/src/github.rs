@@ -120,7 +120,7 @@ pub fn GitHubSetupPage() -> impl IntoView {
                         <section class="mt-6 rounded-xl border border-amber-200 bg-amber-50 p-6" data-testid="github-awaiting-approval">
                             <h2 class="font-medium text-amber-900">"Waiting for an organization owner to approve"</h2>
                             <p class="mt-2 text-sm text-amber-800">
-                                "GitHub asked an owner of the organization to approve the Tenki App. Once they have, choose Connect GitHub again on the Runners page to link it."
+                                "GitHub asked an owner of the organization to approve the Tenki App. When they approve it, Tenki links it to this workspace and it appears on the Runners page."
                             </p>
                         </section>
                     }.into_any(),

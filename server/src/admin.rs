@@ -161,9 +161,16 @@ pub async fn run(core: &Core, command: AdminCommand) -> anyhow::Result<bool> {
             let workspace_id = workspaces::first_workspace_of_email(&core.db, &email)
                 .await?
                 .with_context(|| format!("no workspace for {email}"))?;
-            tenki_core::jobs::link_installation(&core.db, installation_id, workspace_id, now)
-                .await
-                .with_context(|| format!("linking installation {installation_id}"))?;
+            tenki_core::github_onboarding::link_installation(
+                &core.db,
+                installation_id,
+                workspace_id,
+                None,
+                false,
+                now,
+            )
+            .await
+            .with_context(|| format!("linking installation {installation_id}"))?;
             println!("installation {installation_id} linked to the workspace of {email}");
             Ok(true)
         }

@@ -196,6 +196,8 @@ impl GitHubApp {
             .base_uri(self.config.web_url.as_str())
             .map_err(|e| GitHubError::Transport(e.to_string()))?
             .add_header(http::header::ACCEPT, "application/json".to_owned())
+            // A code can be exchanged once: a retry after a lost answer would spend it twice.
+            .add_retry_config(octocrab::service::middleware::retry::RetryConfig::None)
             .build()
             .map_err(|e| GitHubError::Transport(e.to_string()))?;
         match ExchangeWebFlowCodeBuilder::new(

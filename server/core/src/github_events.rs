@@ -67,6 +67,8 @@ struct InstallationEvent {
     installation: Installation,
     #[serde(default)]
     repositories: Vec<Repository>,
+    /// Who asked for it, when an organization owner approved a request.
+    requester: Option<Account>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -308,6 +310,18 @@ async fn installation(
         now,
     )
     .await?;
+    if let (Some(requester), "created") = (&event.requester, event.action.as_str()) {
+        let linked = crate::github_onboarding::link_requested_installation(
+            &mut tx,
+            event.installation.id,
+            &requester.login,
+            now,
+        )
+        .await?;
+        if let Some(workspace_id) = linked {
+            tracing::info!(installation = event.installation.id, %workspace_id, "approved installation request linked");
+        }
+    }
     tx.commit().await?;
     Ok(Processed::Installation)
 }

@@ -140,6 +140,50 @@ pub enum SetupError {
 }
 
 #[derive(Debug, Deserialize)]
+struct GitHubUser {
+    login: String,
+}
+
+/// How long an installation request waits for an owner's approval before it is forgotten.
+pub const REQUEST_LIFETIME: chrono::Duration = chrono::Duration::days(30);
+
+/// When GitHub reports a new installation with its requester, links it to the workspace that
+/// requester asked from (the newest unexpired request), unless it is linked already. Returns
+/// the workspace it was linked to.
+pub async fn link_requested_installation(
+    tx: &mut sqlx::PgConnection,
+    installation_id: i64,
+    requester_login: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    let request = sqlx::query_scalar!(
+        "DELETE FROM github_install_requests
+         WHERE github_login = lower($1) AND workspace_id = (
+             SELECT workspace_id FROM github_install_requests
+             WHERE github_login = lower($1) AND requested_at > $2
+             ORDER BY requested_at DESC LIMIT 1)
+         RETURNING workspace_id",
+        requester_login,
+        now - REQUEST_LIFETIME,
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(workspace_id) = request else {
+        return Ok(None);
+    };
+    let linked = sqlx::query!(
+        "UPDATE github_installations SET workspace_id = $2, updated_at = $3
+         WHERE installation_id = $1 AND workspace_id IS NULL",
+        installation_id,
+        workspace_id,
+        now,
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok((linked.rows_affected() == 1).then_some(workspace_id))
+}
+
+#[derive(Debug, Deserialize)]
 struct UserInstallations {
     installations: Vec<UserInstallation>,
 }
@@ -177,11 +221,36 @@ pub async fn complete_setup(
         return Err(StateError::Invalid.into());
     }
     if setup.setup_action.as_deref() == Some("request") {
+        // With a code, remember who asked: the owner's approval then links the installation.
+        if let Some(code) = setup.code.as_deref() {
+            let user_token = github.exchange_code(code).await?;
+            let user = github
+                .as_user::<GitHubUser>(&user_token, Method::GET, "/user")
+                .await?
+                .items;
+            sqlx::query!(
+                "INSERT INTO github_install_requests (github_login, workspace_id, requested_at)
+                 VALUES (lower($1), $2, $3)
+                 ON CONFLICT (github_login, workspace_id) DO UPDATE SET requested_at = EXCLUDED.requested_at",
+                user.login,
+                workspace_id,
+                now,
+            )
+            .execute(db)
+            .await?;
+        }
         return Ok(SetupOutcome::AwaitingApproval);
     }
     let installation_id = setup
         .installation_id
         .ok_or(SetupError::MissingInstallation)?;
+    // One setup per installation at a time: the page may ask twice at once (a reload, a
+    // re-render), and GitHub's code can be exchanged only once. The second waits here, then
+    // finds the installation linked. The lock ends with `guard`'s transaction.
+    let mut guard = db.begin().await?;
+    sqlx::query!("SELECT pg_advisory_xact_lock($1)", installation_id)
+        .execute(&mut *guard)
+        .await?;
     // Reloading the page after a successful link must not fail on the spent code.
     if let Some(account) = linked_account(db, installation_id, workspace_id).await? {
         return Ok(SetupOutcome::Linked {
@@ -194,14 +263,39 @@ pub async fn complete_setup(
     let found = find_user_installation(github, &user_token, installation_id)
         .await?
         .ok_or(SetupError::NotYourInstallation(installation_id))?;
-    let (login, kind) = found
-        .account
-        .map_or((String::new(), String::new()), |a| (a.login, a.kind));
-    let state = if found.suspended_at.is_some() {
-        "suspended"
-    } else {
-        "active"
-    };
+    let account = found.account.map(|a| (a.login, a.kind));
+    let account = link_installation(
+        db,
+        installation_id,
+        workspace_id,
+        account
+            .as_ref()
+            .map(|(login, kind)| (login.as_str(), kind.as_str())),
+        found.suspended_at.is_some(),
+        now,
+    )
+    .await?;
+    guard.commit().await?;
+    Ok(SetupOutcome::Linked {
+        installation_id,
+        account,
+    })
+}
+
+/// Links an installation to a workspace, creating its row when its `installation.created`
+/// delivery has not arrived yet (with `account`, its login and type, when known), and queues
+/// copying its repositories. Linking it again to the same workspace changes nothing; an
+/// installation linked to another workspace is refused. Returns the account's login.
+pub async fn link_installation(
+    db: &PgPool,
+    installation_id: i64,
+    workspace_id: Uuid,
+    account: Option<(&str, &str)>,
+    suspended: bool,
+    now: DateTime<Utc>,
+) -> Result<String, SetupError> {
+    let (login, kind) = account.unwrap_or_default();
+    let state = if suspended { "suspended" } else { "active" };
     let mut tx = db.begin().await?;
     let linked = sqlx::query_scalar!(
         r#"INSERT INTO github_installations (installation_id, account_login, account_type, workspace_id, state, updated_at)
@@ -227,10 +321,7 @@ pub async fn complete_setup(
     .ok_or(SetupError::LinkedElsewhere(installation_id))?;
     enqueue_repository_sync(&mut tx, installation_id).await?;
     tx.commit().await?;
-    Ok(SetupOutcome::Linked {
-        installation_id,
-        account: linked,
-    })
+    Ok(linked)
 }
 
 async fn linked_account(

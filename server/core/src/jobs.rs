@@ -145,38 +145,3 @@ pub async fn installations(
         })
         .collect())
 }
-
-/// Why an installation could not be linked.
-#[derive(Debug, thiserror::Error)]
-pub enum LinkError {
-    #[error("installation {0} is linked to another workspace")]
-    LinkedElsewhere(i64),
-    #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
-}
-
-/// Links an installation to a workspace (creating its row if its `created` delivery has not
-/// arrived yet). Linking it again to the same workspace changes nothing.
-pub async fn link_installation(
-    db: &PgPool,
-    installation_id: i64,
-    workspace_id: Uuid,
-    now: DateTime<Utc>,
-) -> Result<(), LinkError> {
-    let linked = sqlx::query_scalar!(
-        r#"INSERT INTO github_installations (installation_id, account_login, account_type, workspace_id, state, updated_at)
-           VALUES ($1, '', '', $2, 'active', $3)
-           ON CONFLICT (installation_id) DO UPDATE SET workspace_id = EXCLUDED.workspace_id, updated_at = EXCLUDED.updated_at
-               WHERE github_installations.workspace_id IS NULL OR github_installations.workspace_id = EXCLUDED.workspace_id
-           RETURNING installation_id"#,
-        installation_id,
-        workspace_id,
-        now,
-    )
-    .fetch_optional(db)
-    .await?;
-    match linked {
-        Some(_) => Ok(()),
-        None => Err(LinkError::LinkedElsewhere(installation_id)),
-    }
-}

@@ -53,6 +53,8 @@ struct SandboxInstallation {
     users: Vec<String>,
     repositories: Vec<SandboxRepository>,
     created_at: DateTime<Utc>,
+    /// Who asked for it, when an owner approved a request.
+    requester: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -186,9 +188,26 @@ impl GitHubDouble {
                 users: vec![user.to_owned()],
                 repositories,
                 created_at: Utc::now(),
+                requester: None,
             },
         );
         id
+    }
+
+    /// An organization owner approves `requester`'s request: the App is installed on `account`
+    /// by `owner`, and `installation.created` names the requester. Returns Tenki's status.
+    pub async fn approve_request(
+        &self,
+        owner: &str,
+        account: &str,
+        repositories: &[&str],
+        requester: &str,
+    ) -> (i64, u16) {
+        let id = self.install(owner, account, repositories);
+        if let Some(installation) = self.state().installations.get_mut(&id) {
+            installation.requester = Some(requester.to_owned());
+        }
+        (id, self.send_installation_created(id).await)
     }
 
     /// The installation on `account`, if the App is installed there.
@@ -243,7 +262,7 @@ impl GitHubDouble {
         let state = self.state();
         let installation = state.installations.get(&id)?;
         let account_id = id + 1_000;
-        Some(json!({
+        let mut body = json!({
             "action": "created",
             "installation": {
                 "id": id,
@@ -271,7 +290,11 @@ impl GitHubDouble {
                 "private": r.private,
             })).collect::<Vec<_>>(),
             "sender": user_json(installation.users.first().map_or(SANDBOX_USER, String::as_str), 1, "User"),
-        }))
+        });
+        if let Some(requester) = &installation.requester {
+            body["requester"] = user_json(requester, 2, "User");
+        }
+        Some(body)
     }
 
     /// A `workflow_job` delivery body for a job of `installation_id` in `repository`.
@@ -466,6 +489,7 @@ impl GitHubDouble {
             .route("/app/installations/{id}/access_tokens", post(access_token))
             .route("/app/hook/deliveries", get(list_deliveries))
             .route("/app/hook/deliveries/{id}/attempts", post(redeliver))
+            .route("/user", get(current_user))
             .route("/user/installations", get(user_installations))
             .route("/installation/repositories", get(installation_repositories))
             .route("/repos/{owner}/{repo}/actions/runs", get(workflow_runs))
@@ -774,6 +798,17 @@ async fn redeliver(
             .await;
     });
     (StatusCode::ACCEPTED, Json(json!({}))).into_response()
+}
+
+async fn current_user(State(double): State<GitHubDouble>, headers: HeaderMap) -> Response {
+    if let Err(refused) = double.admit() {
+        return *refused;
+    }
+    let state = double.state();
+    match bearer(&headers).and_then(|t| state.user_tokens.get(t)) {
+        Some(user) => Json(user_json(user, 1, "User")).into_response(),
+        None => github_error(StatusCode::UNAUTHORIZED, "Bad credentials"),
+    }
 }
 
 async fn user_installations(State(double): State<GitHubDouble>, headers: HeaderMap) -> Response {

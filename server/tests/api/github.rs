@@ -320,7 +320,7 @@ async fn an_expired_tampered_or_borrowed_state_is_refused_with_a_clear_page(db: 
 }
 
 #[sqlx::test(migrations = "../migrations")]
-async fn an_installation_request_waits_for_an_owners_approval(db: PgPool) {
+async fn an_installation_request_waits_for_an_owners_approval_and_is_linked_by_it(db: PgPool) {
     let app = TestApp::spawn(db.clone()).await;
     let customer = Customer::sign_up(&app, "request@example.com").await;
     let (install_url, state) = customer.connect(&app).await;
@@ -354,6 +354,30 @@ async fn an_installation_request_waits_for_an_owners_approval(db: PgPool) {
         .await
         .expect("count");
     assert_eq!(rows, 0);
+
+    // An owner approves; GitHub's delivery names the requester, whose request came from here.
+    let (installation_id, status) = app
+        .github
+        .approve_request("big-corp-owner", "big-corp", &["monorepo"], SANDBOX_USER)
+        .await;
+    assert_eq!(status, 202);
+    wait_until_processed(&db).await;
+    assert_eq!(
+        linked_workspace(&db, installation_id).await,
+        Some(customer.workspace_id)
+    );
+    assert_eq!(
+        repositories(&db, installation_id).await,
+        ["big-corp/monorepo"]
+    );
+
+    // A requester who never asked from Tenki links nothing.
+    let (unrequested, _) = app
+        .github
+        .approve_request("owner", "other-corp", &["x"], "a-stranger")
+        .await;
+    wait_until_processed(&db).await;
+    assert_eq!(linked_workspace(&db, unrequested).await, None);
 }
 
 /// An installation of the sandbox user, linked to a fresh customer's workspace, with its
@@ -361,22 +385,23 @@ async fn an_installation_request_waits_for_an_owners_approval(db: PgPool) {
 async fn linked_installation(app: &TestApp, email: &str, account: &str) -> (Customer, i64) {
     let customer = Customer::sign_up(app, email).await;
     let installation_id = app.github.install(SANDBOX_USER, account, &["api", "web"]);
-    tenki_core::jobs::link_installation(
+    github_onboarding::link_installation(
         &app.core.db,
         installation_id,
         customer.workspace_id,
+        None,
+        false,
         Utc::now(),
     )
     .await
     .expect("linked");
-    github_onboarding::sync_repositories(
-        &app.core.db,
-        &app.core.github,
-        installation_id,
-        Utc::now(),
-    )
-    .await
-    .expect("repositories synced");
+    // Linking queues copying the repositories from GitHub.
+    let db = app.core.db.clone();
+    eventually("repositories synced after linking", || {
+        let db = db.clone();
+        async move { repositories(&db, installation_id).await.len() == 2 }
+    })
+    .await;
     (customer, installation_id)
 }
 
