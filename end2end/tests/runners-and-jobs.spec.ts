@@ -1,6 +1,6 @@
 // The Runners and Jobs pages, fed by signed webhook deliveries built from the real GitHub
-// fixtures and posted to the real intake. Local only: linking an installation needs the binary
-// until onboarding lands.
+// fixtures and posted to the real intake. Local only: the installation of the fixtures is linked
+// with support's `tenki admin link-installation`, which needs the binary.
 import { expect, test } from "@playwright/test";
 import { deliverToGithubWebhook, githubFixture, signUp, tenki, uniqueEmail, watchConsole } from "./helpers";
 

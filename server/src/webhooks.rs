@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
-use tenki_core::github_webhooks::{self, Intake};
+use tenki_core::github_webhooks::{self, Envelope, Intake};
 
 use crate::AppState;
 
@@ -46,15 +46,19 @@ pub async fn github(State(state): State<AppState>, headers: HeaderMap, body: Byt
         outcome("bad_request");
         return (StatusCode::BAD_REQUEST, "X-GitHub-Event is missing").into_response();
     }
-    let Ok(json) = serde_json::from_slice::<serde_json::Value>(&body) else {
+    let Some((text, envelope)) = std::str::from_utf8(&body)
+        .ok()
+        .and_then(|text| Some((text, Envelope::parse(text).ok()?)))
+    else {
         outcome("bad_request");
-        return (StatusCode::BAD_REQUEST, "the body is not JSON").into_response();
+        return (StatusCode::BAD_REQUEST, "the body is not a JSON object").into_response();
     };
     match github_webhooks::store_delivery(
         &state.core.db,
         delivery_id,
         &event,
-        &json,
+        &envelope,
+        text,
         chrono::Utc::now(),
     )
     .await

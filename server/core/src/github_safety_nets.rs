@@ -234,7 +234,20 @@ pub async fn poll_queued_jobs(
                 "installation": { "id": repository.installation_id },
             });
             let delivery_id = format!("poll-{job_id}-{attempt}");
-            if github_webhooks::store_delivery(db, &delivery_id, "workflow_job", &body, now).await?
+            let envelope = github_webhooks::Envelope {
+                action: Some("queued".to_owned()),
+                installation_id: Some(repository.installation_id),
+            };
+            let text = body.to_string();
+            if github_webhooks::store_delivery(
+                db,
+                &delivery_id,
+                "workflow_job",
+                &envelope,
+                &text,
+                now,
+            )
+            .await?
                 == Intake::Queued
             {
                 tracing::info!(

@@ -46,47 +46,98 @@ pub enum Intake {
     Duplicate,
 }
 
-/// Stores a verified delivery and, for events Tenki uses, enqueues its processing in the same
-/// transaction: a delivery is never stored without its job, nor queued without being stored.
+/// What the intake reads of a delivery's body before storing it whole: its action and
+/// installation. Parsing it checks that the body is a JSON object.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct Envelope {
+    pub action: Option<String>,
+    #[serde(default, deserialize_with = "installation_id")]
+    #[serde(rename = "installation")]
+    pub installation_id: Option<i64>,
+}
+
+fn installation_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    #[derive(serde::Deserialize)]
+    struct Installation {
+        id: Option<i64>,
+    }
+    Ok(<Option<Installation> as serde::Deserialize>::deserialize(d)?.and_then(|i| i.id))
+}
+
+impl Envelope {
+    /// The envelope of `body`, or why it is not a JSON object. Every field is parsed (and
+    /// checked), only these two are kept: no copy of the whole document is built.
+    pub fn parse(body: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(body)
+    }
+}
+
+/// Stores a verified delivery (`body` is its JSON text, `envelope` parsed from it) and, for
+/// events Tenki uses, enqueues its processing in the same statement: a delivery is never stored
+/// without its job, nor queued without being stored.
 pub async fn store_delivery(
     db: &PgPool,
     delivery_id: &str,
     event: &str,
-    body: &serde_json::Value,
+    envelope: &Envelope,
+    body: &str,
     now: DateTime<Utc>,
 ) -> Result<Intake, sqlx::Error> {
     let used = USED_EVENTS.contains(&event);
-    let action = body.get("action").and_then(serde_json::Value::as_str);
-    let installation_id = body
-        .get("installation")
-        .and_then(|i| i.get("id"))
-        .and_then(serde_json::Value::as_i64);
-    let mut tx = db.begin().await?;
-    let inserted = sqlx::query!(
-        "INSERT INTO github_deliveries (delivery_id, event, action, installation_id, body,
-             received_at, status)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
-         ON CONFLICT (delivery_id) DO NOTHING",
-        delivery_id,
-        event,
-        action,
-        installation_id,
-        body,
-        now,
-        if used { "queued" } else { "ignored" },
-    )
-    .execute(&mut *tx)
-    .await?;
-    if inserted.rows_affected() == 0 {
-        return Ok(Intake::Duplicate);
-    }
+    let action = envelope.action.as_deref();
+    let installation_id = envelope.installation_id;
     if !used {
-        tx.commit().await?;
-        return Ok(Intake::Ignored);
+        let inserted = sqlx::query!(
+            "INSERT INTO github_deliveries (delivery_id, event, action, installation_id, body,
+                 received_at, status)
+             VALUES ($1, $2, $3, $4, $5::text::jsonb, $6, 'ignored')
+             ON CONFLICT (delivery_id) DO NOTHING",
+            delivery_id,
+            event,
+            action,
+            installation_id,
+            body,
+            now,
+        )
+        .execute(db)
+        .await?;
+        return Ok(if inserted.rows_affected() == 0 {
+            Intake::Duplicate
+        } else {
+            Intake::Ignored
+        });
     }
-    enqueue_processing(&mut tx, delivery_id).await?;
-    tx.commit().await?;
-    Ok(Intake::Queued)
+    // One statement, so one round trip and its own transaction: the job is added only for a
+    // delivery this statement stored, and neither exists without the other. The delivery id's
+    // uniqueness already makes one job per delivery, so the job needs no job key (which costs
+    // graphile_worker a conflict check). `add_job` is created by the worker's migrations, hence
+    // a query checked at run time.
+    let queued = sqlx::query(
+        "WITH stored AS (
+             INSERT INTO github_deliveries (delivery_id, event, action, installation_id, body,
+                 received_at, status)
+             VALUES ($1, $2, $3, $4, $5::text::jsonb, $6, 'queued')
+             ON CONFLICT (delivery_id) DO NOTHING
+             RETURNING delivery_id)
+         SELECT graphile_worker.add_job(identifier => $7,
+                    payload => json_build_object('delivery_id', stored.delivery_id),
+                    max_attempts => 25::smallint)
+         FROM stored",
+    )
+    .bind(delivery_id)
+    .bind(event)
+    .bind(action)
+    .bind(installation_id)
+    .bind(body)
+    .bind(now)
+    .bind(PROCESS_DELIVERY_TASK)
+    .execute(db)
+    .await?;
+    Ok(if queued.rows_affected() == 0 {
+        Intake::Duplicate
+    } else {
+        Intake::Queued
+    })
 }
 
 /// A delivery whose processing failed; the queue retries it with back-off until it gives up.
@@ -135,25 +186,22 @@ pub async fn retry_delivery(db: &PgPool, delivery_id: &str) -> Result<bool, sqlx
     if updated.rows_affected() == 0 {
         return Ok(false);
     }
-    enqueue_processing(&mut tx, delivery_id).await?;
+    enqueue_retry(&mut tx, delivery_id).await?;
     tx.commit().await?;
     Ok(true)
 }
 
-async fn enqueue_processing(
-    tx: &mut sqlx::PgConnection,
-    delivery_id: &str,
-) -> Result<(), sqlx::Error> {
-    // graphile_worker's own SQL function, so the job joins this transaction. Its schema is
+async fn enqueue_retry(tx: &mut sqlx::PgConnection, delivery_id: &str) -> Result<(), sqlx::Error> {
+    // graphile_worker's own SQL function, so the job joins this transaction; its schema is
     // created by the worker's migrations, hence a query checked at run time. The job key keeps
-    // one job per delivery; adding it again resets its attempts.
+    // one retry job per delivery however often support asks.
     sqlx::query(
         "SELECT graphile_worker.add_job(identifier => $1, payload => json_build_object('delivery_id', $2::text),
              job_key => $3, max_attempts => 25::smallint)",
     )
     .bind(PROCESS_DELIVERY_TASK)
     .bind(delivery_id)
-    .bind(format!("github-delivery:{delivery_id}"))
+    .bind(format!("github-delivery-retry:{delivery_id}"))
     .execute(tx)
     .await?;
     Ok(())
@@ -205,6 +253,25 @@ mod tests {
             body,
             Some(&header.replace("sha256=", "sha1="))
         ));
+    }
+
+    #[test]
+    fn the_envelope_keeps_action_and_installation_and_refuses_what_is_not_an_object() {
+        let envelope = Envelope::parse(
+            r#"{"action":"queued","installation":{"id":5,"node_id":"x"},"zen":[1,{"a":null}]}"#,
+        )
+        .expect("an object");
+        assert_eq!(envelope.action.as_deref(), Some("queued"));
+        assert_eq!(envelope.installation_id, Some(5));
+        assert_eq!(
+            Envelope::parse(r#"{"zen":"Keep it logically awesome.","installation":null}"#)
+                .expect("object"),
+            Envelope::default()
+        );
+        assert!(Envelope::parse("[1, 2]").is_err());
+        assert!(Envelope::parse(r#"{"action":"queued""#).is_err());
+        assert!(Envelope::parse(r#"{"action":"queued"} trailing"#).is_err());
+        assert!(Envelope::parse("").is_err());
     }
 
     #[test]
