@@ -1152,8 +1152,9 @@ async fn sample_workflow(
                 form.installation_id,
                 &form.repository,
                 &form.label,
-                Duration::from_secs(3),
-                Duration::from_secs(6),
+                // Long enough to watch each state on the Jobs page, which refreshes every 3 s.
+                Duration::from_secs(8),
+                Duration::from_secs(10),
             )
             .await;
     });
