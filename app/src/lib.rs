@@ -21,7 +21,7 @@ pub use server::ServerContext;
 
 use crate::auth::{SignInPage, SignUpPage};
 use crate::dashboard::{ComingSoon, DashboardLayout, OverviewPage};
-use crate::github::GitHubSetupPage;
+use crate::github::GitHubConnectedPage;
 use crate::jobs::JobsPage;
 use crate::runners::RunnersPage;
 use crate::usage::UsagePage;
@@ -60,7 +60,7 @@ pub fn App() -> impl IntoView {
                 <ParentRoute path=path!("") view=DashboardLayout ssr=SsrMode::Async>
                     <Route path=path!("") view=OverviewPage ssr=SsrMode::Async/>
                     <Route path=path!("runners") view=RunnersPage ssr=SsrMode::Async/>
-                    <Route path=path!("github/setup") view=GitHubSetupPage ssr=SsrMode::Async/>
+                    <Route path=path!("github/connected") view=GitHubConnectedPage ssr=SsrMode::Async/>
                     <Route path=path!("jobs") view=JobsPage ssr=SsrMode::Async/>
                     <Route path=path!("usage") view=UsagePage ssr=SsrMode::Async/>
                     <Route path=path!("add-ons") view=|| view! { <ComingSoon title="Add-ons"/> } ssr=SsrMode::Async/>

@@ -149,6 +149,7 @@ pub fn router(
         .route("/pkg/tenki.css", get(stylesheet))
         .route("/usage/export.csv", get(exports::usage_csv))
         .route("/github/connect", get(github_connect::connect))
+        .route("/github/setup", get(github_connect::setup))
         .leptos_routes_with_context(&state, routes, provide.clone(), {
             let leptos_options = leptos_options.clone();
             move || app::shell(leptos_options.clone())

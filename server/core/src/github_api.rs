@@ -56,27 +56,65 @@ pub enum GitHubError {
     Transport(String),
 }
 
-/// Turns GitHub's error messages into what a customer can do about them (SPEC §2).
-fn customer_message(status: StatusCode, message: &str) -> String {
+/// What kind of refusal GitHub's answer is: a stable code (the dashboard words it for the
+/// customer) and what the customer can do about it (SPEC §2).
+fn refusal_kind(status: StatusCode, message: &str) -> (&'static str, &'static str) {
     let lower = message.to_lowercase();
-    let advice = if lower.contains("resource not accessible by integration") {
-        "the Tenki App lacks a permission it needs: accept the App's requested permissions in your GitHub settings"
+    if lower.contains("resource not accessible by integration") {
+        (
+            "github_permission",
+            "the Tenki App lacks a permission it needs: accept the App's requested permissions in your GitHub settings",
+        )
     } else if lower.contains("ip allow list") {
-        "your organization's IP allow list blocks Tenki: allow the GitHub App's IP addresses"
+        (
+            "github_ip_allow_list",
+            "your organization's IP allow list blocks Tenki: allow the GitHub App's IP addresses",
+        )
     } else if lower.contains("self-hosted runners") {
-        "self-hosted runners are disabled for this repository or organization: allow them in the Actions settings"
+        (
+            "github_runners_disabled",
+            "self-hosted runners are disabled for this repository or organization: allow them in the Actions settings",
+        )
     } else if lower.contains("actions") && lower.contains("disabled") {
-        "GitHub Actions is disabled for this repository: enable it in the repository's settings"
+        (
+            "github_actions_disabled",
+            "GitHub Actions is disabled for this repository: enable it in the repository's settings",
+        )
     } else if lower.contains("suspended") {
-        "the Tenki App installation is suspended: unsuspend it in your GitHub settings"
+        (
+            "github_suspended",
+            "the Tenki App installation is suspended: unsuspend it in your GitHub settings",
+        )
     } else if status == StatusCode::NOT_FOUND {
-        "GitHub cannot find it, or the Tenki App has no access to it"
+        (
+            "github_not_found",
+            "GitHub cannot find it, or the Tenki App has no access to it",
+        )
     } else if status == StatusCode::UNAUTHORIZED {
-        "GitHub did not accept Tenki's credentials"
+        (
+            "github_credentials",
+            "GitHub did not accept Tenki's credentials",
+        )
     } else {
-        "GitHub refused the request"
-    };
+        ("github_refused", "GitHub refused the request")
+    }
+}
+
+fn customer_message(status: StatusCode, message: &str) -> String {
+    let (_, advice) = refusal_kind(status, message);
     format!("{advice} (GitHub said {}: {message})", status.as_u16())
+}
+
+impl GitHubError {
+    /// A stable code for the kind of failure, for pages and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::RateLimited { .. } => "github_rate_limited",
+            Self::Refused { status, message } => refusal_kind(*status, message).0,
+            Self::BadCode => "bad_code",
+            Self::Transport(_) => "github_unreachable",
+        }
+    }
 }
 
 /// The GitHub App client, shared by every request and task of this process.

@@ -118,6 +118,22 @@ pub enum SetupOutcome {
     AwaitingApproval,
 }
 
+impl SetupError {
+    /// A stable code for the kind of refusal, which the setup page words for the customer.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::State(StateError::Invalid) => "invalid_state",
+            Self::State(StateError::Expired) => "expired",
+            Self::MissingInstallation => "missing_installation",
+            Self::MissingCode => "missing_code",
+            Self::NotYourInstallation(_) => "not_yours",
+            Self::LinkedElsewhere(_) => "linked_elsewhere",
+            Self::GitHub(error) => error.code(),
+            Self::Database(_) => "internal",
+        }
+    }
+}
+
 /// Why the setup did not link anything.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {

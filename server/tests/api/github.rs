@@ -81,6 +81,21 @@ impl Customer {
         (status, location, response.text().await.unwrap_or_default())
     }
 
+    /// Returns from GitHub to `setup_url`: Tenki does the work and redirects to the result
+    /// page. Returns that page's status and HTML.
+    async fn return_from_github(
+        &self,
+        app: &TestApp,
+        setup_url: &str,
+    ) -> (reqwest::StatusCode, String) {
+        let (status, location, body) = self.get(setup_url).await;
+        assert_eq!(status, 303, "the setup redirects to its result: {body}");
+        let location = location.expect("location");
+        assert!(location.starts_with("/github/connected?"), "{location}");
+        let (status, _, page) = self.get(&format!("{}{location}", app.address)).await;
+        (status, page)
+    }
+
     /// "Connect GitHub": the install page URL and the state in it.
     async fn connect(&self, app: &TestApp) -> (String, String) {
         let (status, location, _) = self.get(&format!("{}/github/connect", app.address)).await;
@@ -179,7 +194,7 @@ async fn connecting_github_links_the_installation_when_the_webhook_comes_first(d
         "not linked by the webhook alone"
     );
 
-    let (status, _, page) = customer.get(&setup_url).await;
+    let (status, page) = customer.return_from_github(&app, &setup_url).await;
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("GitHub is connected"), "{page}");
     assert!(page.contains("acme"), "{page}");
@@ -193,7 +208,7 @@ async fn connecting_github_links_the_installation_when_the_webhook_comes_first(d
     );
 
     // Reloading the page (the code is spent now) still shows the link, and changes nothing.
-    let (status, _, page) = customer.get(&setup_url).await;
+    let (status, page) = customer.return_from_github(&app, &setup_url).await;
     assert_eq!(status, 200);
     assert!(page.contains("GitHub is connected"), "{page}");
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM github_installations")
@@ -220,7 +235,7 @@ async fn connecting_github_links_the_installation_when_the_redirect_comes_first(
         .github
         .setup_url(installation_id, "install", &code, &state);
 
-    let (status, _, page) = customer.get(&setup_url).await;
+    let (status, page) = customer.return_from_github(&app, &setup_url).await;
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("GitHub is connected"), "{page}");
     assert_eq!(
@@ -268,11 +283,11 @@ async fn an_installation_the_user_cannot_access_is_not_linked(db: PgPool) {
     let code = app.github.authorize(SANDBOX_USER);
     let forged = app.github.setup_url(theirs, "install", &code, &state);
 
-    let (status, _, page) = customer.get(&forged).await;
+    let (status, page) = customer.return_from_github(&app, &forged).await;
     assert_eq!(status, 403, "{page}");
     assert!(
         page.contains(&format!(
-            "your GitHub account cannot access installation {theirs}"
+            "Your GitHub account cannot access installation {theirs}"
         )),
         "{page}"
     );
@@ -311,7 +326,7 @@ async fn an_expired_tampered_or_borrowed_state_is_refused_with_a_clear_page(db: 
         let url = app
             .github
             .setup_url(installation_id, "install", &code, state);
-        let (status, _, page) = customer.get(&url).await;
+        let (status, page) = customer.return_from_github(&app, &url).await;
         assert_eq!(status, 400, "{message}: {page}");
         assert!(page.contains(message), "{message}: {page}");
         assert!(page.contains("Start again from the Runners page"), "{page}");
@@ -343,7 +358,7 @@ async fn an_installation_request_waits_for_an_owners_approval_and_is_linked_by_i
         .expect("redirect")
         .to_owned();
     assert!(setup_url.contains("setup_action=request"), "{setup_url}");
-    let (status, _, page) = customer.get(&setup_url).await;
+    let (status, page) = customer.return_from_github(&app, &setup_url).await;
     assert_eq!(status, 200);
     assert!(
         page.contains("Waiting for an organization owner to approve"),
