@@ -81,39 +81,33 @@ const NAVIGATION: [(&str, &str); 7] = [
 ];
 
 /// The frame of every signed-in page; sends anyone without a session to the sign-in page.
+///
+/// Only the parts that show who is signed in wait for `who_am_i`; the page itself (the
+/// `Outlet`) is outside any `Suspense` here. A page rendered inside this layout's `Suspend`
+/// was rendered twice on the server, and its HTML and its hydration data could then come from
+/// two different reads: the hydration failed whenever a job changed in between.
 #[component]
 pub fn DashboardLayout() -> impl IntoView {
     let me = Resource::new(|| (), |()| who_am_i());
-    view! {
-        <Suspense fallback=|| view! { <p class="p-8 text-slate-500">"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match me.await {
-                    Ok(me) => view! { <Frame me/> }.into_any(),
-                    Err(AppError::SignInRequired) => view! { <Redirect path="/sign-in"/> }.into_any(),
-                    Err(error) => view! { <ErrorNotice error/> }.into_any(),
-                }
-            })}
-        </Suspense>
-    }
-}
-
-#[component]
-fn Frame(me: Me) -> impl IntoView {
     let sign_out = ServerAction::<SignOut>::new();
     view! {
         <div class="min-h-screen bg-slate-50 md:flex">
             <aside class="border-b border-slate-200 bg-white md:min-h-screen md:w-60 md:border-b-0 md:border-r">
                 <div class="flex items-center justify-between px-5 py-4">
                     <span class="text-xl font-bold text-indigo-600">"Tenki"</span>
-                    {me.sandbox.then(|| view! {
-                        <span
-                            data-testid="sandbox-badge"
-                            title="GitHub and Stripe are local doubles: nothing here is real."
-                            class="rounded-full bg-amber-100 px-2 py-0.5 text-xs font-semibold text-amber-800"
-                        >
-                            "Sandbox"
-                        </span>
-                    })}
+                    <Suspense fallback=|| ()>
+                        {move || Suspend::new(async move {
+                            me.await.ok().filter(|me| me.sandbox).map(|_| view! {
+                                <span
+                                    data-testid="sandbox-badge"
+                                    title="GitHub and Stripe are local doubles: nothing here is real."
+                                    class="rounded-full bg-amber-100 px-2 py-0.5 text-xs font-semibold text-amber-800"
+                                >
+                                    "Sandbox"
+                                </span>
+                            })
+                        })}
+                    </Suspense>
                 </div>
                 <nav class="flex gap-1 overflow-x-auto px-3 pb-3 md:flex-col md:pb-0">
                     {NAVIGATION
@@ -128,10 +122,20 @@ fn Frame(me: Me) -> impl IntoView {
             </aside>
             <div class="flex-1">
                 <header class="flex items-center justify-between gap-4 border-b border-slate-200 bg-white px-6 py-3">
-                    <div class="min-w-0">
-                        <p class="truncate text-sm font-semibold text-slate-900" data-testid="workspace-name">{me.workspace_name}</p>
-                        <p class="truncate text-xs text-slate-500">{me.email}</p>
-                    </div>
+                    <Suspense fallback=|| view! { <div class="min-w-0"></div> }>
+                        {move || Suspend::new(async move {
+                            match me.await {
+                                Ok(me) => view! {
+                                    <div class="min-w-0">
+                                        <p class="truncate text-sm font-semibold text-slate-900" data-testid="workspace-name">{me.workspace_name}</p>
+                                        <p class="truncate text-xs text-slate-500">{me.email}</p>
+                                    </div>
+                                }.into_any(),
+                                Err(AppError::SignInRequired) => view! { <Redirect path="/sign-in"/> }.into_any(),
+                                Err(error) => view! { <ErrorNotice error/> }.into_any(),
+                            }
+                        })}
+                    </Suspense>
                     <ActionForm action=sign_out>
                         <button type="submit" class="rounded-md border border-slate-300 px-3 py-1.5 text-sm text-slate-700 hover:bg-slate-100">
                             "Sign out"

@@ -2,7 +2,7 @@
 // fixtures and posted to the real intake. Local only: the installation of the fixtures is linked
 // with support's `tenki admin link-installation`, which needs the binary.
 import { expect, test } from "@playwright/test";
-import { deliverToGithubWebhook, githubFixture, signUp, tenki, uniqueEmail, watchConsole } from "./helpers";
+import { deliverToGithubWebhook, githubFixture, signUp, tenki, uniqueEmail, waitForHydration, watchConsole } from "./helpers";
 
 test.skip(!!process.env.BASE_URL, "needs the locally built tenki binary");
 
@@ -63,8 +63,11 @@ test("a job goes queued → running → succeeded on the Jobs page and its minut
     return body;
   };
 
-  await page.getByRole("link", { name: "Jobs" }).click();
+  // A full page load of the empty Jobs page: the rows must still appear when jobs arrive.
+  await page.goto("/jobs");
   await expect(page.getByRole("heading", { name: "Jobs", exact: true })).toBeVisible();
+  await expect(page.getByText("No jobs yet.")).toBeVisible();
+  await waitForHydration(page);
   const row = page.locator(`tr[data-job="${jobId}:1"]`);
 
   expect(await deliverToGithubWebhook(request, "workflow_job", delivery("workflow_job.queued.json", "queued"))).toBe(202);
