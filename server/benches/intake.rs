@@ -9,7 +9,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tenki_core::Core;
 use tenki_core::github_webhooks::sign;
@@ -19,26 +18,14 @@ const SENDERS: usize = 32;
 const DELIVERIES: usize = 8_000;
 const POOL: u32 = 32;
 
+#[path = "support/scratch.rs"]
+mod scratch;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let admin_url = std::env::var("DATABASE_URL")?;
-    let admin = PgPool::connect(&admin_url).await?;
-    let name = format!("tenki_bench_{}", Uuid::new_v4().simple());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&admin)
-        .await?;
-    let url = format!(
-        "{}/{name}",
-        admin_url
-            .rsplit_once('/')
-            .map_or(admin_url.as_str(), |(base, _)| base)
-    );
-    let result = run(&url).await;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE {name} WITH (FORCE)"
-    )))
-    .execute(&admin)
-    .await?;
+    let scratch = scratch::ScratchDatabase::create().await?;
+    let result = run(&scratch.url).await;
+    scratch.drop_it().await?;
     result
 }
 

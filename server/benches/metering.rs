@@ -19,21 +19,14 @@ const TASKS: usize = 16;
 const JOBS: usize = 4_000;
 const WORKSPACES: usize = 64;
 
+#[path = "support/scratch.rs"]
+mod scratch;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let admin_url = std::env::var("DATABASE_URL")?;
     let addresses = std::env::var("TENKI_TIGERBEETLE_ADDRESSES")?;
-    let admin = PgPool::connect(&admin_url).await?;
-    let name = format!("tenki_bench_{}", Uuid::new_v4().simple());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&admin)
-        .await?;
-    let url = format!(
-        "{}/{name}",
-        admin_url
-            .rsplit_once('/')
-            .map_or(admin_url.as_str(), |(base, _)| base)
-    );
+    let scratch = scratch::ScratchDatabase::create().await?;
+    let url = scratch.url.clone();
     let db = PgPoolOptions::new()
         .max_connections(32)
         .connect(&url)
@@ -44,9 +37,7 @@ async fn main() -> anyhow::Result<()> {
 
     let result = run(&db, &ledger).await;
     db.close().await;
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
-        .execute(&admin)
-        .await?;
+    scratch.drop_it().await?;
     result
 }
 
