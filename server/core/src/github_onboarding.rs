@@ -260,14 +260,14 @@ pub async fn complete_setup(
     let installation_id = setup
         .installation_id
         .ok_or(SetupError::MissingInstallation)?;
-    // One setup per installation at a time: the page may ask twice at once (a reload, a
-    // re-render), and GitHub's code can be exchanged only once. The second waits here, then
-    // finds the installation linked. The lock ends with `guard`'s transaction.
+    // One setup per installation at a time: the browser may ask twice at once (a double
+    // submit, the back button), and GitHub's code can be exchanged only once. The second waits
+    // here, then finds the installation linked. The lock ends with `guard`'s transaction.
     let mut guard = db.begin().await?;
     sqlx::query!("SELECT pg_advisory_xact_lock($1)", installation_id)
         .execute(&mut *guard)
         .await?;
-    // Reloading the page after a successful link must not fail on the spent code.
+    // Coming back to this URL after a successful link must not fail on the spent code.
     if let Some(account) = linked_account(db, installation_id, workspace_id).await? {
         return Ok(SetupOutcome::Linked {
             installation_id,
