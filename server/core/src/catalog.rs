@@ -55,6 +55,32 @@ pub enum CatalogError {
     Database(#[from] sqlx::Error),
 }
 
+/// The first of a job's `labels` that is a Tenki label (with or without `-premium`), in one
+/// query. `None`: the job is not Tenki's. A database error is an error, never "not Tenki's",
+/// so a delivery is retried rather than a job dropped.
+pub async fn first_tenki_label(
+    db: &PgPool,
+    labels: &[&str],
+) -> Result<Option<String>, sqlx::Error> {
+    let base = |label: &str| {
+        label
+            .strip_suffix(PREMIUM_SUFFIX)
+            .unwrap_or(label)
+            .to_owned()
+    };
+    let bases: Vec<String> = labels.iter().map(|label| base(label)).collect();
+    let known = sqlx::query_scalar!(
+        "SELECT label FROM runner_skus WHERE label = ANY($1)",
+        &bases,
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(labels
+        .iter()
+        .find(|label| known.contains(&base(label)))
+        .map(|label| (*label).to_owned()))
+}
+
 /// Resolves `tenki-standard-4c` or `tenki-standard-4c-premium` to its SKU.
 pub async fn resolve_label(db: &PgPool, label: &str) -> Result<ResolvedLabel, CatalogError> {
     let (base, premium) = match label.strip_suffix(PREMIUM_SUFFIX) {

@@ -173,14 +173,8 @@ async fn workflow_job(
     now: DateTime<Utc>,
 ) -> Result<Processed, ProcessError> {
     let job = event.workflow_job;
-    let mut label = None;
-    for candidate in &job.labels {
-        if catalog::resolve_label(db, candidate).await.is_ok() {
-            label = Some(candidate.clone());
-            break;
-        }
-    }
-    let Some(label) = label else {
+    let labels: Vec<&str> = job.labels.iter().map(String::as_str).collect();
+    let Some(label) = catalog::first_tenki_label(db, &labels).await? else {
         return Ok(Processed::NotTenkis);
     };
     // GitHub fills `started_at` with the queue time on queued events: trust it only once the job
@@ -374,22 +368,28 @@ pub(crate) async fn upsert_repositories(
     removed: bool,
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    for repository in repositories {
-        sqlx::query!(
-            "INSERT INTO github_repositories (repository_id, installation_id, full_name, private, removed, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (repository_id) DO UPDATE SET
-                 installation_id = EXCLUDED.installation_id, full_name = EXCLUDED.full_name,
-                 private = EXCLUDED.private, removed = EXCLUDED.removed, updated_at = EXCLUDED.updated_at",
-            repository.id,
-            installation_id,
-            repository.full_name,
-            repository.private,
-            removed,
-            now,
-        )
-        .execute(&mut *db)
-        .await?;
+    if repositories.is_empty() {
+        return Ok(());
     }
+    // One statement for the whole list: an installation may bring thousands of repositories.
+    let ids: Vec<i64> = repositories.iter().map(|r| r.id).collect();
+    let names: Vec<String> = repositories.iter().map(|r| r.full_name.clone()).collect();
+    let private: Vec<bool> = repositories.iter().map(|r| r.private).collect();
+    sqlx::query!(
+        "INSERT INTO github_repositories (repository_id, installation_id, full_name, private, removed, updated_at)
+         SELECT r.id, $2, r.full_name, r.private, $5, $6
+         FROM unnest($1::bigint[], $3::text[], $4::bool[]) AS r(id, full_name, private)
+         ON CONFLICT (repository_id) DO UPDATE SET
+             installation_id = EXCLUDED.installation_id, full_name = EXCLUDED.full_name,
+             private = EXCLUDED.private, removed = EXCLUDED.removed, updated_at = EXCLUDED.updated_at",
+        &ids,
+        installation_id,
+        &names,
+        &private,
+        removed,
+        now,
+    )
+    .execute(&mut *db)
+    .await?;
     Ok(())
 }

@@ -209,7 +209,17 @@ pub async fn poll_queued_jobs(
             if job.get("status").and_then(serde_json::Value::as_str) != Some("queued") {
                 continue;
             }
-            if !has_tenki_label(db, &job).await {
+            let labels: Vec<&str> = job
+                .get("labels")
+                .and_then(serde_json::Value::as_array)
+                .map(|labels| {
+                    labels
+                        .iter()
+                        .filter_map(serde_json::Value::as_str)
+                        .collect()
+                })
+                .unwrap_or_default();
+            if catalog::first_tenki_label(db, &labels).await?.is_none() {
                 continue;
             }
             let known = sqlx::query_scalar!(
@@ -304,16 +314,4 @@ async fn queued_jobs(
         }
     }
     Ok(jobs)
-}
-
-async fn has_tenki_label(db: &PgPool, job: &serde_json::Value) -> bool {
-    let Some(labels) = job.get("labels").and_then(serde_json::Value::as_array) else {
-        return false;
-    };
-    for label in labels.iter().filter_map(serde_json::Value::as_str) {
-        if catalog::resolve_label(db, label).await.is_ok() {
-            return true;
-        }
-    }
-    false
 }

@@ -685,3 +685,36 @@ async fn a_delivery_that_fails_processing_shows_on_its_workspaces_runners_page(d
             .expect("retry")
     );
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_job_is_tenkis_by_its_first_catalog_label_premium_included(db: PgPool) {
+    let first = |labels: &'static [&'static str]| {
+        let db = db.clone();
+        async move {
+            tenki_core::catalog::first_tenki_label(&db, labels)
+                .await
+                .expect("query")
+        }
+    };
+    assert_eq!(
+        first(&[
+            "self-hosted",
+            "tenki-standard-4c-premium",
+            "tenki-standard-2c"
+        ])
+        .await
+        .as_deref(),
+        Some("tenki-standard-4c-premium")
+    );
+    assert_eq!(
+        first(&["ubuntu-latest", "tenki-standard-2c"])
+            .await
+            .as_deref(),
+        Some("tenki-standard-2c")
+    );
+    assert_eq!(
+        first(&["ubuntu-latest", "tenki-nonexistent-9c"]).await,
+        None
+    );
+    assert_eq!(first(&[]).await, None);
+}
