@@ -1,4 +1,5 @@
-//! Generates the dashboard's CSS from the Tailwind classes used in `app/src` (encre-css, a
+//! Builds the dashboard's CSS: the stylesheet source in `style/tenki.css` (theme and base layer),
+//! then the utilities for the Tailwind classes used in `app/src` (encre-css, a
 //! Tailwind-compatible generator in Rust: no Node in the build). The server embeds the result.
 
 use std::fs;
@@ -7,6 +8,9 @@ use std::path::{Path, PathBuf};
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let app_src = manifest_dir.join("../app/src");
+    let source = manifest_dir.join("../style/tenki.css");
+    println!("cargo:rerun-if-changed={}", source.display());
+    let base = fs::read_to_string(&source)?;
     println!("cargo:rerun-if-changed={}", app_src.display());
     let mut sources = Vec::new();
     collect_rust_files(&app_src, &mut sources)?;
@@ -16,9 +20,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         contents.push(fs::read_to_string(path)?);
     }
     let config = encre_css::Config::default();
-    let css = encre_css::generate(contents.iter().map(String::as_str), &config);
+    let utilities = encre_css::generate(contents.iter().map(String::as_str), &config);
     let out = PathBuf::from(std::env::var("OUT_DIR")?).join("tenki.css");
-    fs::write(out, css)?;
+    fs::write(out, format!("{base}\n{utilities}"))?;
     Ok(())
 }
 

@@ -14,12 +14,18 @@ pub async fn sign_up(workspace: String, email: String, password: String) -> Resu
 
             let context = crate::server::context()?;
             let now = chrono::Utc::now();
+            let address = crate::server::client_ip(&context).await;
+            let client = identity::SignUpClient {
+                address: &address,
+                max_per_window: context.sign_ups_per_address,
+            };
             match identity::sign_up(
                 &context.core.db,
                 &context.core.ledger,
                 &email,
                 &password,
                 &workspace,
+                &client,
                 now,
             )
             .await
@@ -38,7 +44,11 @@ pub async fn sign_up(workspace: String, email: String, password: String) -> Resu
                     "email_taken",
                     "An account with this e-mail exists already. Sign in instead.",
                 )),
-                Err(other) => Err(AppError::internal(other)),
+                Err(SignUpError::TooManySignUps) => Err(AppError::refused(
+                    "too_many_attempts",
+                    "Too many sign-ups from your network. Try again in an hour.",
+                )),
+                Err(other) => Err(AppError::internal_error(&other)),
             }
         }
         .await,
@@ -53,7 +63,7 @@ pub async fn sign_in(email: String, password: String) -> Result<(), AppError> {
             use tenki_core::identity::{self, SignInError};
 
             let context = crate::server::context()?;
-            let ip = crate::server::client_ip().await;
+            let ip = crate::server::client_ip(&context).await;
             let now = chrono::Utc::now();
             match identity::sign_in(&context.core.db, &email, &password, &ip, now).await {
                 Ok(session) => {
@@ -78,7 +88,7 @@ pub async fn sign_in(email: String, password: String) -> Result<(), AppError> {
                     "too_many_attempts",
                     "Too many failed sign-ins. Wait 15 minutes and try again.",
                 )),
-                Err(other) => Err(AppError::internal(other)),
+                Err(other) => Err(AppError::internal_error(&other)),
             }
         }
         .await,
@@ -94,7 +104,7 @@ pub async fn sign_out() -> Result<(), AppError> {
             if let Some(token) = crate::server::session_token().await {
                 tenki_core::identity::sign_out(&context.core.db, &token)
                     .await
-                    .map_err(AppError::internal)?;
+                    .map_err(|e| AppError::internal_error(&e))?;
             }
             crate::server::set_session_cookie(&context, "", 0);
             leptos_axum::redirect("/sign-in");

@@ -58,12 +58,12 @@ pub async fn overview() -> Result<OverviewData, AppError> {
                 chrono::Utc::now(),
             )
             .await
-            .map_err(AppError::internal)?;
+            .map_err(|e| AppError::internal_error(&e))?;
             Ok(OverviewData {
                 workspace_name: overview.workspace_name,
                 free_minutes_left: overview.free_minutes_left,
                 free_minutes_granted: overview.free_minutes_granted,
-                month_to_date_cost: tenki_core::usage::dollars(overview.month_to_date_amount, 2),
+                month_to_date_cost: tenki_core::money::dollars(overview.month_to_date_amount, 2),
             })
         }
         .await,

@@ -69,6 +69,13 @@ impl AppError {
         tracing::error!(error_id = %id, "{error}");
         Self::Internal { id }
     }
+
+    /// [`AppError::internal`] for an error with causes: the log line holds the whole chain
+    /// ("metering: database: …"), the customer sees only the id.
+    #[cfg(feature = "ssr")]
+    pub fn internal_error(error: &dyn std::error::Error) -> Self {
+        Self::internal(tenki_core::error_chain(error))
+    }
 }
 
 impl FromServerFnError for AppError {
@@ -76,5 +83,16 @@ impl FromServerFnError for AppError {
 
     fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
         Self::Transport(value.to_string())
+    }
+}
+
+/// Plain axum routes (the CSV export, the webhooks, "Connect GitHub") answer with the same error
+/// as server functions: its status, and its customer-facing message as text.
+#[cfg(feature = "ssr")]
+impl axum::response::IntoResponse for AppError {
+    fn into_response(self) -> axum::response::Response {
+        let status = http::StatusCode::from_u16(self.status())
+            .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+        (status, self.to_string()).into_response()
     }
 }

@@ -22,6 +22,8 @@ pub struct JobView {
     pub tenki_queue: String,
     pub duration: String,
     pub cost: String,
+    /// Why a completed job costs nothing and never will ("label not offered: …").
+    pub not_billed_reason: Option<String>,
 }
 
 /// One label's figures over 7 days.
@@ -47,7 +49,7 @@ pub async fn list_jobs(status: String, label: String) -> Result<JobsView, AppErr
     crate::server::respond(
         async move {
             use tenki_core::jobs::{self, JobFilter};
-            use tenki_core::usage;
+            use tenki_core::money;
 
             let context = crate::server::context()?;
             let caller = crate::server::caller(&context).await?;
@@ -59,11 +61,11 @@ pub async fn list_jobs(status: String, label: String) -> Result<JobsView, AppErr
             let workspace = caller.member.workspace_id;
             let rows = jobs::recent_jobs(&context.core.db, workspace, &filter, 100, now)
                 .await
-                .map_err(AppError::internal)?;
+                .map_err(|e| AppError::internal_error(&e))?;
             let stats =
                 jobs::label_stats(&context.core.db, workspace, now - chrono::Duration::days(7))
                     .await
-                    .map_err(AppError::internal)?;
+                    .map_err(|e| AppError::internal_error(&e))?;
             let seconds =
                 |s: Option<f64>| s.map_or_else(|| "—".to_owned(), |s| duration(s.round() as i64));
             Ok(JobsView {
@@ -84,8 +86,9 @@ pub async fn list_jobs(status: String, label: String) -> Result<JobsView, AppErr
                         duration: row.run_seconds.map_or_else(|| "—".to_owned(), duration),
                         cost: row.amount.map_or_else(
                             || "—".to_owned(),
-                            |a| format!("${}", usage::dollars(a, 4)),
+                            |a| format!("${}", money::dollars(a, 4)),
                         ),
+                        not_billed_reason: row.not_billed_reason,
                     })
                     .collect(),
                 stats: stats
@@ -237,7 +240,12 @@ fn JobsBody(view: JobsView) -> impl IntoView {
                         <tr class="border-b border-slate-100 last:border-0" data-job=job.id>
                             <td class="px-4 py-2">{job.repository} " · " {job.workflow}</td>
                             <td class="px-4 py-2 font-mono text-xs">{job.label}</td>
-                            <td class="px-4 py-2" data-testid="job-status">{job.status}</td>
+                            <td class="px-4 py-2" data-testid="job-status">
+                                {job.status}
+                                {job.not_billed_reason.map(|reason| view! {
+                                    <span class="block text-xs text-amber-700" data-testid="not-billed-reason">{reason}</span>
+                                })}
+                            </td>
                             <td class="px-4 py-2 text-right">{job.github_queue}</td>
                             <td class="px-4 py-2 text-right">{job.tenki_queue}</td>
                             <td class="px-4 py-2 text-right">{job.duration}</td>

@@ -56,23 +56,24 @@ pub struct RunnersView {
 pub async fn runner_setup() -> Result<RunnersView, AppError> {
     crate::server::respond(
         async move {
-            use tenki_core::{catalog, github_webhooks, jobs, usage};
+            use tenki_core::github::intake;
+            use tenki_core::{catalog, jobs, money, usage};
 
             let context = crate::server::context()?;
             let caller = crate::server::caller(&context).await?;
             let installations = jobs::installations(&context.core.db, caller.member.workspace_id)
                 .await
-                .map_err(AppError::internal)?;
+                .map_err(|e| AppError::internal_error(&e))?;
             let entries = catalog::catalog(&context.core.db, chrono::Utc::now())
                 .await
-                .map_err(AppError::internal)?;
-            let failed = github_webhooks::failed_deliveries(
+                .map_err(|e| AppError::internal_error(&e))?;
+            let failed = intake::failed_deliveries(
                 &context.core.db,
                 Some(caller.member.workspace_id),
                 20,
             )
             .await
-            .map_err(AppError::internal)?;
+            .map_err(|e| AppError::internal_error(&e))?;
             Ok(RunnersView {
                 installations: installations
                     .into_iter()
@@ -94,11 +95,11 @@ pub async fn runner_setup() -> Result<RunnersView, AppError> {
                         class: e.sku.class,
                         vcpus: e.sku.vcpus,
                         memory_gb: e.sku.memory_gb,
-                        price_per_minute: usage::dollars(e.price.per_minute, 4),
+                        price_per_minute: money::dollars(e.price.per_minute, 4),
                         premium_price_per_minute: e
                             .price
                             .premium_surcharge_per_minute
-                            .map(|s| usage::dollars(e.price.per_minute + s, 4)),
+                            .map(|s| money::dollars(e.price.per_minute + s, 4)),
                     })
                     .collect(),
                 sandbox_github: context.sandbox_github,
@@ -111,13 +112,34 @@ pub async fn runner_setup() -> Result<RunnersView, AppError> {
                             None => d.event,
                         },
                         received_at: d.received_at.format("%Y-%m-%d %H:%M UTC").to_string(),
-                        error: d.error.unwrap_or_default(),
+                        // The stored error is for support (`tenki admin failed-deliveries`):
+                        // it may hold database or ledger text, which customers never see.
+                        error: "Tenki could not process this delivery yet and keeps retrying; \
+                                support can look it up by its id."
+                            .to_owned(),
                     })
                     .collect(),
             })
         }
         .await,
     )
+}
+
+/// Puts the `runs-on:` line on the clipboard and says "Copied" once the browser took it. A
+/// handler of the hydrated page: an inline one would need the Content-Security-Policy to allow
+/// inline scripts. Where the browser refuses, the button keeps saying "Copy" and the line stays
+/// selectable by hand.
+fn copy_snippet(copied: RwSignal<bool>) {
+    #[cfg(feature = "hydrate")]
+    if let Some(window) = web_sys::window() {
+        let promise = window.navigator().clipboard().write_text(SNIPPET);
+        leptos::task::spawn_local(async move {
+            let written = wasm_bindgen_futures::JsFuture::from(promise).await.is_ok();
+            copied.set(written);
+        });
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = copied;
 }
 
 /// The line customers paste into their workflow.
@@ -127,6 +149,7 @@ const SNIPPET: &str = "runs-on: tenki-standard-4c";
 #[component]
 pub fn RunnersPage() -> impl IntoView {
     let data = Resource::new(|| (), |()| runner_setup());
+    let copied = RwSignal::new(false);
     view! {
         <h1 class="text-2xl font-semibold text-slate-900">"Runners"</h1>
         <section class="mt-6 rounded-xl border border-slate-200 bg-white p-6 shadow-sm">
@@ -136,10 +159,10 @@ pub fn RunnersPage() -> impl IntoView {
                 <code class="select-all rounded-md bg-slate-900 px-4 py-2 font-mono text-sm text-emerald-300" data-testid="runs-on-snippet">{SNIPPET}</code>
                 <button
                     type="button"
-                    onclick=format!("navigator.clipboard.writeText('{SNIPPET}'); this.textContent = 'Copied'")
+                    on:click=move |_| copy_snippet(copied)
                     class="rounded-md border border-slate-300 px-3 py-1.5 text-sm text-slate-700 hover:bg-slate-100"
                 >
-                    "Copy"
+                    {move || if copied.get() { "Copied" } else { "Copy" }}
                 </button>
             </div>
         </section>

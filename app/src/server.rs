@@ -30,6 +30,10 @@ pub struct ServerContext {
     pub state_key: secrecy::SecretString,
     /// The GitHub double answers for GitHub: the Runners page offers "Run a sample workflow".
     pub sandbox_github: bool,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Sign-ups one client address may make per hour.
+    pub sign_ups_per_address: i64,
 }
 
 /// The server's context; its absence is a wiring bug, reported as an internal error.
@@ -59,11 +63,11 @@ pub async fn caller_from_headers(core: &Core, headers: &HeaderMap) -> Result<Cal
     let token = session_token_from(headers).ok_or(AppError::SignInRequired)?;
     let user = identity::session_user(&core.db, &token, chrono::Utc::now())
         .await
-        .map_err(AppError::internal)?
+        .map_err(|e| AppError::internal_error(&e))?
         .ok_or(AppError::SignInRequired)?;
     let member = workspaces::memberships(&core.db, user.user_id)
         .await
-        .map_err(AppError::internal)?
+        .map_err(|e| AppError::internal_error(&e))?
         .into_iter()
         .next()
         .ok_or(AppError::SignInRequired)?;
@@ -89,12 +93,18 @@ pub fn session_token_from(headers: &HeaderMap) -> Option<String> {
         .filter(|value| !value.is_empty())
 }
 
-/// The caller's IP address, for rate limiting sign-ins.
-pub async fn client_ip() -> String {
-    match leptos_axum::extract::<ConnectInfo<SocketAddr>>().await {
-        Ok(ConnectInfo(addr)) => addr.ip().to_string(),
-        Err(_) => "unknown".to_owned(),
-    }
+/// The caller's address, for rate limiting sign-ins and sign-ups: the peer, or what a trusted
+/// proxy says in `X-Forwarded-For`.
+pub async fn client_ip(context: &ServerContext) -> String {
+    let peer = match leptos_axum::extract::<ConnectInfo<SocketAddr>>().await {
+        Ok(ConnectInfo(addr)) => addr.ip(),
+        Err(_) => return "unknown".to_owned(),
+    };
+    let headers: HeaderMap = leptos_axum::extract().await.unwrap_or_default();
+    let forwarded_for = headers
+        .get("x-forwarded-for")
+        .and_then(|value| value.to_str().ok());
+    identity::client_address(peer, forwarded_for, &context.trusted_proxies).to_string()
 }
 
 /// Sets the response status from the error (see [`AppError::status`]) and passes the result on.

@@ -57,6 +57,7 @@ pub async fn usage_month(month: String) -> Result<UsageView, AppError> {
     crate::server::respond(
         async move {
             use chrono::Datelike;
+            use tenki_core::money;
             use tenki_core::usage::{self, Month, UsageGroup};
 
             let context = crate::server::context()?;
@@ -73,7 +74,17 @@ pub async fn usage_month(month: String) -> Result<UsageView, AppError> {
             let found =
                 usage::month_usage(&context.core.db, caller.member.workspace_id, month, now)
                     .await
-                    .map_err(AppError::internal)?;
+                    .map_err(|e| AppError::internal_error(&e))?;
+            // One precision for the whole page, enough that every table's lines add up to the
+            // total shown (cents, unless sub-cent lines would not).
+            let decimals = [&found.by_label, &found.by_repository, &found.by_workflow]
+                .into_iter()
+                .map(|groups| {
+                    let amounts: Vec<i64> = groups.iter().map(|g| g.amount).collect();
+                    money::decimals_that_add_up(&amounts, found.amount)
+                })
+                .max()
+                .unwrap_or(2);
             let rows = |groups: Vec<UsageGroup>| -> Vec<UsageRow> {
                 groups
                     .into_iter()
@@ -82,7 +93,7 @@ pub async fn usage_month(month: String) -> Result<UsageView, AppError> {
                         jobs: g.jobs,
                         minutes: g.minutes,
                         free_minutes: g.free_minutes,
-                        cost: usage::dollars(g.amount, 2),
+                        cost: money::dollars(g.amount, decimals),
                     })
                     .collect()
             };
@@ -94,8 +105,8 @@ pub async fn usage_month(month: String) -> Result<UsageView, AppError> {
                 jobs: found.jobs,
                 minutes: found.minutes,
                 free_minutes: found.free_minutes,
-                cost: usage::dollars(found.amount, 2),
-                projected_cost: usage::dollars(found.projected_amount, 2),
+                cost: money::dollars(found.amount, decimals),
+                projected_cost: money::dollars(found.projected_amount, 2),
                 by_label: rows(found.by_label),
                 by_repository: rows(found.by_repository),
                 by_workflow: rows(found.by_workflow),
@@ -107,7 +118,7 @@ pub async fn usage_month(month: String) -> Result<UsageView, AppError> {
                         label: d.label,
                         minutes: d.minutes,
                         amount: d.amount,
-                        cost: usage::dollars(d.amount, 2),
+                        cost: money::dollars(d.amount, 2),
                     })
                     .collect(),
             })

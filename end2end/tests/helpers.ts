@@ -60,9 +60,9 @@ export async function signUp(page: Page, workspace: string, email: string, passw
 /** The sandbox's webhook secret (server/src/settings.rs). */
 const SANDBOX_WEBHOOK_SECRET = "tenki-sandbox-webhook-secret";
 
-/** A real GitHub payload from ../shared/fixtures/github. */
+/** A real GitHub payload from fixtures/github (copied from the shared fixtures). */
 export function githubFixture(name: string): Record<string, any> {
-  return JSON.parse(readFileSync(`../../shared/fixtures/github/${name}`, "utf8"));
+  return JSON.parse(readFileSync(`../fixtures/github/${name}`, "utf8"));
 }
 
 /** Posts `body` to the webhook intake signed the way GitHub signs it; returns the status. */

@@ -15,6 +15,12 @@ test("the Runners page shows the catalog with prices, the runs-on line and linke
   await page.getByRole("link", { name: "Runners" }).click();
   await expect(page.getByRole("heading", { name: "Runners" })).toBeVisible();
   await expect(page.getByTestId("runs-on-snippet")).toHaveText("runs-on: tenki-standard-4c");
+  // Copy: a handler of the hydrated page (the Content-Security-Policy allows no inline script).
+  await page.context().grantPermissions(["clipboard-read", "clipboard-write"]);
+  await waitForHydration(page);
+  await page.getByRole("button", { name: "Copy" }).click();
+  await expect(page.getByRole("button", { name: "Copied" })).toBeVisible();
+  expect(await page.evaluate(() => navigator.clipboard.readText())).toBe("runs-on: tenki-standard-4c");
   const catalog = page.getByTestId("catalog");
   await expect(catalog.locator("tbody tr")).toHaveCount(8);
   await expect(catalog.locator("tr", { hasText: "tenki-standard-2c" })).toContainText("$0.0030");
@@ -86,5 +92,39 @@ test("a job goes queued → running → succeeded on the Jobs page and its minut
   // 10 minutes on 2 vCPUs: 10 free minutes.
   await page.getByRole("link", { name: "Overview" }).click();
   await expect(page.getByTestId("free-minutes-left")).toHaveText("990");
+  expect(problems).toEqual([]);
+});
+
+test("a job cancelled while it waited shows why it is not billed and costs nothing", async ({ page, request }) => {
+  const problems = watchConsole(page);
+  const email = uniqueEmail("cancelled");
+  await signUp(page, "Cancel Co", email, password);
+  const installationId = 100_000_000 + Math.floor(Math.random() * 800_000_000);
+  tenki("admin", "link-installation", "--email", email, "--installation-id", String(installationId));
+  const jobId = 10_000_000_000 + Math.floor(Math.random() * 1_000_000_000);
+  const created = Date.now() - 25 * 3_600_000;
+  // GitHub cancels a self-hosted job after 24 h in the queue: no runner, no steps, and a
+  // `started_at` it fills anyway.
+  const body = githubFixture("workflow_job.completed.cancelled-while-queued.derived.json");
+  body.installation = { id: installationId };
+  Object.assign(body.workflow_job, {
+    id: jobId,
+    run_attempt: 1,
+    labels: ["tenki-standard-64c"],
+    workflow_name: "Nightly",
+    created_at: new Date(created).toISOString(),
+    started_at: new Date(created).toISOString(),
+    completed_at: new Date(created + 24 * 3_600_000).toISOString(),
+  });
+  expect(await deliverToGithubWebhook(request, "workflow_job", body)).toBe(202);
+  await page.goto("/jobs");
+  await waitForHydration(page);
+  const row = page.locator(`tr[data-job="${jobId}:1"]`);
+  await expect(row.getByTestId("job-status")).toContainText("cancelled", { timeout: 10_000 });
+  await expect(row.getByTestId("not-billed-reason")).toHaveText("not billed: cancelled before a runner took it");
+  await expect(row.locator("td").last()).toHaveText("—");
+  await page.screenshot({ path: "screenshots/jobs-not-billed.png", fullPage: true });
+  await page.getByRole("link", { name: "Overview" }).click();
+  await expect(page.getByTestId("free-minutes-left")).toHaveText("1,000");
   expect(problems).toEqual([]);
 });

@@ -41,7 +41,7 @@ test("the demo workspace's Usage page shows the chart, the per-label table and a
   ]);
   const csv = readFileSync(await download.path(), "utf8").trim().split("\n");
   expect(csv[0]).toBe(
-    "job_key,completed_at,repository,workflow,label,vcpus,minutes,free_minutes_used,amount_usd,amount_microcents",
+    "job_key,completed_at,repository,workflow,label,vcpus,minutes,free_minutes_used_2vcpu_minutes,amount_usd,amount_microcents",
   );
   expect(csv.length - 1).toBe(jobs);
   expect(problems).toEqual([]);

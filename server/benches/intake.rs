@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::postgres::PgPoolOptions;
 use tenki_core::Core;
-use tenki_core::github_webhooks::sign;
+use tenki_core::github::intake::sign;
 use uuid::Uuid;
 
 const SENDERS: usize = 32;
@@ -52,14 +52,14 @@ async fn run(url: &str) -> anyhow::Result<()> {
     let core = Core {
         db: db.clone(),
         ledger: server::open_ledger(&settings).await?,
-        github: tenki_core::github_api::GitHubApp::new(settings.github_app_config()?)?,
+        github: tenki_core::github::client::GitHubApp::new(settings.github_app_config()?)?,
     };
     // The queue's schema (graphile_worker.add_job) comes from the worker's migrations.
     drop(tenki_core::queue::worker(core.clone(), 1, async {}).await?);
 
     let fixture = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/fixtures/github/workflow_job.queued.json"),
+            .join("../fixtures/github/workflow_job.queued.json"),
     )?;
     let body: serde_json::Value = serde_json::from_str(&fixture)?;
     let body = Arc::new(serde_json::to_vec(&body)?);

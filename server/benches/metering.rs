@@ -86,7 +86,7 @@ async fn run(db: &PgPool, ledger: &Ledger) -> anyhow::Result<()> {
             ledger,
             &email,
             "bench password 1",
-            "Bench",
+            "Bench", &tenki_core::identity::SignUpClient::LOCAL,
             Utc::now(),
         )
         .await?;

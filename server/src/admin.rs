@@ -5,10 +5,10 @@ use anyhow::{Context as _, bail};
 use chrono::{Duration, Utc};
 use clap::Subcommand;
 use tenki_core::Core;
-use tenki_core::adjustments::{self, Adjusted, AdminRequest};
+use tenki_core::ledger::adjustments::{self, Adjusted, AdminRequest};
 use tenki_core::metering::{self, FinishedJob, JobKey};
-use tenki_core::reconcile::{self, Scope};
-use tenki_core::{demo, identity, usage, workspaces};
+use tenki_core::ledger::reconcile::{self, Scope};
+use tenki_core::{demo, identity, money, usage, workspaces};
 use uuid::Uuid;
 
 /// The admin subcommands.
@@ -127,7 +127,7 @@ pub async fn run(core: &Core, command: AdminCommand) -> anyhow::Result<bool> {
         AdminCommand::PromoCredit(args) => promotional(core, args, 1).await,
         AdminCommand::PromoDeduct(args) => promotional(core, args, -1).await,
         AdminCommand::FailedDeliveries { limit } => {
-            let failed = tenki_core::github_webhooks::failed_deliveries(&core.db, None, limit)
+            let failed = tenki_core::github::intake::failed_deliveries(&core.db, None, limit)
                 .await
                 .context("listing failed deliveries")?;
             for delivery in &failed {
@@ -147,7 +147,7 @@ pub async fn run(core: &Core, command: AdminCommand) -> anyhow::Result<bool> {
             Ok(true)
         }
         AdminCommand::RetryDelivery { id } => {
-            if tenki_core::github_webhooks::retry_delivery(&core.db, &id).await? {
+            if tenki_core::github::intake::retry_delivery(&core.db, &id).await? {
                 println!("delivery {id} queued for processing again");
                 Ok(true)
             } else {
@@ -161,7 +161,7 @@ pub async fn run(core: &Core, command: AdminCommand) -> anyhow::Result<bool> {
             let workspace_id = workspaces::first_workspace_of_email(&core.db, &email)
                 .await?
                 .with_context(|| format!("no workspace for {email}"))?;
-            tenki_core::github_onboarding::link_installation(
+            tenki_core::github::onboarding::link_installation(
                 &core.db,
                 installation_id,
                 workspace_id,
@@ -203,7 +203,7 @@ pub async fn run(core: &Core, command: AdminCommand) -> anyhow::Result<bool> {
                 record.job_key,
                 record.minutes,
                 record.free_vcpu_minutes / 2,
-                usage::dollars(record.amount, 6)
+                money::dollars(record.amount, 6)
             );
             Ok(true)
         }
@@ -225,7 +225,7 @@ async fn promotional(core: &Core, args: PromoArgs, sign: i64) -> anyhow::Result<
         admin_email: admin,
         reason,
     };
-    let micro_cents = usage::parse_dollars(amount)
+    let micro_cents = money::parse_dollars(amount)
         .with_context(|| format!("{amount:?} is not an amount in dollars"))?;
     if micro_cents <= 0 {
         bail!("give a positive amount in dollars, e.g. 25.00");
@@ -254,7 +254,7 @@ async fn promotional(core: &Core, args: PromoArgs, sign: i64) -> anyhow::Result<
         "{}",
         describe(
             &outcome,
-            &format!("${} promotional credit", usage::dollars(signed, 2))
+            &format!("${} promotional credit", money::dollars(signed, 2))
         )
     );
     Ok(true)
@@ -289,7 +289,7 @@ pub async fn demo(core: &Core, email: &str, password: &str) -> anyhow::Result<()
                 &core.ledger,
                 email,
                 password,
-                "Demo workspace",
+                "Demo workspace", &identity::SignUpClient::LOCAL,
                 now,
             )
             .await

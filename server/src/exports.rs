@@ -1,12 +1,14 @@
 //! Downloads that are files, not pages: the usage CSV of a month.
 
+use app::error::AppError;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tenki_core::usage::{self, Month};
 
 use crate::AppState;
+use crate::extract::SignedIn;
 
 /// `?month=YYYY-MM`; absent: this month.
 #[derive(Debug, Deserialize)]
@@ -17,13 +19,9 @@ pub struct MonthQuery {
 /// `GET /usage/export.csv`: one row per job of the month, for the signed-in workspace.
 pub async fn usage_csv(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    SignedIn(caller): SignedIn,
     Query(query): Query<MonthQuery>,
 ) -> Response {
-    let caller = match app::server::caller_from_headers(&state.core, &headers).await {
-        Ok(caller) => caller,
-        Err(error) => return (status_of(&error), error.to_string()).into_response(),
-    };
     let month = match query.month.as_deref().filter(|m| !m.is_empty()) {
         None => Month::containing(chrono::Utc::now()),
         Some(text) => match Month::parse(text) {
@@ -45,13 +43,6 @@ pub async fn usage_csv(
             usage::to_csv(&records),
         )
             .into_response(),
-        Err(e) => {
-            let error = app::error::AppError::internal(e);
-            (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response()
-        }
+        Err(e) => AppError::internal_error(&e).into_response(),
     }
-}
-
-fn status_of(error: &app::error::AppError) -> StatusCode {
-    StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }

@@ -9,20 +9,23 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use secrecy::ExposeSecret as _;
 use serde::Deserialize;
-use tenki_core::github_onboarding::{self, SetupOutcome, SetupReturn};
+use tenki_core::github::onboarding::{self, SetupOutcome, SetupReturn};
 
 use crate::AppState;
+use crate::extract::SignedIn;
 
 /// `GET /github/connect`: to the install page, or to sign-in without a session.
-pub async fn connect(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let Some(session) = app::server::session_token_from(&headers) else {
+pub async fn connect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    caller: Option<SignedIn>,
+) -> Response {
+    let (Some(session), Some(SignedIn(caller))) =
+        (app::server::session_token_from(&headers), caller)
+    else {
         return Redirect::to("/sign-in").into_response();
     };
-    let caller = match app::server::caller_from_headers(&state.core, &headers).await {
-        Ok(caller) => caller,
-        Err(_) => return Redirect::to("/sign-in").into_response(),
-    };
-    let signed = github_onboarding::sign_state(
+    let signed = onboarding::sign_state(
         state.context.state_key.expose_secret().as_bytes(),
         &session,
         caller.member.workspace_id,
@@ -45,14 +48,13 @@ pub struct SetupQuery {
 pub async fn setup(
     State(state): State<AppState>,
     headers: HeaderMap,
+    caller: Option<SignedIn>,
     Query(query): Query<SetupQuery>,
 ) -> Response {
-    let Some(session) = app::server::session_token_from(&headers) else {
+    let (Some(session), Some(SignedIn(caller))) =
+        (app::server::session_token_from(&headers), caller)
+    else {
         return Redirect::to("/sign-in").into_response();
-    };
-    let caller = match app::server::caller_from_headers(&state.core, &headers).await {
-        Ok(caller) => caller,
-        Err(_) => return Redirect::to("/sign-in").into_response(),
     };
     let installation_id = match query.installation_id.as_deref().map(str::trim) {
         None | Some("") => None,
@@ -67,7 +69,7 @@ pub async fn setup(
         code: query.code,
         state: query.state,
     };
-    let outcome = github_onboarding::complete_setup(
+    let outcome = onboarding::complete_setup(
         &state.core.db,
         &state.core.github,
         state.context.state_key.expose_secret().as_bytes(),
@@ -85,9 +87,9 @@ pub async fn setup(
         Err(error) => {
             let code = error.code();
             if code == "internal" {
-                tracing::error!("GitHub setup failed: {error}");
+                tracing::error!("GitHub setup failed: {}", tenki_core::error_chain(&error));
             } else {
-                tracing::info!(code, "GitHub setup refused: {error}");
+                tracing::info!(code, "GitHub setup refused: {}", tenki_core::error_chain(&error));
             }
             let installation =
                 installation_id.map_or_else(String::new, |id| format!("&installation={id}"));

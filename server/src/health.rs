@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::AppState;
@@ -44,10 +44,8 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     };
     let (database, tigerbeetle) = tokio::join!(database, ledger);
     let ready = database.is_ok() && tigerbeetle.is_ok();
-    let describe = |result: Result<(), String>| match result {
-        Ok(()) => "ok".to_owned(),
-        Err(problem) => problem,
-    };
+    // The answer names the failing part; the error text (hosts, users) goes to the log only.
+    let describe = |result: &Result<(), String>| if result.is_ok() { "ok" } else { "down" };
     let status = if ready {
         StatusCode::OK
     } else {
@@ -58,17 +56,33 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         status,
         Json(json!({
             "status": if ready { "ready" } else { "unavailable" },
-            "database": describe(database),
-            "tigerbeetle": describe(tigerbeetle),
+            "database": describe(&database),
+            "tigerbeetle": describe(&tigerbeetle),
         })),
     )
 }
 
 /// The Prometheus exposition of every metric recorded in this process, plus the webhook backlog
-/// read from the database (so every replica reports the same shared queue).
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+/// read from the database (so every replica reports the same shared queue). With
+/// `TENKI_METRICS_TOKEN` set, only for `Authorization: Bearer <token>`.
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(expected) = &state.metrics_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !crate::settings::metrics_token_matches(expected, given) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "/metrics needs Authorization: Bearer <TENKI_METRICS_TOKEN>",
+            )
+                .into_response();
+        }
+    }
     let mut text = state.metrics.render();
-    match tenki_core::github_webhooks::backlog(&state.core.db, chrono::Utc::now()).await {
+    match tenki_core::github::intake::backlog(&state.core.db, chrono::Utc::now()).await {
         Ok(backlog) => text.push_str(&format!(
             "# TYPE github_deliveries_waiting gauge\n\
              github_deliveries_waiting{{status=\"queued\"}} {}\n\
@@ -79,5 +93,5 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         )),
         Err(e) => tracing::warn!("cannot read the webhook backlog for /metrics: {e}"),
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

@@ -3,9 +3,11 @@
 
 pub mod admin;
 pub mod exports;
+pub mod extract;
 pub mod github_connect;
 pub mod health;
 pub mod sandbox;
+pub mod security;
 pub mod settings;
 pub mod telemetry;
 pub mod webhooks;
@@ -38,6 +40,8 @@ pub struct AppState {
     pub core: Core,
     pub context: ServerContext,
     pub metrics: PrometheusHandle,
+    /// `/metrics` answers only with this bearer token; `None` (the sandbox): open.
+    pub metrics_token: Option<secrecy::SecretString>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -60,11 +64,16 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<Core> {
         settings.database_max_connections,
     )
     .context("configuring the PostgreSQL pool (TENKI_DATABASE_URL)")?;
+    connect_on(db, settings).await
+}
+
+/// [`connect`] with a pool already made (the tests' database).
+pub async fn connect_on(db: tenki_core::PgPool, settings: &Settings) -> anyhow::Result<Core> {
     tenki_core::db::migrate(&db)
         .await
         .context("applying database migrations (is PostgreSQL up at TENKI_DATABASE_URL?)")?;
     let ledger = open_ledger(settings).await?;
-    let github = tenki_core::github_api::GitHubApp::new(settings.github_app_config()?)
+    let github = tenki_core::github::client::GitHubApp::new(settings.github_app_config()?)
         .context("configuring the GitHub App client")?;
     Ok(Core { db, ledger, github })
 }
@@ -95,7 +104,8 @@ pub async fn open_ledger(settings: &Settings) -> anyhow::Result<tenki_core::ledg
     }
 }
 
-/// The GitHub double for a sandbox server (no real GitHub App configured), else `None`.
+/// The GitHub double for a sandbox server (no real GitHub App configured), else `None`. Never
+/// in production: [`Settings::github_sandbox`] is false there.
 pub fn sandbox_github(settings: &Settings) -> Option<sandbox::github::GitHubDouble> {
     settings.github_sandbox().then(|| {
         sandbox::github::GitHubDouble::new(
@@ -103,6 +113,61 @@ pub fn sandbox_github(settings: &Settings) -> Option<sandbox::github::GitHubDoub
             settings.github_webhook_secret.clone(),
         )
     })
+}
+
+/// A Tenki server ready to serve: its core, its router and its background worker. `main` and
+/// the tests build it through [`Application::build`], so tests run what production runs.
+pub struct Application {
+    pub core: Core,
+    pub router: Router,
+    pub worker: tenki_core::queue::Worker,
+    /// The GitHub double, in the sandbox.
+    pub github_double: Option<sandbox::github::GitHubDouble>,
+}
+
+impl Application {
+    /// Connects to PostgreSQL and TigerBeetle, starts the worker's schema and builds the router.
+    /// `reachable_at` is where this server answers (the sandbox's GitHub double sends browsers
+    /// and deliveries there); it is `TENKI_PUBLIC_URL` unless a test binds another address.
+    pub async fn build(
+        settings: &Settings,
+        reachable_at: &str,
+        worker_shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<Self> {
+        let db = tenki_core::db::pool(
+            settings.database_url.expose_secret(),
+            settings.database_max_connections,
+        )
+        .context("configuring the PostgreSQL pool (TENKI_DATABASE_URL)")?;
+        Self::build_on(db, settings, reachable_at, worker_shutdown).await
+    }
+
+    /// [`Application::build`] on a pool already made (each test has its own database).
+    pub async fn build_on(
+        db: tenki_core::PgPool,
+        settings: &Settings,
+        reachable_at: &str,
+        worker_shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<Self> {
+        let mut reachable = settings.clone();
+        reachable.public_url = reachable_at.to_owned();
+        let core = connect_on(db, &reachable).await?;
+        let worker = tenki_core::queue::worker(
+            core.clone(),
+            settings.worker_concurrency,
+            worker_shutdown,
+        )
+        .await
+        .context("starting the background worker")?;
+        let github_double = sandbox_github(&reachable);
+        let router = router(settings, core.clone(), github_double.clone());
+        Ok(Self {
+            core,
+            router,
+            worker,
+            github_double,
+        })
+    }
 }
 
 /// The whole HTTP surface of Tenki; with `sandbox_github`, the GitHub double too, under
@@ -125,17 +190,29 @@ pub fn router(
         github_webhook_secret: settings.github_webhook_secret.clone(),
         state_key: settings.secret_key.clone(),
         sandbox_github: sandbox_github.is_some(),
+        trusted_proxies: settings.trusted_proxies.clone(),
+        sign_ups_per_address: settings.sign_ups_per_address,
     };
     let state = AppState {
         leptos_options: leptos_options.clone(),
         core,
         context: context.clone(),
         metrics: telemetry::metrics_handle(),
+        metrics_token: settings.metrics_token.clone(),
     };
     let routes = generate_route_list(app::App);
     let provide = {
         let context = context.clone();
-        move || provide_context(context.clone())
+        move || {
+            provide_context(context.clone());
+            // The nonce the security middleware put in this response's CSP: the page's inline
+            // hydration scripts carry it.
+            let nonce = use_context::<axum::http::request::Parts>()
+                .and_then(|parts| parts.extensions.get::<security::CspNonce>().cloned());
+            if let Some(security::CspNonce(nonce)) = nonce {
+                provide_context(leptos::nonce::Nonce::from_value(nonce));
+            }
+        }
     };
     let request_id = HeaderName::from_static("x-request-id");
     // Webhooks carry up to 25 MB; everything else is held to TENKI_MAX_BODY_BYTES.
@@ -164,8 +241,16 @@ pub fn router(
         Some(double) => pages.nest_service(settings::SANDBOX_GITHUB_PATH, double.router()),
         None => pages,
     };
+    let header_policy = security::HeaderPolicy {
+        https: settings.secure_cookies(),
+    };
     webhooks
         .merge(pages)
+        .layer(axum::middleware::from_fn(security::refuse_cross_site))
+        .layer(axum::middleware::from_fn_with_state(
+            header_policy,
+            security::headers,
+        ))
         .layer(axum::middleware::from_fn(telemetry::track_requests))
         .layer(CompressionLayer::new())
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
@@ -207,6 +292,60 @@ pub async fn serve(
     .await
 }
 
+/// How long requests and background tasks in flight may take to finish after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// Serves `application` on `listener` until `shutdown` resolves, then stops accepting, lets the
+/// requests and background tasks in flight finish for up to [`SHUTDOWN_GRACE`], and returns an
+/// error if it had to cut them (the process then exits non-zero).
+pub async fn run_until_stopped(
+    application: Application,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    stop_worker: tokio::sync::watch::Sender<bool>,
+) -> anyhow::Result<()> {
+    run_until_stopped_within(application, listener, shutdown, stop_worker, SHUTDOWN_GRACE).await
+}
+
+/// [`run_until_stopped`] with another grace period (tests).
+pub async fn run_until_stopped_within(
+    application: Application,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    stop_worker: tokio::sync::watch::Sender<bool>,
+    grace: Duration,
+) -> anyhow::Result<()> {
+    let (stopping, mut stop_requested) = tokio::sync::watch::channel(false);
+    let http = tokio::spawn(serve(listener, application.router, async move {
+        drop(stop_requested.wait_for(|stop| *stop).await);
+    }));
+    let worker = application.worker;
+    let worker = tokio::spawn(async move { worker.run().await });
+    shutdown.await;
+    tracing::info!("shutting down: finishing requests and tasks in flight");
+    stopping.send_replace(true);
+    stop_worker.send_replace(true);
+    let finished = tokio::time::timeout(grace, async {
+        let http = http.await;
+        let worker = worker.await;
+        (http, worker)
+    })
+    .await;
+    match finished {
+        Ok((Ok(Ok(())), Ok(Ok(())))) => {
+            tracing::info!("stopped cleanly");
+            Ok(())
+        }
+        Ok((http, worker)) => Err(anyhow::anyhow!(
+            "stopped with errors: HTTP {http:?}, background worker {worker:?}"
+        )),
+        Err(_) => Err(anyhow::anyhow!(
+            "requests or background tasks were still running {} s after the shutdown signal and were cut",
+            grace.as_secs()
+        )),
+    }
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
@@ -230,11 +369,4 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
-    tracing::info!("shutting down: finishing requests in flight");
-    // Long-lived connections must not hold the process forever.
-    tokio::spawn(async {
-        tokio::time::sleep(Duration::from_secs(20)).await;
-        tracing::warn!("requests still open after 20 s; exiting");
-        std::process::exit(0);
-    });
 }

@@ -50,6 +50,11 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Demo { email, password } => {
+            if settings.mode == server::settings::Mode::Production {
+                anyhow::bail!(
+                    "tenki demo creates a demo account with a published password: refused with TENKI_MODE=production"
+                );
+            }
             let core = server::connect(&settings).await?;
             server::admin::demo(&core, &email, &password).await
         }
@@ -57,36 +62,29 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let core = server::connect(&settings).await?;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let worker = tenki_core::queue::worker(core.clone(), settings.worker_concurrency, async move {
-        let mut stopped = stopped;
+    let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
+    let application = server::Application::build(&settings, &settings.public_url, async move {
+        let mut stopped = worker_stopped;
         // An error means the sender is gone: stop as well.
         drop(stopped.wait_for(|stop| *stop).await);
     })
-    .await
-    .context("starting the background worker")?;
-    let worker = tokio::spawn(async move { worker.run().await });
-    let router = server::router(&settings, core, server::sandbox_github(&settings));
+    .await?;
     let listener = tokio::net::TcpListener::bind(settings.addr)
         .await
         .with_context(|| format!("listening on {} (TENKI_ADDR)", settings.addr))?;
     tracing::info!(
+        mode = ?settings.mode,
         sandbox = settings.sandbox(),
         "Tenki is serving on http://{}",
         settings.addr
     );
-    server::serve(listener, router, async move {
-        server::shutdown_signal().await;
-        stop.send_replace(true);
-    })
+    server::run_until_stopped(
+        application,
+        listener,
+        server::shutdown_signal(),
+        stop_worker,
+    )
     .await
-    .context("serving HTTP")?;
-    match worker.await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(anyhow::anyhow!("background worker: {e}")),
-        Err(e) => Err(anyhow::anyhow!("background worker panicked: {e}")),
-    }
 }
 
 async fn migrate(settings: Settings) -> anyhow::Result<()> {

@@ -4,11 +4,30 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use secrecy::SecretString;
+use ipnet::IpNet;
+use secrecy::{ExposeSecret as _, SecretString};
+
+/// Whether this server may use the sandbox's doubles and built-in keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The local default (`make run`, `make test`): the GitHub and Stripe doubles, the demo.
+    Sandbox,
+    /// Real customers: every real setting required, no sandbox value accepted, no double
+    /// mounted, no demo. Fails closed: a missing setting stops the server at start.
+    Production,
+}
 
 /// Everything the server reads from its environment.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// `sandbox` or `production` (`TENKI_MODE`).
+    pub mode: Mode,
+    /// Proxies whose `X-Forwarded-For` names the client (`TENKI_TRUSTED_PROXIES`, CIDRs).
+    pub trusted_proxies: Vec<IpNet>,
+    /// The bearer token `/metrics` requires (`TENKI_METRICS_TOKEN`); unset in the sandbox: open.
+    pub metrics_token: Option<SecretString>,
+    /// Sign-ups one client address may make per hour (`TENKI_SIGN_UPS_PER_ADDRESS`).
+    pub sign_ups_per_address: i64,
     /// Where to listen (`TENKI_ADDR`).
     pub addr: SocketAddr,
     /// The address customers use (`TENKI_PUBLIC_URL`); `https://` turns on Secure cookies.
@@ -109,6 +128,36 @@ impl Settings {
                 });
             }
         };
+        let mode = match get("TENKI_MODE", "sandbox").trim() {
+            "sandbox" => Mode::Sandbox,
+            "production" => Mode::Production,
+            other => {
+                return Err(SettingsError {
+                    name: "TENKI_MODE",
+                    problem: format!("{other:?} is neither \"sandbox\" nor \"production\""),
+                });
+            }
+        };
+        let trusted_proxies = optional("TENKI_TRUSTED_PROXIES")
+            .map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|cidr| !cidr.is_empty())
+                    .map(|cidr| {
+                        cidr.parse::<IpNet>()
+                            .or_else(|_| cidr.parse::<std::net::IpAddr>().map(IpNet::from))
+                            .map_err(|e| SettingsError {
+                                name: "TENKI_TRUSTED_PROXIES",
+                                problem: format!("cannot use {cidr:?}: {e}"),
+                            })
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
+        if mode == Mode::Production {
+            check_production(&optional)?;
+        }
         let github_app_id = optional("TENKI_GITHUB_APP_ID");
         let github_webhook_secret = optional("TENKI_GITHUB_WEBHOOK_SECRET");
         let required = |name: &'static str, what: &str| {
@@ -146,6 +195,14 @@ impl Settings {
             }
         };
         Ok(Self {
+            mode,
+            trusted_proxies,
+            metrics_token: optional("TENKI_METRICS_TOKEN").map(SecretString::from),
+            sign_ups_per_address: parse_setting(
+                &get,
+                "TENKI_SIGN_UPS_PER_ADDRESS",
+                &tenki_core::identity::MAX_SIGN_UPS_PER_ADDRESS.to_string(),
+            )?,
             addr: parse_setting(&get, "TENKI_ADDR", "127.0.0.1:3000")?,
             public_url: get("TENKI_PUBLIC_URL", "http://127.0.0.1:3000"),
             database_url: SecretString::from(get(
@@ -171,9 +228,9 @@ impl Settings {
 
     /// The GitHub App Tenki talks to: the real one, or in the sandbox the double served under
     /// [`SANDBOX_GITHUB_PATH`] with its built-in key.
-    pub fn github_app_config(&self) -> anyhow::Result<tenki_core::github_api::GitHubAppConfig> {
+    pub fn github_app_config(&self) -> anyhow::Result<tenki_core::github::client::GitHubAppConfig> {
         use anyhow::Context as _;
-        use tenki_core::github_api::GitHubAppConfig;
+        use tenki_core::github::client::GitHubAppConfig;
         Ok(match &self.github_app {
             Some(app) => GitHubAppConfig {
                 app_id: app.app_id,
@@ -214,15 +271,79 @@ impl Settings {
         self.github_sandbox() || self.stripe_secret_key.is_none()
     }
 
-    /// True while no real GitHub App is configured: the GitHub double answers instead.
+    /// True while no real GitHub App is configured, in sandbox mode: the GitHub double answers
+    /// instead. Never in production.
     pub fn github_sandbox(&self) -> bool {
-        self.github_app.is_none()
+        self.mode == Mode::Sandbox && self.github_app.is_none()
     }
 
     /// Cookies carry `Secure` when customers reach Tenki over https.
     pub fn secure_cookies(&self) -> bool {
         self.public_url.starts_with("https://")
     }
+}
+
+/// Every setting production needs, and none with a sandbox value: the sandbox's committed keys
+/// can never sign or verify anything for real customers.
+fn check_production(optional: &impl Fn(&'static str) -> Option<String>) -> Result<(), SettingsError> {
+    const REQUIRED: [(&str, &str); 10] = [
+        ("TENKI_GITHUB_APP_ID", "the GitHub App's id"),
+        ("TENKI_GITHUB_APP_SLUG", "the GitHub App's URL name"),
+        ("TENKI_GITHUB_PRIVATE_KEY_FILE", "the GitHub App's private key (PEM)"),
+        ("TENKI_GITHUB_CLIENT_ID", "the GitHub App's client id"),
+        ("TENKI_GITHUB_CLIENT_SECRET", "the GitHub App's client secret"),
+        ("TENKI_GITHUB_WEBHOOK_SECRET", "the GitHub App's webhook secret"),
+        ("TENKI_STRIPE_SECRET_KEY", "Stripe's secret key"),
+        ("TENKI_SECRET_KEY", "a long random secret that signs onboarding links"),
+        ("TENKI_METRICS_TOKEN", "the bearer token /metrics requires"),
+        ("TENKI_PUBLIC_URL", "the https address customers use"),
+    ];
+    for (name, what) in REQUIRED {
+        if optional(name).is_none() {
+            return Err(SettingsError {
+                name,
+                problem: format!("required with TENKI_MODE=production: {what}"),
+            });
+        }
+    }
+    let sandbox_values = [
+        ("TENKI_SECRET_KEY", SANDBOX_SECRET_KEY),
+        ("TENKI_GITHUB_WEBHOOK_SECRET", SANDBOX_WEBHOOK_SECRET),
+        ("TENKI_GITHUB_CLIENT_SECRET", crate::sandbox::github::CLIENT_SECRET),
+        ("TENKI_GITHUB_CLIENT_ID", crate::sandbox::github::CLIENT_ID),
+    ];
+    for (name, sandbox_value) in sandbox_values {
+        if optional(name).is_some_and(|value| value.trim() == sandbox_value) {
+            return Err(SettingsError {
+                name,
+                problem: "is the sandbox's published value; production needs its own secret"
+                    .to_owned(),
+            });
+        }
+    }
+    if let Some(path) = optional("TENKI_GITHUB_PRIVATE_KEY_FILE")
+        && std::fs::read_to_string(path.trim())
+            .is_ok_and(|pem| pem.trim() == crate::sandbox::github::APP_PRIVATE_KEY.trim())
+    {
+        return Err(SettingsError {
+            name: "TENKI_GITHUB_PRIVATE_KEY_FILE",
+            problem: "holds the sandbox's published key; production needs the App's own".to_owned(),
+        });
+    }
+    if optional("TENKI_PUBLIC_URL").is_some_and(|url| !url.trim().starts_with("https://")) {
+        return Err(SettingsError {
+            name: "TENKI_PUBLIC_URL",
+            problem: "production is served over https".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// True when `given` is the metrics token (compared through SHA-256 digests, so the comparison
+/// takes the same time whatever the prefix in common).
+pub fn metrics_token_matches(expected: &SecretString, given: &str) -> bool {
+    use sha2::{Digest as _, Sha256};
+    Sha256::digest(expected.expose_secret().as_bytes()) == Sha256::digest(given.as_bytes())
 }
 
 fn parse_setting<T>(
@@ -304,6 +425,95 @@ mod tests {
                 .starts_with("TENKI_GITHUB_PRIVATE_KEY_FILE:"),
             "{err}"
         );
+    }
+
+    fn production(missing: &str, overrides: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+        let key = std::env::temp_dir().join(format!("tenki-test-key-{}.pem", std::process::id()));
+        std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\nnot the sandbox's\n-----END PRIVATE KEY-----\n")
+            .expect("write key");
+        let mut pairs: Vec<(&'static str, String)> = vec![
+            ("TENKI_MODE", "production".to_owned()),
+            ("TENKI_GITHUB_APP_ID", "12345".to_owned()),
+            ("TENKI_GITHUB_APP_SLUG", "tenki".to_owned()),
+            ("TENKI_GITHUB_PRIVATE_KEY_FILE", key.display().to_string()),
+            ("TENKI_GITHUB_CLIENT_ID", "Iv1.real".to_owned()),
+            ("TENKI_GITHUB_CLIENT_SECRET", "real client secret".to_owned()),
+            ("TENKI_GITHUB_WEBHOOK_SECRET", "real webhook secret".to_owned()),
+            ("TENKI_STRIPE_SECRET_KEY", "sk_live_real".to_owned()),
+            ("TENKI_SECRET_KEY", "a long random production secret".to_owned()),
+            ("TENKI_METRICS_TOKEN", "metrics token".to_owned()),
+            ("TENKI_PUBLIC_URL", "https://app.tenki.cloud".to_owned()),
+        ];
+        pairs.retain(|(name, _)| *name != missing);
+        for (name, value) in overrides {
+            pairs.retain(|(n, _)| n != name);
+            pairs.push((name, value.clone()));
+        }
+        pairs
+    }
+
+    fn settings_of(pairs: &[(&'static str, String)]) -> Result<Settings, SettingsError> {
+        let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        settings(&borrowed)
+    }
+
+    #[test]
+    fn production_starts_with_every_real_setting_and_no_sandbox() {
+        let settings = settings_of(&production("", &[])).expect("complete");
+        assert_eq!(settings.mode, Mode::Production);
+        assert!(!settings.github_sandbox());
+        assert!(!settings.sandbox());
+    }
+
+    #[test]
+    fn production_refuses_to_start_naming_each_missing_setting() {
+        for missing in [
+            "TENKI_GITHUB_APP_ID",
+            "TENKI_GITHUB_WEBHOOK_SECRET",
+            "TENKI_STRIPE_SECRET_KEY",
+            "TENKI_SECRET_KEY",
+            "TENKI_METRICS_TOKEN",
+            "TENKI_PUBLIC_URL",
+        ] {
+            let err = settings_of(&production(missing, &[])).expect_err(missing);
+            assert!(err.to_string().starts_with(&format!("{missing}:")), "{err}");
+        }
+    }
+
+    #[test]
+    fn production_refuses_the_sandboxs_published_secrets() {
+        for (name, value) in [
+            ("TENKI_SECRET_KEY", SANDBOX_SECRET_KEY),
+            ("TENKI_GITHUB_WEBHOOK_SECRET", SANDBOX_WEBHOOK_SECRET),
+            ("TENKI_GITHUB_CLIENT_SECRET", crate::sandbox::github::CLIENT_SECRET),
+        ] {
+            let err = settings_of(&production("", &[(name, value.to_owned())])).expect_err(name);
+            assert!(err.to_string().starts_with(&format!("{name}:")), "{err}");
+        }
+        let key = std::env::temp_dir().join(format!("tenki-sandbox-key-{}.pem", std::process::id()));
+        std::fs::write(&key, crate::sandbox::github::APP_PRIVATE_KEY).expect("write key");
+        let err = settings_of(&production(
+            "",
+            &[("TENKI_GITHUB_PRIVATE_KEY_FILE", key.display().to_string())],
+        ))
+        .expect_err("sandbox key");
+        assert!(err.to_string().starts_with("TENKI_GITHUB_PRIVATE_KEY_FILE:"), "{err}");
+    }
+
+    #[test]
+    fn trusted_proxies_are_cidrs_or_addresses() {
+        let settings = settings(&[("TENKI_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1")]).expect("valid");
+        assert_eq!(settings.trusted_proxies.len(), 2);
+        let err = settings(&[("TENKI_TRUSTED_PROXIES", "ten.0.0.0/8")]).expect_err("refused");
+        assert!(err.to_string().starts_with("TENKI_TRUSTED_PROXIES:"), "{err}");
+    }
+
+    #[test]
+    fn the_metrics_token_is_compared_whole() {
+        let token = SecretString::from("s3cret-token");
+        assert!(metrics_token_matches(&token, "s3cret-token"));
+        assert!(!metrics_token_matches(&token, "s3cret"));
+        assert!(!metrics_token_matches(&token, ""));
     }
 
     #[test]

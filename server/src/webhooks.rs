@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
-use tenki_core::github_webhooks::{self, Envelope, Intake};
+use tenki_core::github::intake::{self, Envelope, Intake};
 
 use crate::AppState;
 
@@ -28,7 +28,7 @@ pub async fn github(State(state): State<AppState>, headers: HeaderMap, body: Byt
         .github_webhook_secret
         .expose_secret()
         .as_bytes();
-    if !github_webhooks::signature_is_valid(secret, &body, header("x-hub-signature-256")) {
+    if !intake::signature_is_valid(secret, &body, header("x-hub-signature-256")) {
         outcome("bad_signature");
         return (
             StatusCode::UNAUTHORIZED,
@@ -53,7 +53,7 @@ pub async fn github(State(state): State<AppState>, headers: HeaderMap, body: Byt
         outcome("bad_request");
         return (StatusCode::BAD_REQUEST, "the body is not a JSON object").into_response();
     };
-    match github_webhooks::store_delivery(
+    match intake::store_delivery(
         &state.core.db,
         delivery_id,
         &event,
@@ -81,9 +81,8 @@ pub async fn github(State(state): State<AppState>, headers: HeaderMap, body: Byt
         }
         Err(e) => {
             outcome("error");
-            let error =
-                app::error::AppError::internal(format!("storing delivery {delivery_id}: {e}"));
-            (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response()
+            app::error::AppError::internal(format!("storing delivery {delivery_id}: {e}"))
+                .into_response()
         }
     }
 }

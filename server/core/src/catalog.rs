@@ -51,42 +51,51 @@ pub enum CatalogError {
     NoPremiumVariant(String),
     #[error("{label:?} has no price in force at {at}")]
     NoPrice { label: String, at: DateTime<Utc> },
-    #[error("database: {0}")]
+    #[error("database")]
     Database(#[from] sqlx::Error),
 }
 
-/// The first of a job's `labels` that is a Tenki label (with or without `-premium`), in one
-/// query. `None`: the job is not Tenki's. A database error is an error, never "not Tenki's",
-/// so a delivery is retried rather than a job dropped.
+/// A label as Tenki keeps it: lower case, since GitHub matches `runs-on:` labels without regard
+/// to case (`Tenki-Standard-4C` runs on a `tenki-standard-4c` runner).
+pub fn normalize_label(label: &str) -> String {
+    label.trim().to_lowercase()
+}
+
+/// The label without its `-premium` suffix, and whether it had one.
+fn split_premium(label: &str) -> (&str, bool) {
+    match label.strip_suffix(PREMIUM_SUFFIX) {
+        Some(base) => (base, true),
+        None => (label, false),
+    }
+}
+
+/// The first of a job's `labels` that is a Tenki label (with or without `-premium`, in any
+/// case), normalized, in one query. `None`: the job is not Tenki's. A database error is an
+/// error, never "not Tenki's", so a delivery is retried rather than a job dropped.
 pub async fn first_tenki_label(
     db: &PgPool,
     labels: &[&str],
 ) -> Result<Option<String>, sqlx::Error> {
-    let base = |label: &str| {
-        label
-            .strip_suffix(PREMIUM_SUFFIX)
-            .unwrap_or(label)
-            .to_owned()
-    };
-    let bases: Vec<String> = labels.iter().map(|label| base(label)).collect();
+    let normalized: Vec<String> = labels.iter().map(|label| normalize_label(label)).collect();
+    let bases: Vec<String> = normalized
+        .iter()
+        .map(|label| split_premium(label).0.to_owned())
+        .collect();
     let known = sqlx::query_scalar!(
         "SELECT label FROM runner_skus WHERE label = ANY($1)",
         &bases,
     )
     .fetch_all(db)
     .await?;
-    Ok(labels
-        .iter()
-        .find(|label| known.contains(&base(label)))
-        .map(|label| (*label).to_owned()))
+    Ok(normalized
+        .into_iter()
+        .find(|label| known.iter().any(|k| k == split_premium(label).0)))
 }
 
 /// Resolves `tenki-standard-4c` or `tenki-standard-4c-premium` to its SKU.
 pub async fn resolve_label(db: &PgPool, label: &str) -> Result<ResolvedLabel, CatalogError> {
-    let (base, premium) = match label.strip_suffix(PREMIUM_SUFFIX) {
-        Some(base) => (base, true),
-        None => (label, false),
-    };
+    let normalized = normalize_label(label);
+    let (base, premium) = split_premium(&normalized);
     let sku = sqlx::query_as!(
         Sku,
         "SELECT label, class, vcpus, memory_gb, os, arch FROM runner_skus WHERE label = $1",
@@ -106,10 +115,8 @@ pub async fn label_price_at(
     label: &str,
     at: DateTime<Utc>,
 ) -> Result<(ResolvedLabel, Price), CatalogError> {
-    let (base, premium) = match label.strip_suffix(PREMIUM_SUFFIX) {
-        Some(base) => (base, true),
-        None => (label, false),
-    };
+    let normalized = normalize_label(label);
+    let (base, premium) = split_premium(&normalized);
     let row = sqlx::query!(
         r#"SELECT s.label, s.class, s.vcpus, s.memory_gb, s.os, s.arch,
                   (c.price_per_minute IS NOT NULL) AS "custom!",
@@ -194,4 +201,19 @@ pub async fn catalog(db: &PgPool, at: DateTime<Utc>) -> Result<Vec<CatalogEntry>
             })
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_kept_in_lower_case_as_github_matches_them() {
+        assert_eq!(normalize_label("Tenki-Standard-4C"), "tenki-standard-4c");
+        assert_eq!(
+            split_premium(&normalize_label(" TENKI-STANDARD-2C-PREMIUM ")),
+            ("tenki-standard-2c", true)
+        );
+        assert_eq!(split_premium("tenki-macos-m4-6c"), ("tenki-macos-m4-6c", false));
+    }
 }

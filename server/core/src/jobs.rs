@@ -25,6 +25,8 @@ pub struct JobRow {
     pub run_seconds: Option<i64>,
     /// Micro-cents, once metered.
     pub amount: Option<i64>,
+    /// Why a completed job is not billed ("label not offered: …"), in the customer's words.
+    pub not_billed_reason: Option<String>,
 }
 
 /// Which jobs to list.
@@ -62,10 +64,11 @@ pub async fn recent_jobs(
                   extract(epoch FROM j.first_delivery_at - j.created_at)::bigint AS github_queue_seconds,
                   extract(epoch FROM j.started_at - j.first_delivery_at)::bigint AS tenki_queue_seconds,
                   extract(epoch FROM coalesce(j.completed_at, $5) - j.started_at)::bigint AS run_seconds,
-                  u.amount AS "amount?"
+                  u.amount AS "amount?", j.not_billed_reason
            FROM github_jobs j
            JOIN github_installations i ON i.installation_id = j.installation_id
            LEFT JOIN usage_records u ON u.job_key = j.github_job_id::text || ':' || j.run_attempt::text
+                                    AND u.workspace_id = i.workspace_id
            WHERE i.workspace_id = $1
              AND ($2::text IS NULL OR j.status = $2)
              AND ($3::text IS NULL OR j.label = $3)

@@ -1,22 +1,33 @@
 //! `tenki-core`: the business of Tenki, shared by the server functions, the webhook handlers and
 //! the background workers. No HTTP framework types cross its public API.
+//!
+//! One module per capability:
 
-pub mod adjustments;
+/// Runner SKUs and their versioned prices.
 pub mod catalog;
+/// The PostgreSQL pool and migrations.
 pub mod db;
+/// The demo workspace of the sandbox.
 pub mod demo;
-pub mod github_api;
-pub mod github_events;
-pub mod github_onboarding;
-pub mod github_safety_nets;
-pub mod github_webhooks;
+/// The GitHub App: API client, webhook intake, event processing, onboarding, safety nets.
+pub mod github;
+/// People, sessions, sign-in limits.
 pub mod identity;
+/// The jobs a workspace ran, as the Jobs and Runners pages list them.
 pub mod jobs;
+/// TigerBeetle: accounts, the only place transfers are built, adjustments, reconciliation.
 pub mod ledger;
+/// A finished job → its price → the ledger chain and the usage record.
 pub mod metering;
+/// Micro-cents: checked arithmetic, dollars, parsing, display.
+pub mod money;
+/// The durable background queue: enqueue, tasks, crons.
 pub mod queue;
-pub mod reconcile;
+/// Data retention: what is deleted when.
+pub mod retention;
+/// Read models of usage: the Usage page, the CSV, projections.
 pub mod usage;
+/// Workspaces, members and roles, the Overview figures.
 pub mod workspaces;
 
 pub use sqlx::PgPool;
@@ -27,5 +38,18 @@ pub use sqlx::PgPool;
 pub struct Core {
     pub db: PgPool,
     pub ledger: ledger::Ledger,
-    pub github: github_api::GitHubApp,
+    pub github: github::client::GitHubApp,
+}
+
+/// An error and every cause under it, on one line ("metering: database: connection refused"):
+/// error enums here do not repeat their source in their own message, so logs print the chain.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

@@ -1,23 +1,81 @@
-//! The durable background queue (graphile_worker on PostgreSQL): its tasks and the worker that
-//! runs them. Any server replica runs any task; jobs are claimed with `SKIP LOCKED`.
+//! The durable background queue (graphile_worker on PostgreSQL): enqueueing, its tasks, the crons
+//! and the worker that runs them. Any server replica runs any task; jobs are claimed with
+//! `SKIP LOCKED`, and a cron tick is added once whatever the number of replicas.
 
 use chrono::Utc;
-use graphile_worker::{IntoTaskHandlerResult, TaskHandler, Worker, WorkerContext, WorkerOptions};
+use graphile_worker::{IntoTaskHandlerResult, TaskHandler, WorkerContext, WorkerOptions};
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
 use crate::Core;
-use crate::github_events;
-use crate::github_onboarding::{self, SYNC_REPOSITORIES_TASK};
-use crate::github_safety_nets;
-use crate::github_webhooks::PROCESS_DELIVERY_TASK;
+use crate::github::events;
+use crate::github::intake::PROCESS_DELIVERY_TASK;
+use crate::github::onboarding::{self, SYNC_REPOSITORIES_TASK};
+use crate::github::safety_nets;
+use crate::retention;
 
-/// The safety nets run every five minutes; the queue makes sure one replica runs each round.
-const CRONTAB: &str = "*/5 * * * * redeliver_failed_github_deliveries
-*/5 * * * * poll_queued_github_jobs";
+/// The background worker: [`worker`] builds it, `run()` runs it until its shutdown signal.
+pub use graphile_worker::Worker;
+/// Reads a crontab as the worker does (for tests that tick the server's [`CRONTAB`]).
+pub use graphile_worker::parse_crontab;
+
+/// The server's schedule. The safety nets run every five minutes, retention once a day. The
+/// `{}` payload makes graphile_worker send `{"_cron": {...}}`; the tasks accept that and null.
+pub const CRONTAB: &str = "*/5 * * * * redeliver_failed_github_deliveries {}
+*/5 * * * * poll_queued_github_jobs {}
+17 3 * * * delete_expired_data {}";
+
+/// One job to add to the queue.
+#[derive(Debug, Clone)]
+pub struct NewJob<'a> {
+    /// The task's identifier (its handler's `IDENTIFIER`).
+    pub task: &'static str,
+    /// The task's payload.
+    pub payload: serde_json::Value,
+    /// At most one pending job per key: adding it again replaces the waiting one.
+    pub job_key: Option<&'a str>,
+    /// Attempts before the job is given up.
+    pub max_attempts: i16,
+}
+
+/// Adds `job` to the queue on `db`: pass a transaction to enqueue together with the state change
+/// that causes the job. graphile_worker's own SQL function creates the job (its schema comes from
+/// the worker's migrations, hence a query checked at run time).
+pub async fn enqueue(db: &mut sqlx::PgConnection, job: NewJob<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "SELECT graphile_worker.add_job(identifier => $1, payload => $2::json, job_key => $3,
+             max_attempts => $4::smallint)",
+    )
+    .bind(job.task)
+    .bind(job.payload)
+    .bind(job.job_key)
+    .bind(job.max_attempts)
+    .execute(db)
+    .await?;
+    Ok(())
+}
 
 fn core_of(ctx: &WorkerContext) -> Result<&Core, String> {
     ctx.get_ext::<Core>()
         .ok_or_else(|| "the worker has no Core extension".to_owned())
+}
+
+/// Counts one run of a scheduled task, by outcome, for `/metrics`, and logs a failure.
+fn count_cron_run<T>(task: &'static str, result: anyhow::Result<T>) -> Result<T, String> {
+    match result {
+        Ok(value) => {
+            metrics::counter!("cron_runs_total", "task" => task, "outcome" => "succeeded")
+                .increment(1);
+            Ok(value)
+        }
+        Err(error) => {
+            metrics::counter!("cron_runs_total", "task" => task, "outcome" => "failed")
+                .increment(1);
+            let message = format!("{error:#}");
+            tracing::warn!(task, "scheduled task failed: {message}");
+            Err(message)
+        }
+    }
 }
 
 /// Processes one stored GitHub delivery; retried with back-off on failure.
@@ -31,8 +89,7 @@ impl TaskHandler for ProcessGithubDelivery {
 
     async fn run(self, ctx: WorkerContext) -> impl IntoTaskHandlerResult {
         let core = core_of(&ctx)?;
-        match github_events::process_delivery(&core.db, &core.ledger, &self.delivery_id, Utc::now())
-            .await
+        match events::process_delivery(&core.db, &core.ledger, &self.delivery_id, Utc::now()).await
         {
             Ok(outcome) => {
                 tracing::debug!(delivery = self.delivery_id, ?outcome, "delivery processed");
@@ -41,12 +98,11 @@ impl TaskHandler for ProcessGithubDelivery {
                 Ok(())
             }
             Err(error) => {
-                let message = error.to_string();
+                let message = crate::error_chain(&error);
                 tracing::warn!(delivery = self.delivery_id, "processing failed: {message}");
                 metrics::counter!("github_deliveries_processed_total", "outcome" => "failed")
                     .increment(1);
-                if let Err(e) =
-                    github_events::record_failure(&core.db, &self.delivery_id, &message).await
+                if let Err(e) = events::record_failure(&core.db, &self.delivery_id, &message).await
                 {
                     tracing::error!(
                         delivery = self.delivery_id,
@@ -70,7 +126,7 @@ impl TaskHandler for SyncGithubRepositories {
 
     async fn run(self, ctx: WorkerContext) -> impl IntoTaskHandlerResult {
         let core = core_of(&ctx)?;
-        let count = github_onboarding::sync_repositories(
+        let count = onboarding::sync_repositories(
             &core.db,
             &core.github,
             self.installation_id,
@@ -87,36 +143,76 @@ impl TaskHandler for SyncGithubRepositories {
     }
 }
 
-/// Asks GitHub to redeliver webhooks that never reached Tenki (every five minutes).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RedeliverFailedGithubDeliveries {}
+/// A scheduled task: its payload (null, or graphile_worker's `{"_cron": …}`) carries nothing
+/// it needs, so any payload is accepted.
+macro_rules! scheduled_task {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+        #[serde(from = "IgnoredAny")]
+        pub struct $name {}
+
+        impl From<IgnoredAny> for $name {
+            fn from(_: IgnoredAny) -> Self {
+                Self {}
+            }
+        }
+    };
+}
+
+scheduled_task!(
+    /// Asks GitHub to redeliver webhooks that never reached Tenki (every five minutes).
+    RedeliverFailedGithubDeliveries
+);
+scheduled_task!(
+    /// Finds queued jobs no webhook announced (every five minutes).
+    PollQueuedGithubJobs
+);
+scheduled_task!(
+    /// Deletes what Tenki no longer keeps (daily): see [`crate::retention`].
+    DeleteExpiredData
+);
 
 impl TaskHandler for RedeliverFailedGithubDeliveries {
     const IDENTIFIER: &'static str = "redeliver_failed_github_deliveries";
 
     async fn run(self, ctx: WorkerContext) -> impl IntoTaskHandlerResult {
         let core = core_of(&ctx)?;
-        let report = github_safety_nets::redeliver_failed(&core.db, &core.github, Utc::now())
-            .await
-            .map_err(|e| format!("{e:#}"))?;
+        let report = count_cron_run(
+            Self::IDENTIFIER,
+            safety_nets::redeliver_failed(&core.db, &core.github, Utc::now()).await,
+        )?;
         tracing::info!(redelivered = report.redelivered.len(), paused_until = ?report.paused_until, "redelivery round");
         Ok::<(), String>(())
     }
 }
-
-/// Finds queued jobs no webhook announced (every five minutes).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PollQueuedGithubJobs {}
 
 impl TaskHandler for PollQueuedGithubJobs {
     const IDENTIFIER: &'static str = "poll_queued_github_jobs";
 
     async fn run(self, ctx: WorkerContext) -> impl IntoTaskHandlerResult {
         let core = core_of(&ctx)?;
-        let report = github_safety_nets::poll_queued_jobs(&core.db, &core.github, Utc::now())
-            .await
-            .map_err(|e| format!("{e:#}"))?;
+        let report = count_cron_run(
+            Self::IDENTIFIER,
+            safety_nets::poll_queued_jobs(&core.db, &core.github, Utc::now()).await,
+        )?;
         tracing::info!(repositories = report.repositories, recorded = report.recorded, paused_until = ?report.paused_until, "queued-job poll");
+        Ok::<(), String>(())
+    }
+}
+
+impl TaskHandler for DeleteExpiredData {
+    const IDENTIFIER: &'static str = "delete_expired_data";
+
+    async fn run(self, ctx: WorkerContext) -> impl IntoTaskHandlerResult {
+        let core = core_of(&ctx)?;
+        let deleted = count_cron_run(
+            Self::IDENTIFIER,
+            retention::delete_expired(&core.db, Utc::now())
+                .await
+                .map_err(anyhow::Error::from),
+        )?;
+        tracing::info!(?deleted, "expired data deleted");
         Ok::<(), String>(())
     }
 }
@@ -139,9 +235,42 @@ pub async fn worker(
         .define_job::<SyncGithubRepositories>()
         .define_job::<RedeliverFailedGithubDeliveries>()
         .define_job::<PollQueuedGithubJobs>()
+        .define_job::<DeleteExpiredData>()
         .with_cron(CRONTAB)
-        .map_err(|e| anyhow::anyhow!("the safety nets' crontab: {e}"))?
+        .map_err(|e| anyhow::anyhow!("the server's crontab: {e}"))?
         .init()
         .await
         .map_err(|e| anyhow::anyhow!("starting the background worker: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scheduled_tasks_accept_every_payload_a_cron_tick_carries() {
+        for payload in [
+            serde_json::Value::Null,
+            serde_json::json!({"_cron": {"ts": "2026-11-29T03:17:00Z", "backfilled": false}}),
+        ] {
+            serde_json::from_value::<RedeliverFailedGithubDeliveries>(payload.clone())
+                .expect("redelivery payload");
+            serde_json::from_value::<PollQueuedGithubJobs>(payload.clone()).expect("poll payload");
+            serde_json::from_value::<DeleteExpiredData>(payload).expect("retention payload");
+        }
+    }
+
+    #[test]
+    fn the_crontab_parses_and_names_only_defined_tasks() {
+        let entries = graphile_worker::parse_crontab(CRONTAB).expect("valid crontab");
+        let tasks: Vec<&str> = entries.iter().map(|e| e.task_identifier.as_str()).collect();
+        assert_eq!(
+            tasks,
+            [
+                RedeliverFailedGithubDeliveries::IDENTIFIER,
+                PollQueuedGithubJobs::IDENTIFIER,
+                DeleteExpiredData::IDENTIFIER
+            ]
+        );
+    }
 }

@@ -346,7 +346,7 @@ impl GitHubDouble {
             502
         } else {
             let raw = body.to_string();
-            let signature = tenki_core::github_webhooks::sign(
+            let signature = tenki_core::github::intake::sign(
                 self.webhook_secret.expose_secret().as_bytes(),
                 raw.as_bytes(),
             );

@@ -8,8 +8,8 @@ use chrono::Utc;
 use serde_json::Value;
 use server::sandbox::github::{SANDBOX_USER, SampleJob};
 use sqlx::PgPool;
-use tenki_core::github_onboarding;
-use tenki_core::github_safety_nets;
+use tenki_core::github::onboarding;
+use tenki_core::github::safety_nets;
 use uuid::Uuid;
 
 use crate::harness::TestApp;
@@ -302,11 +302,11 @@ async fn an_expired_tampered_or_borrowed_state_is_refused_with_a_clear_page(db: 
     let installation_id = app.github.install(SANDBOX_USER, "initech", &["app"]);
     let key = server::settings::SANDBOX_SECRET_KEY.as_bytes();
 
-    let expired = github_onboarding::sign_state(
+    let expired = onboarding::sign_state(
         key,
         &customer.session,
         customer.workspace_id,
-        Utc::now() - github_onboarding::STATE_LIFETIME - chrono::Duration::minutes(1),
+        Utc::now() - onboarding::STATE_LIFETIME - chrono::Duration::minutes(1),
     );
     let (_, fresh) = customer.connect(&app).await;
     let tampered = format!(
@@ -400,7 +400,7 @@ async fn an_installation_request_waits_for_an_owners_approval_and_is_linked_by_i
 async fn linked_installation(app: &TestApp, email: &str, account: &str) -> (Customer, i64) {
     let customer = Customer::sign_up(app, email).await;
     let installation_id = app.github.install(SANDBOX_USER, account, &["api", "web"]);
-    github_onboarding::link_installation(
+    onboarding::link_installation(
         &app.core.db,
         installation_id,
         customer.workspace_id,
@@ -447,7 +447,7 @@ async fn deliveries_that_never_reached_tenki_are_redelivered_once(db: PgPool) {
         "Tenki never heard of it"
     );
 
-    let report = github_safety_nets::redeliver_failed(&db, &app.core.github, Utc::now())
+    let report = safety_nets::redeliver_failed(&db, &app.core.github, Utc::now())
         .await
         .expect("round");
     assert_eq!(report.redelivered, std::slice::from_ref(&guid));
@@ -459,7 +459,7 @@ async fn deliveries_that_never_reached_tenki_are_redelivered_once(db: PgPool) {
     .await;
     assert_eq!(app.github.attempts(&guid), [(502, false), (202, true)]);
 
-    let again = github_safety_nets::redeliver_failed(&db, &app.core.github, Utc::now())
+    let again = safety_nets::redeliver_failed(&db, &app.core.github, Utc::now())
         .await
         .expect("round");
     assert!(
@@ -479,7 +479,7 @@ async fn queued_jobs_no_webhook_announced_are_found_by_polling(db: PgPool) {
         .github
         .queue_job_silently(installation_id, "hooli/web", "ubuntu-latest");
 
-    let report = github_safety_nets::poll_queued_jobs(&db, &app.core.github, Utc::now())
+    let report = safety_nets::poll_queued_jobs(&db, &app.core.github, Utc::now())
         .await
         .expect("poll");
     assert_eq!((report.repositories, report.recorded), (2, 1));
@@ -487,7 +487,7 @@ async fn queued_jobs_no_webhook_announced_are_found_by_polling(db: PgPool) {
     assert_eq!(job_status(&db, tenki_job).await.as_deref(), Some("queued"));
     assert_eq!(job_status(&db, other_job).await, None, "not a Tenki label");
 
-    let again = github_safety_nets::poll_queued_jobs(&db, &app.core.github, Utc::now())
+    let again = safety_nets::poll_queued_jobs(&db, &app.core.github, Utc::now())
         .await
         .expect("poll");
     assert_eq!(again.recorded, 0, "a known job is not recorded twice");
@@ -502,7 +502,7 @@ async fn a_spent_rate_limit_holds_every_call_until_its_reset(db: PgPool) {
     let reset = Utc::now() + chrono::Duration::minutes(10);
     app.github.set_rate_limited_until(Some(reset));
 
-    let report = github_safety_nets::poll_queued_jobs(&db, &app.core.github, Utc::now())
+    let report = safety_nets::poll_queued_jobs(&db, &app.core.github, Utc::now())
         .await
         .expect("poll");
     assert_eq!(report.recorded, 0);
@@ -511,11 +511,11 @@ async fn a_spent_rate_limit_holds_every_call_until_its_reset(db: PgPool) {
     let requests = app.github.api_requests();
 
     // Until the reset nothing reaches GitHub: no spinning, no retries.
-    let redelivery = github_safety_nets::redeliver_failed(&db, &app.core.github, Utc::now())
+    let redelivery = safety_nets::redeliver_failed(&db, &app.core.github, Utc::now())
         .await
         .expect("round");
     assert!(redelivery.paused_until.is_some());
-    let poll = github_safety_nets::poll_queued_jobs(&db, &app.core.github, Utc::now())
+    let poll = safety_nets::poll_queued_jobs(&db, &app.core.github, Utc::now())
         .await
         .expect("poll");
     assert!(poll.paused_until.is_some());
@@ -527,11 +527,11 @@ async fn installation_tokens_are_reused_until_shortly_before_they_expire(db: PgP
     let app = TestApp::spawn(db.clone()).await;
     let (_, installation_id) = linked_installation(&app, "tokens@example.com", "stark").await;
     for _ in 0..3 {
-        github_onboarding::sync_repositories(&db, &app.core.github, installation_id, Utc::now())
+        onboarding::sync_repositories(&db, &app.core.github, installation_id, Utc::now())
             .await
             .expect("synced");
     }
-    github_safety_nets::poll_queued_jobs(&db, &app.core.github, Utc::now())
+    safety_nets::poll_queued_jobs(&db, &app.core.github, Utc::now())
         .await
         .expect("poll");
     assert_eq!(
@@ -656,7 +656,7 @@ async fn a_delivery_that_fails_processing_shows_on_its_workspaces_runners_page(d
     eventually("the delivery is marked failed", || {
         let db = db_for_check.clone();
         async move {
-            !tenki_core::github_webhooks::failed_deliveries(&db, None, 10)
+            !tenki_core::github::intake::failed_deliveries(&db, None, 10)
                 .await
                 .expect("query")
                 .is_empty()
@@ -675,12 +675,12 @@ async fn a_delivery_that_fails_processing_shows_on_its_workspaces_runners_page(d
     assert!(!theirs.contains(&guid), "another workspace does not see it");
 
     assert!(
-        tenki_core::github_webhooks::retry_delivery(&db, &guid)
+        tenki_core::github::intake::retry_delivery(&db, &guid)
             .await
             .expect("retry")
     );
     assert!(
-        !tenki_core::github_webhooks::retry_delivery(&db, "no-such-delivery")
+        !tenki_core::github::intake::retry_delivery(&db, "no-such-delivery")
             .await
             .expect("retry")
     );

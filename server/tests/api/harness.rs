@@ -45,40 +45,35 @@ impl TestApp {
         Self::spawn_with(db, settings(&[])).await
     }
 
-    /// Starts a server on `db` with `settings` (their TigerBeetle addresses are used).
+    /// Starts a server on `db` with `settings` (their TigerBeetle addresses are used), built
+    /// by the same [`server::Application::build`] as `main`.
     pub async fn spawn_with(db: PgPool, settings: Settings) -> Self {
         server::telemetry::init_logging(&settings);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("free port");
         let address = format!("http://{}", listener.local_addr().expect("bound"));
-        // The GitHub double returns browsers and sends deliveries to the server's real address,
-        // whatever public URL a test gives it.
-        let mut at_address = settings.clone();
-        at_address.public_url = address.clone();
-        let ledger = server::open_ledger(&settings)
-            .await
-            .expect("ledger (is TigerBeetle up?)");
-        let github = tenki_core::github_api::GitHubApp::new(
-            at_address
-                .github_app_config()
-                .expect("sandbox GitHub settings"),
-        )
-        .expect("GitHub client");
-        let core = Core { db, ledger, github };
-        let worker = tenki_core::queue::worker(core.clone(), 4, std::future::pending())
-            .await
-            .expect("background worker");
-        tokio::spawn(async move { worker.run().await });
-        let double =
-            server::sandbox_github(&at_address).expect("tests run against the GitHub sandbox");
-        let router = server::router(&settings, core.clone(), Some(double.clone()));
-        tokio::spawn(server::serve(listener, router, std::future::pending()));
+        let application =
+            server::Application::build_on(db, &settings, &address, std::future::pending())
+                .await
+                .expect("application (is TigerBeetle up?)");
+        let core = application.core.clone();
+        let github = application
+            .github_double
+            .clone()
+            .expect("tests run against the GitHub sandbox");
+        let (stop_worker, _) = tokio::sync::watch::channel(false);
+        tokio::spawn(server::run_until_stopped(
+            application,
+            listener,
+            std::future::pending(),
+            stop_worker,
+        ));
         Self {
             address,
             core,
             client: browser_like_client(),
-            github: double,
+            github,
         }
     }
 

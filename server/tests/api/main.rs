@@ -1,9 +1,11 @@
 //! End-to-end tests of the server over HTTP and of `tenki-core` against real PostgreSQL and
 //! TigerBeetle. One test binary: they share the harness and link once.
 
+mod crons;
 mod github;
 mod harness;
 mod health;
 mod identity;
 mod metering;
+mod security;
 mod webhooks;

@@ -6,10 +6,10 @@ use chrono::{Duration, Utc};
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
 use sqlx::PgPool;
-use tenki_core::adjustments::{self, Adjusted, AdminRequest};
+use tenki_core::ledger::adjustments::{self, Adjusted, AdminRequest};
 use tenki_core::ledger::{Ledger, UsagePosting};
 use tenki_core::metering::{self, FinishedJob, JobKey, MeteringError, UsageRecord};
-use tenki_core::reconcile::{self, Scope};
+use tenki_core::ledger::reconcile::{self, Scope};
 use tenki_core::{identity, usage};
 use uuid::Uuid;
 
@@ -26,7 +26,7 @@ async fn workspace(app: &TestApp) -> Uuid {
         &app.core.ledger,
         &email,
         "a long enough password",
-        "Meter",
+        "Meter", &identity::SignUpClient::LOCAL,
         Utc::now(),
     )
     .await
@@ -340,24 +340,33 @@ async fn a_price_change_never_alters_past_usage(db: PgPool) {
     assert_eq!(stored, 12 * CENT, "the earlier job keeps its price");
 }
 
+/// Sets `basis_points` as the workspace's discount from `from` on.
+async fn set_discount(db: &PgPool, workspace_id: Uuid, from: chrono::DateTime<Utc>, basis_points: i32) {
+    sqlx::query("INSERT INTO workspace_discounts (workspace_id, active_from, basis_points) VALUES ($1, $2, $3)")
+        .bind(workspace_id)
+        .bind(from)
+        .bind(basis_points)
+        .execute(db)
+        .await
+        .expect("discount");
+}
+
 #[sqlx::test(migrations = "../migrations")]
 async fn discount_and_custom_prices_apply(db: PgPool) {
     let app = TestApp::spawn(db.clone()).await;
     let workspace_id = workspace(&app).await;
     exhaust_free_minutes(&app, workspace_id).await;
-    sqlx::query("UPDATE workspaces SET discount_basis_points = 2000 WHERE id = $1")
-        .bind(workspace_id)
-        .execute(&db)
-        .await
-        .expect("20% discount");
+    set_discount(&db, workspace_id, Utc::now() - Duration::days(1), 2_000).await;
     let discounted = meter(
         &app,
         &job(workspace_id, "tenki-standard-2c", Duration::minutes(10)),
     )
     .await;
     assert_eq!(discounted.amount, 2_400_000, "$0.03 less 20%");
+    assert_eq!(discounted.discount_basis_points, 2_000, "the record keeps its discount");
+    // A custom price given without its surcharge gets it (50 %), as the premium rule says.
     sqlx::query(
-        "INSERT INTO workspace_prices VALUES ($1, 'tenki-standard-4c', $2, 400000, 200000)",
+        "INSERT INTO workspace_prices (workspace_id, label, active_from, price_per_minute) VALUES ($1, 'tenki-standard-4c', $2, 400000)",
     )
     .bind(workspace_id)
     .bind(Utc::now() - Duration::days(1))
@@ -370,11 +379,144 @@ async fn discount_and_custom_prices_apply(db: PgPool) {
     )
     .await;
     assert_eq!(custom.amount, 3_200_000, "$0.004 × 10 less 20%");
-    let bad = sqlx::query("UPDATE workspaces SET discount_basis_points = 6000 WHERE id = $1")
+    let premium = meter(
+        &app,
+        &job(workspace_id, "tenki-standard-4c-premium", Duration::minutes(10)),
+    )
+    .await;
+    assert_eq!(premium.premium_surcharge_per_minute, 200_000, "half the custom price");
+    assert_eq!(premium.amount, 4_800_000, "($0.004 + $0.002) × 10 less 20%");
+    let bad = sqlx::query("INSERT INTO workspace_discounts VALUES ($1, now(), 6000)")
         .bind(workspace_id)
         .execute(&db)
         .await;
     assert!(bad.is_err(), "discounts above 50% are refused");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_job_pays_the_discount_in_force_when_it_started_not_when_it_is_metered(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let workspace_id = workspace(&app).await;
+    exhaust_free_minutes(&app, workspace_id).await;
+    let early = job(workspace_id, "tenki-standard-2c", Duration::minutes(10));
+    // Sales sets 50 % from after the job started; the job keeps no discount.
+    set_discount(&db, workspace_id, early.started_at + Duration::minutes(1), 5_000).await;
+    let record = meter(&app, &early).await;
+    assert_eq!(record.discount_basis_points, 0);
+    assert_eq!(record.amount, 3 * CENT, "full price: the discount came later");
+    let later = job(workspace_id, "tenki-standard-2c", Duration::minutes(5));
+    let later = FinishedJob {
+        started_at: early.started_at + Duration::minutes(2),
+        completed_at: early.started_at + Duration::minutes(12),
+        ..later
+    };
+    let record = meter(&app, &later).await;
+    assert_eq!(record.discount_basis_points, 5_000);
+    assert_eq!(record.amount, 3 * CENT / 2, "half price: started under the discount");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn premium_is_half_the_price_for_every_x64_sku_and_none_for_macos(db: PgPool) {
+    let wrong = sqlx::query(
+        "INSERT INTO runner_prices VALUES ('tenki-standard-8c', now(), 1200000, 500000)",
+    )
+    .execute(&db)
+    .await;
+    let message = wrong.expect_err("a surcharge other than 50 % is refused").to_string();
+    assert!(message.contains("must be 50 %"), "{message}");
+    let macos = sqlx::query(
+        "INSERT INTO runner_prices VALUES ('tenki-macos-m4-6c', now(), 12000000, 6000000)",
+    )
+    .execute(&db)
+    .await;
+    assert!(macos.is_err(), "macOS has no premium variant");
+    sqlx::query(
+        "INSERT INTO runner_prices (label, active_from, price_per_minute) VALUES ('tenki-standard-8c', now(), 1300000)",
+    )
+    .execute(&db)
+    .await
+    .expect("a new price without a surcharge");
+    let surcharge: Option<i64> = sqlx::query_scalar(
+        "SELECT premium_surcharge_per_minute FROM runner_prices WHERE label = 'tenki-standard-8c' ORDER BY active_from DESC LIMIT 1",
+    )
+    .fetch_one(&db)
+    .await
+    .expect("price");
+    assert_eq!(surcharge, Some(650_000), "the rule fills it in");
+    let off_rule: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM runner_prices p JOIN runner_skus s USING (label)
+         WHERE (s.class = 'x64' AND p.premium_surcharge_per_minute IS DISTINCT FROM p.price_per_minute / 2)
+            OR (s.class = 'macos' AND p.premium_surcharge_per_minute IS NOT NULL)",
+    )
+    .fetch_one(&db)
+    .await
+    .expect("count");
+    assert_eq!(off_rule, 0, "every catalog price follows the rule");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_label_without_a_premium_variant_is_refused_with_its_reason_and_charges_nothing(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let workspace_id = workspace(&app).await;
+    let the_job = job(workspace_id, "tenki-macos-m4-6c-premium", Duration::minutes(10));
+    let error = metering::meter_job(&db, &app.core.ledger, &the_job, Utc::now())
+        .await
+        .expect_err("no macOS premium");
+    assert_eq!(
+        error.not_billed_reason().as_deref(),
+        Some("label not offered: tenki-macos-m4-6c-premium")
+    );
+    assert_eq!(free_minutes_left(&app.core.ledger, workspace_id).await, 1_000);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn labels_are_matched_without_regard_to_case_as_github_does(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let workspace_id = workspace(&app).await;
+    let found = tenki_core::catalog::first_tenki_label(&db, &["self-hosted", "Tenki-Standard-4C"])
+        .await
+        .expect("query");
+    assert_eq!(found.as_deref(), Some("tenki-standard-4c"));
+    let premium = tenki_core::catalog::first_tenki_label(&db, &["TENKI-STANDARD-2C-Premium"])
+        .await
+        .expect("query");
+    assert_eq!(premium.as_deref(), Some("tenki-standard-2c-premium"));
+    let record = meter(&app, &job(workspace_id, "Tenki-Standard-4C", Duration::minutes(10))).await;
+    assert_eq!(record.sku_label, "tenki-standard-4c");
+    assert_eq!(record.label, "tenki-standard-4c", "kept as Tenki writes it");
+    assert_eq!(record.free_vcpu_minutes, 40);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_job_longer_than_five_days_and_a_margin_is_refused_and_charges_nothing(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let workspace_id = workspace(&app).await;
+    let too_long = job(workspace_id, "tenki-standard-2c", Duration::days(5) + Duration::hours(2));
+    let error = metering::meter_job(&db, &app.core.ledger, &too_long, Utc::now())
+        .await
+        .expect_err("longer than GitHub allows");
+    assert!(matches!(error, MeteringError::TooLong { .. }), "{error:?}");
+    let within = job(workspace_id, "tenki-standard-2c", Duration::days(5));
+    let record = meter(&app, &within).await;
+    assert_eq!(record.minutes, 5 * 24 * 60);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_job_key_already_metered_for_another_workspace_is_refused(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let first = workspace(&app).await;
+    let second = workspace(&app).await;
+    let the_job = job(first, "tenki-standard-2c", Duration::minutes(10));
+    meter(&app, &the_job).await;
+    let elsewhere = FinishedJob {
+        workspace_id: second,
+        ..the_job
+    };
+    let error = metering::meter_job(&db, &app.core.ledger, &elsewhere, Utc::now())
+        .await
+        .expect_err("another workspace's record is not returned as this one's");
+    assert!(matches!(error, MeteringError::OtherWorkspace { .. }), "{error:?}");
+    assert_eq!(free_minutes_left(&app.core.ledger, second).await, 1_000);
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -454,6 +596,19 @@ async fn promotional_credit_is_posted_once_per_key_and_needs_a_reason(db: PgPool
     assert_eq!(
         add(2_500_000_000, "voucher-1").await.expect("same key"),
         Adjusted::AlreadyDone
+    );
+    // The same key with another amount is a mistake, not "done".
+    let reused = add(3_000_000_000, "voucher-1").await;
+    match reused {
+        Err(adjustments::AdjustmentError::KeyReused { amount, .. }) => {
+            assert_eq!(amount, 2_500_000_000);
+        }
+        other => panic!("expected KeyReused, got {other:?}"),
+    }
+    let reused = add(-2_500_000_000, "voucher-1").await;
+    assert!(
+        matches!(reused, Err(adjustments::AdjustmentError::KeyReused { .. })),
+        "a deduction under a credit's key: {reused:?}"
     );
     assert_eq!(
         add(-500_000_000, "voucher-1-fix").await.expect("deducted"),

@@ -1,5 +1,5 @@
 //! GitHub webhook intake and the job lifecycle (SPEC §4), fed with the real payloads of
-//! `../shared/fixtures/github`, against real PostgreSQL, TigerBeetle and the durable queue.
+//! `fixtures/github`, against real PostgreSQL, TigerBeetle and the durable queue.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,7 +8,7 @@ use chrono::Utc;
 use rand::seq::SliceRandom;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use tenki_core::github_webhooks::sign;
+use tenki_core::github::intake::sign;
 use uuid::Uuid;
 
 use crate::harness::TestApp;
@@ -16,7 +16,7 @@ use crate::harness::TestApp;
 const SECRET: &[u8] = server::settings::SANDBOX_WEBHOOK_SECRET.as_bytes();
 
 fn fixtures_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/github")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/github")
 }
 
 pub(crate) fn fixture(name: &str) -> Value {
@@ -249,7 +249,7 @@ async fn a_thousand_shuffled_deliveries_with_duplicates_make_100_jobs_metered_on
         &app.core.ledger,
         &email,
         "a long enough password",
-        "Hooks",
+        "Hooks", &tenki_core::identity::SignUpClient::LOCAL,
         Utc::now(),
     )
     .await
@@ -331,10 +331,10 @@ async fn a_thousand_shuffled_deliveries_with_duplicates_make_100_jobs_metered_on
         // Ran `1 + n % 7` minutes less 30 s: rounded up to the whole minutes.
         assert_eq!(minutes, 1 + n % 7, "{job_key}");
     }
-    let report = tenki_core::reconcile::reconcile(
+    let report = tenki_core::ledger::reconcile::reconcile(
         &db,
         &app.core.ledger,
-        &tenki_core::reconcile::Scope::Workspaces(vec![workspace_id]),
+        &tenki_core::ledger::reconcile::Scope::Workspaces(vec![workspace_id]),
     )
     .await
     .expect("reconciles");
@@ -395,5 +395,165 @@ async fn a_delivery_that_cannot_be_processed_is_kept_marked_failed_and_shows_in_
     assert!(
         metrics.contains("github_deliveries_waiting{status=\"failed\"} 1"),
         "{metrics}"
+    );
+}
+
+/// A signed-up customer (signed in on `app.client`) with a linked installation.
+async fn linked_customer(app: &TestApp, db: &PgPool) -> (Uuid, i64) {
+    let email = format!("{}@hooks.test", Uuid::new_v4());
+    app.sign_up(&app.client, "Hooks", &email, "a long enough password")
+        .await;
+    let workspace_id = tenki_core::workspaces::first_workspace_of_email(db, &email)
+        .await
+        .expect("query")
+        .expect("workspace");
+    let installation_id = i64::try_from(Uuid::new_v4().as_u128() % 1_000_000_000).expect("fits");
+    sqlx::query(
+        "INSERT INTO github_installations VALUES ($1, 'acme', 'Organization', $2, 'active', now())",
+    )
+    .bind(installation_id)
+    .bind(workspace_id)
+    .execute(db)
+    .await
+    .expect("linked installation");
+    (workspace_id, installation_id)
+}
+
+/// The Jobs page's server function, as the signed-in customer's browser calls it.
+async fn jobs_page(app: &TestApp) -> Value {
+    let response = app
+        .call(&app.client, "jobs", &[("status", ""), ("label", "")])
+        .await;
+    assert_eq!(response.status(), 200);
+    response.json().await.expect("JSON")
+}
+
+async fn delivery_statuses(db: &PgPool, prefix: &str) -> Vec<String> {
+    sqlx::query_scalar("SELECT status FROM github_deliveries WHERE delivery_id LIKE $1 || '%' ORDER BY 1")
+        .bind(prefix)
+        .fetch_all(db)
+        .await
+        .expect("statuses")
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_job_cancelled_while_queued_is_never_billed_for_its_queue_time(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let (workspace_id, installation_id) = linked_customer(&app, &db).await;
+    let id = i64::try_from(Uuid::new_v4().as_u128() % 1_000_000_000_000).expect("fits");
+    // A 64c job waits 24 hours and GitHub cancels it: GitHub's delivery names no runner, has no
+    // steps, and still fills `started_at` (with the queue time).
+    let created = Utc::now() - chrono::Duration::hours(25);
+    let mut queued = job_delivery(installation_id, id, "queued", "tenki-standard-64c", created, 0);
+    queued["workflow_job"]["created_at"] = json!(created.to_rfc3339());
+    let mut cancelled = fixture("workflow_job.completed.cancelled-while-queued.derived.json");
+    cancelled["installation"] = json!({ "id": installation_id });
+    let job = &mut cancelled["workflow_job"];
+    job["id"] = json!(id);
+    job["run_attempt"] = json!(1);
+    job["labels"] = json!(["tenki-standard-64c"]);
+    job["created_at"] = json!(created.to_rfc3339());
+    job["started_at"] = json!(created.to_rfc3339());
+    job["completed_at"] = json!((created + chrono::Duration::hours(24)).to_rfc3339());
+    assert!(job["runner_name"].is_null() && job["steps"] == json!([]));
+    for (n, body) in [queued, cancelled].iter().enumerate() {
+        let body = serde_json::to_vec(body).expect("JSON");
+        let response = deliver_signed(&app, "workflow_job", &format!("cancel-{id}-{n}"), &body).await;
+        assert_eq!(response.status(), 202);
+    }
+    wait_until_processed(&db).await;
+    let (status, metered, reason): (String, bool, Option<String>) = sqlx::query_as(
+        "SELECT status, metered, not_billed_reason FROM github_jobs WHERE github_job_id = $1",
+    )
+    .bind(id)
+    .fetch_one(&db)
+    .await
+    .expect("job");
+    assert_eq!((status.as_str(), metered), ("completed", false));
+    assert_eq!(reason.as_deref(), Some("not billed: cancelled before a runner took it"));
+    let records: i64 = sqlx::query_scalar("SELECT count(*) FROM usage_records WHERE workspace_id = $1")
+        .bind(workspace_id)
+        .fetch_one(&db)
+        .await
+        .expect("count");
+    assert_eq!(records, 0, "about $140 of queue time is not billed");
+    assert_eq!(
+        app.core.ledger.free_vcpu_minutes_left(workspace_id).await.expect("balance"),
+        2_000,
+        "no free minutes used either"
+    );
+    let page = jobs_page(&app).await;
+    assert_eq!(page["jobs"][0]["status"], "cancelled");
+    assert_eq!(page["jobs"][0]["cost"], "—");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_label_that_is_not_offered_ends_at_once_visible_and_charges_nothing(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let (workspace_id, installation_id) = linked_customer(&app, &db).await;
+    let id = i64::try_from(Uuid::new_v4().as_u128() % 1_000_000_000_000).expect("fits");
+    let start = Utc::now() - chrono::Duration::minutes(20);
+    for status in ["queued", "in_progress", "completed"] {
+        let body = serde_json::to_vec(&job_delivery(
+            installation_id,
+            id,
+            status,
+            "tenki-macos-m4-6c-premium",
+            start,
+            10,
+        ))
+        .expect("JSON");
+        let response =
+            deliver_signed(&app, "workflow_job", &format!("macos-{id}-{status}"), &body).await;
+        assert_eq!(response.status(), 202);
+    }
+    wait_until_processed(&db).await;
+    // Processed, not failed and retried 25 times.
+    assert_eq!(
+        delivery_statuses(&db, &format!("macos-{id}")).await,
+        ["processed", "processed", "processed"]
+    );
+    let page = jobs_page(&app).await;
+    assert_eq!(
+        page["jobs"][0]["not_billed_reason"],
+        "label not offered: tenki-macos-m4-6c-premium"
+    );
+    assert_eq!(page["jobs"][0]["cost"], "—");
+    assert_eq!(
+        app.core.ledger.free_vcpu_minutes_left(workspace_id).await.expect("balance"),
+        2_000
+    );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_label_in_another_case_is_tenkis_as_github_matches_it(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let (workspace_id, installation_id) = linked_customer(&app, &db).await;
+    let id = i64::try_from(Uuid::new_v4().as_u128() % 1_000_000_000_000).expect("fits");
+    let start = Utc::now() - chrono::Duration::minutes(20);
+    for status in ["queued", "in_progress", "completed"] {
+        let body = serde_json::to_vec(&job_delivery(
+            installation_id,
+            id,
+            status,
+            "Tenki-Standard-4C",
+            start,
+            10,
+        ))
+        .expect("JSON");
+        deliver_signed(&app, "workflow_job", &format!("case-{id}-{status}"), &body).await;
+    }
+    wait_until_processed(&db).await;
+    let (label, metered): (String, bool) =
+        sqlx::query_as("SELECT label, metered FROM github_jobs WHERE github_job_id = $1")
+            .bind(id)
+            .fetch_one(&db)
+            .await
+            .expect("recorded, not 'not a Tenki runner label'");
+    assert_eq!((label.as_str(), metered), ("tenki-standard-4c", true));
+    // 10 minutes on 4 vCPUs: 20 free minutes (40 vCPU-minutes).
+    assert_eq!(
+        app.core.ledger.free_vcpu_minutes_left(workspace_id).await.expect("balance"),
+        2_000 - 40
     );
 }

@@ -1,0 +1,457 @@
+//! Processing stored GitHub deliveries (SPEC §2, §4): installations and their repositories, and
+//! the life of every job with a Tenki label, metered exactly once when it completes.
+//!
+//! Deliveries arrive late, twice and out of order. A job's status only moves forward
+//! (waiting → queued → in_progress → completed), timestamps are kept once known, and metering is
+//! idempotent by the job key, so any order of any number of deliveries ends in the same state.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use sqlx::PgPool;
+
+use crate::catalog;
+use crate::ledger::Ledger;
+use crate::metering::{self, FinishedJob, JobKey, MeteringError};
+
+/// Why a delivery could not be processed; the queue retries it with back-off.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("delivery {0} is not stored")]
+    UnknownDelivery(String),
+    #[error("delivery {0}'s body was deleted after 30 days")]
+    BodyDeleted(String),
+    #[error("the {event} payload does not have the expected shape: {problem}")]
+    Malformed { event: String, problem: String },
+    #[error("database")]
+    Database(#[from] sqlx::Error),
+    #[error("metering")]
+    Metering(#[from] MeteringError),
+}
+
+/// What processing did with a delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Processed {
+    /// A job with a Tenki label moved (or stayed) at this status.
+    Job {
+        status: String,
+        metered: bool,
+        /// Set once a completed job is known never to be billed, in the customer's words.
+        not_billed_reason: Option<String>,
+    },
+    /// A job without a Tenki label: not Tenki's.
+    NotTenkis,
+    /// An installation or its repositories were updated.
+    Installation,
+    /// Nothing to do for this action.
+    Nothing,
+}
+
+#[derive(Debug, Deserialize)]
+struct Account {
+    login: String,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+/// A repository as GitHub's payloads and API describe it.
+#[derive(Debug, Deserialize)]
+pub struct Repository {
+    pub id: i64,
+    pub full_name: String,
+    #[serde(default)]
+    pub private: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct Installation {
+    id: i64,
+    account: Option<Account>,
+}
+
+#[derive(Debug, Deserialize)]
+struct InstallationEvent {
+    action: String,
+    installation: Installation,
+    #[serde(default)]
+    repositories: Vec<Repository>,
+    /// Who asked for it, when an organization owner approved a request.
+    requester: Option<Account>,
+}
+
+#[derive(Debug, Deserialize)]
+struct InstallationRepositoriesEvent {
+    action: String,
+    installation: Installation,
+    #[serde(default)]
+    repositories_added: Vec<Repository>,
+    #[serde(default)]
+    repositories_removed: Vec<Repository>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WorkflowJob {
+    id: i64,
+    run_attempt: i32,
+    status: String,
+    labels: Vec<String>,
+    created_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    completed_at: Option<DateTime<Utc>>,
+    conclusion: Option<String>,
+    runner_name: Option<String>,
+    workflow_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WorkflowJobEvent {
+    workflow_job: WorkflowJob,
+    repository: Repository,
+    installation: Option<Installation>,
+}
+
+/// Processes the stored delivery `delivery_id` and marks it processed. Safe to repeat.
+#[tracing::instrument(skip(db, ledger, now))]
+pub async fn process_delivery(
+    db: &PgPool,
+    ledger: &Ledger,
+    delivery_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Processed, ProcessError> {
+    let delivery = sqlx::query!(
+        "SELECT event, body, received_at FROM github_deliveries WHERE delivery_id = $1",
+        delivery_id,
+    )
+    .fetch_optional(db)
+    .await?
+    .ok_or_else(|| ProcessError::UnknownDelivery(delivery_id.to_owned()))?;
+    let body = delivery
+        .body
+        .ok_or_else(|| ProcessError::BodyDeleted(delivery_id.to_owned()))?;
+    let parse_error = |e: serde_json::Error| ProcessError::Malformed {
+        event: delivery.event.clone(),
+        problem: e.to_string(),
+    };
+    let outcome = match delivery.event.as_str() {
+        "workflow_job" => {
+            let event: WorkflowJobEvent =
+                serde_json::from_value(body.clone()).map_err(parse_error)?;
+            workflow_job(db, ledger, event, delivery.received_at, now).await?
+        }
+        "installation" => {
+            let event: InstallationEvent =
+                serde_json::from_value(body.clone()).map_err(parse_error)?;
+            installation(db, event, now).await?
+        }
+        "installation_repositories" => {
+            let event: InstallationRepositoriesEvent =
+                serde_json::from_value(body.clone()).map_err(parse_error)?;
+            installation_repositories(db, event, now).await?
+        }
+        _ => Processed::Nothing,
+    };
+    sqlx::query!(
+        "UPDATE github_deliveries SET status = 'processed', processed_at = $2, error = NULL
+         WHERE delivery_id = $1",
+        delivery_id,
+        now,
+    )
+    .execute(db)
+    .await?;
+    Ok(outcome)
+}
+
+/// Records a failed processing attempt on the delivery, for the dashboard and `/metrics`.
+pub async fn record_failure(
+    db: &PgPool,
+    delivery_id: &str,
+    error: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE github_deliveries SET status = 'failed', error = $2 WHERE delivery_id = $1",
+        delivery_id,
+        error,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+async fn workflow_job(
+    db: &PgPool,
+    ledger: &Ledger,
+    event: WorkflowJobEvent,
+    received_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Processed, ProcessError> {
+    let job = event.workflow_job;
+    let labels: Vec<&str> = job.labels.iter().map(String::as_str).collect();
+    let Some(label) = catalog::first_tenki_label(db, &labels).await? else {
+        return Ok(Processed::NotTenkis);
+    };
+    // GitHub fills `started_at` with the queue time on queued events: trust it only once the job
+    // runs.
+    let running = matches!(job.status.as_str(), "in_progress" | "completed");
+    let started_at = job.started_at.filter(|_| running);
+    let completed_at = job.completed_at.filter(|_| job.status == "completed");
+    let row = sqlx::query!(
+        r#"INSERT INTO github_jobs (github_job_id, run_attempt, installation_id, repository, workflow,
+               label, status, conclusion, runner_name, created_at, first_delivery_at, started_at,
+               completed_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+           ON CONFLICT (github_job_id, run_attempt) DO UPDATE SET
+               status = CASE
+                   WHEN array_position(ARRAY['waiting','queued','in_progress','completed'], EXCLUDED.status)
+                      > array_position(ARRAY['waiting','queued','in_progress','completed'], github_jobs.status)
+                   THEN EXCLUDED.status ELSE github_jobs.status END,
+               installation_id = coalesce(github_jobs.installation_id, EXCLUDED.installation_id),
+               conclusion = coalesce(EXCLUDED.conclusion, github_jobs.conclusion),
+               runner_name = coalesce(EXCLUDED.runner_name, github_jobs.runner_name),
+               first_delivery_at = least(github_jobs.first_delivery_at, EXCLUDED.first_delivery_at),
+               started_at = coalesce(EXCLUDED.started_at, github_jobs.started_at),
+               completed_at = coalesce(EXCLUDED.completed_at, github_jobs.completed_at),
+               updated_at = EXCLUDED.updated_at
+           RETURNING status, metered, started_at, completed_at, installation_id, runner_name,
+                     not_billed_reason"#,
+        job.id,
+        job.run_attempt,
+        event.installation.as_ref().map(|i| i.id),
+        event.repository.full_name,
+        job.workflow_name.clone().unwrap_or_default(),
+        label,
+        job.status,
+        job.conclusion,
+        job.runner_name,
+        job.created_at,
+        received_at,
+        started_at,
+        completed_at,
+        now,
+    )
+    .fetch_one(db)
+    .await?;
+
+    let key = JobKey {
+        github_job_id: job.id,
+        run_attempt: job.run_attempt,
+    };
+    let mut processed = Processed::Job {
+        status: row.status.clone(),
+        metered: row.metered,
+        not_billed_reason: row.not_billed_reason.clone(),
+    };
+    if row.status != "completed" || row.metered || row.not_billed_reason.is_some() {
+        return Ok(processed);
+    }
+    // A job no runner took costs nothing (SPEC §4, §6): GitHub still fills its `started_at`
+    // (with the time it waited) when it cancels a queued job, but it names no runner.
+    if row.runner_name.is_none() {
+        let reason = "not billed: cancelled before a runner took it";
+        mark_not_billed(db, key, reason).await?;
+        return Ok(Processed::Job {
+            status: row.status,
+            metered: false,
+            not_billed_reason: Some(reason.to_owned()),
+        });
+    }
+    let workspace_id = match row.installation_id {
+        Some(installation_id) => sqlx::query_scalar!(
+            "SELECT workspace_id FROM github_installations WHERE installation_id = $1",
+            installation_id,
+        )
+        .fetch_optional(db)
+        .await?
+        .flatten(),
+        None => None,
+    };
+    let (Some(workspace_id), Some(started_at), Some(completed_at)) =
+        (workspace_id, row.started_at, row.completed_at)
+    else {
+        return Ok(processed);
+    };
+    let finished = FinishedJob {
+        workspace_id,
+        key,
+        label: label.clone(),
+        started_at,
+        completed_at,
+        repository: event.repository.full_name.clone(),
+        workflow: job.workflow_name.unwrap_or_default(),
+    };
+    match metering::meter_job(db, ledger, &finished, now).await {
+        Ok(_) => {
+            sqlx::query!(
+                "UPDATE github_jobs SET metered = true WHERE github_job_id = $1 AND run_attempt = $2",
+                key.github_job_id,
+                key.run_attempt,
+            )
+            .execute(db)
+            .await?;
+            processed = Processed::Job {
+                status: row.status,
+                metered: true,
+                not_billed_reason: None,
+            };
+        }
+        // Retrying cannot change these: end now, visibly, instead of 25 retries.
+        Err(error) => match error.not_billed_reason() {
+            Some(reason) => {
+                tracing::warn!(job = %key, "not billed: {}", crate::error_chain(&error));
+                metrics::counter!("jobs_not_billed_total").increment(1);
+                mark_not_billed(db, key, &reason).await?;
+                processed = Processed::Job {
+                    status: row.status,
+                    metered: false,
+                    not_billed_reason: Some(reason),
+                };
+            }
+            None => return Err(error.into()),
+        },
+    }
+    Ok(processed)
+}
+
+/// Records why a completed job is not billed; it is then never metered.
+async fn mark_not_billed(db: &PgPool, key: JobKey, reason: &str) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE github_jobs SET not_billed_reason = $3
+         WHERE github_job_id = $1 AND run_attempt = $2 AND NOT metered",
+        key.github_job_id,
+        key.run_attempt,
+        reason,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+async fn installation(
+    db: &PgPool,
+    event: InstallationEvent,
+    now: DateTime<Utc>,
+) -> Result<Processed, ProcessError> {
+    let state = match event.action.as_str() {
+        "created" | "unsuspend" | "new_permissions_accepted" => "active",
+        "suspend" => "suspended",
+        "deleted" => "deleted",
+        _ => return Ok(Processed::Nothing),
+    };
+    let (login, kind) = event
+        .installation
+        .account
+        .map_or((String::new(), String::new()), |a| (a.login, a.kind));
+    let mut tx = db.begin().await?;
+    sqlx::query!(
+        "INSERT INTO github_installations (installation_id, account_login, account_type, state, updated_at)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (installation_id) DO UPDATE SET
+             state = EXCLUDED.state,
+             account_login = CASE WHEN EXCLUDED.account_login = '' THEN github_installations.account_login
+                                  ELSE EXCLUDED.account_login END,
+             account_type = CASE WHEN EXCLUDED.account_type = '' THEN github_installations.account_type
+                                 ELSE EXCLUDED.account_type END,
+             updated_at = EXCLUDED.updated_at",
+        event.installation.id,
+        login,
+        kind,
+        state,
+        now,
+    )
+    .execute(&mut *tx)
+    .await?;
+    upsert_repositories(
+        &mut tx,
+        event.installation.id,
+        &event.repositories,
+        false,
+        now,
+    )
+    .await?;
+    if let (Some(requester), "created") = (&event.requester, event.action.as_str()) {
+        let linked = crate::github::onboarding::link_requested_installation(
+            &mut tx,
+            event.installation.id,
+            &requester.login,
+            now,
+        )
+        .await?;
+        if let Some(workspace_id) = linked {
+            tracing::info!(installation = event.installation.id, %workspace_id, "approved installation request linked");
+        }
+    }
+    tx.commit().await?;
+    Ok(Processed::Installation)
+}
+
+async fn installation_repositories(
+    db: &PgPool,
+    event: InstallationRepositoriesEvent,
+    now: DateTime<Utc>,
+) -> Result<Processed, ProcessError> {
+    if !matches!(event.action.as_str(), "added" | "removed") {
+        return Ok(Processed::Nothing);
+    }
+    // The installation may not be known yet (its `created` delivery still in flight).
+    let mut tx = db.begin().await?;
+    sqlx::query!(
+        "INSERT INTO github_installations (installation_id, account_login, account_type, state, updated_at)
+         VALUES ($1, $2, $3, 'active', $4) ON CONFLICT (installation_id) DO NOTHING",
+        event.installation.id,
+        event.installation.account.as_ref().map_or("", |a| a.login.as_str()),
+        event.installation.account.as_ref().map_or("", |a| a.kind.as_str()),
+        now,
+    )
+    .execute(&mut *tx)
+    .await?;
+    upsert_repositories(
+        &mut tx,
+        event.installation.id,
+        &event.repositories_added,
+        false,
+        now,
+    )
+    .await?;
+    upsert_repositories(
+        &mut tx,
+        event.installation.id,
+        &event.repositories_removed,
+        true,
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Processed::Installation)
+}
+
+/// Records `repositories` of an installation, as present or (with `removed`) as removed.
+pub(crate) async fn upsert_repositories(
+    db: &mut sqlx::PgConnection,
+    installation_id: i64,
+    repositories: &[Repository],
+    removed: bool,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    if repositories.is_empty() {
+        return Ok(());
+    }
+    // One statement for the whole list: an installation may bring thousands of repositories.
+    let ids: Vec<i64> = repositories.iter().map(|r| r.id).collect();
+    let names: Vec<String> = repositories.iter().map(|r| r.full_name.clone()).collect();
+    let private: Vec<bool> = repositories.iter().map(|r| r.private).collect();
+    sqlx::query!(
+        "INSERT INTO github_repositories (repository_id, installation_id, full_name, private, removed, updated_at)
+         SELECT r.id, $2, r.full_name, r.private, $5, $6
+         FROM unnest($1::bigint[], $3::text[], $4::bool[]) AS r(id, full_name, private)
+         ON CONFLICT (repository_id) DO UPDATE SET
+             installation_id = EXCLUDED.installation_id, full_name = EXCLUDED.full_name,
+             private = EXCLUDED.private, removed = EXCLUDED.removed, updated_at = EXCLUDED.updated_at",
+        &ids,
+        installation_id,
+        &names,
+        &private,
+        removed,
+        now,
+    )
+    .execute(&mut *db)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,272 @@
+//! Reconciliation (SPEC §8): proves that the ledger and the database agree to the micro-cent,
+//! per workspace and in total. Every difference is reported; none is corrected silently.
+
+use std::collections::HashMap;
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::ledger::{Ledger, LedgerError, WorkspaceAccounts, fixed_account};
+
+/// TigerBeetle answers at most this many ids per lookup with a 1 MiB request limit.
+const LOOKUP_BATCH: usize = 8_000;
+
+/// One figure on which the database and the ledger disagree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Difference {
+    /// `None` for platform totals.
+    pub workspace_id: Option<Uuid>,
+    pub what: String,
+    pub database: i128,
+    pub ledger: i128,
+}
+
+impl std::fmt::Display for Difference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scope = self
+            .workspace_id
+            .map_or_else(|| "platform".to_owned(), |id| format!("workspace {id}"));
+        write!(
+            f,
+            "{scope}: {}: database {} ≠ ledger {}",
+            self.what, self.database, self.ledger
+        )
+    }
+}
+
+/// The outcome of a reconciliation.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub workspaces_checked: usize,
+    pub usage_records_checked: usize,
+    pub differences: Vec<Difference>,
+}
+
+impl Report {
+    /// True when nothing differs.
+    pub fn is_balanced(&self) -> bool {
+        self.differences.is_empty()
+    }
+}
+
+/// Which workspaces to check.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    /// Every workspace, and the platform accounts against the sum of all of them. Only meaningful
+    /// when the TigerBeetle cluster belongs to this database alone (production, `make run`).
+    Everything,
+    /// These workspaces only.
+    Workspaces(Vec<Uuid>),
+}
+
+/// Reconciles `scope`.
+#[tracing::instrument(skip_all)]
+pub async fn reconcile(
+    db: &PgPool,
+    ledger: &Ledger,
+    scope: &Scope,
+) -> Result<Report, ReconcileError> {
+    let workspaces: Vec<Uuid> = match scope {
+        Scope::Everything => {
+            sqlx::query_scalar!("SELECT id FROM workspaces ORDER BY id")
+                .fetch_all(db)
+                .await?
+        }
+        Scope::Workspaces(ids) => ids.clone(),
+    };
+    let mut report = Report::default();
+    let mut platform = Expected::default();
+    for workspace_id in workspaces {
+        let expected = expected_for(db, workspace_id).await?;
+        let accounts = WorkspaceAccounts::of(workspace_id);
+        let (money_debits, money_credits) = totals(ledger, accounts.money).await?;
+        let (free_debits, free_credits) = totals(ledger, accounts.free_minutes).await?;
+        let checks = [
+            (
+                "money debits (micro-cents)",
+                expected.money_debits,
+                money_debits,
+            ),
+            (
+                "money credits (micro-cents)",
+                expected.money_credits,
+                money_credits,
+            ),
+            (
+                "free-minute debits (vCPU-minutes)",
+                expected.free_debits,
+                free_debits,
+            ),
+            (
+                "free-minute credits (vCPU-minutes)",
+                expected.free_credits,
+                free_credits,
+            ),
+        ];
+        for (what, database, ledger) in checks {
+            if database != ledger {
+                report.differences.push(Difference {
+                    workspace_id: Some(workspace_id),
+                    what: what.to_owned(),
+                    database,
+                    ledger,
+                });
+            }
+        }
+        report.usage_records_checked +=
+            check_usage_transfers(db, ledger, workspace_id, &mut report.differences).await?;
+        platform.add(&expected);
+        report.workspaces_checked += 1;
+    }
+    if matches!(scope, Scope::Everything) {
+        let (revenue_debits, revenue_credits) = totals(ledger, fixed_account::REVENUE).await?;
+        let net_usage = platform.usage_amount;
+        if revenue_credits - revenue_debits != net_usage {
+            report.differences.push(Difference {
+                workspace_id: None,
+                what: "REVENUE from runner charges (micro-cents)".to_owned(),
+                database: net_usage,
+                ledger: revenue_credits - revenue_debits,
+            });
+        }
+    }
+    Ok(report)
+}
+
+/// Why reconciliation could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("database")]
+    Database(#[from] sqlx::Error),
+    #[error("ledger")]
+    Ledger(#[from] LedgerError),
+}
+
+/// What the database says a workspace's accounts must hold.
+#[derive(Debug, Default)]
+struct Expected {
+    money_debits: i128,
+    money_credits: i128,
+    free_debits: i128,
+    free_credits: i128,
+    /// Charges of usage records still standing (reversed ones excluded).
+    usage_amount: i128,
+}
+
+impl Expected {
+    fn add(&mut self, other: &Expected) {
+        self.usage_amount += other.usage_amount;
+    }
+}
+
+async fn expected_for(db: &PgPool, workspace_id: Uuid) -> Result<Expected, sqlx::Error> {
+    let usage = sqlx::query!(
+        r#"SELECT coalesce(sum(amount), 0)::bigint AS "amount!",
+                  coalesce(sum(free_vcpu_minutes), 0)::bigint AS "free!"
+           FROM usage_records WHERE workspace_id = $1"#,
+        workspace_id,
+    )
+    .fetch_one(db)
+    .await?;
+    let grants = sqlx::query_scalar!(
+        r#"SELECT coalesce(sum(vcpu_minutes), 0)::bigint AS "granted!"
+           FROM free_minute_grants WHERE workspace_id = $1"#,
+        workspace_id,
+    )
+    .fetch_one(db)
+    .await?;
+    let adjustments = sqlx::query!(
+        r#"SELECT kind, coalesce(sum(amount), 0)::bigint AS "amount!",
+                  coalesce(sum(free_vcpu_minutes), 0)::bigint AS "free!"
+           FROM ledger_adjustments WHERE workspace_id = $1 GROUP BY kind"#,
+        workspace_id,
+    )
+    .fetch_all(db)
+    .await?;
+    let mut expected = Expected {
+        money_debits: i128::from(usage.amount),
+        free_debits: i128::from(usage.free),
+        free_credits: i128::from(grants),
+        usage_amount: i128::from(usage.amount),
+        ..Expected::default()
+    };
+    for row in adjustments {
+        let (amount, free) = (i128::from(row.amount), i128::from(row.free));
+        match row.kind.as_str() {
+            // The original charge stays in the ledger; the reversal credits it back.
+            "usage_reversal" => {
+                expected.money_debits += amount;
+                expected.money_credits += amount;
+                expected.free_debits += free;
+                expected.free_credits += free;
+            }
+            "promo_credit" => expected.money_credits += amount,
+            "promo_deduction" => expected.money_debits += amount,
+            _ => {}
+        }
+    }
+    Ok(expected)
+}
+
+async fn totals(ledger: &Ledger, account: u128) -> Result<(i128, i128), LedgerError> {
+    let (debits, credits) = ledger.account_totals(account).await?.unwrap_or((0, 0));
+    Ok((
+        i128::try_from(debits).unwrap_or(i128::MAX),
+        i128::try_from(credits).unwrap_or(i128::MAX),
+    ))
+}
+
+/// Every usage record's transfers exist in the ledger with the recorded amounts.
+async fn check_usage_transfers(
+    db: &PgPool,
+    ledger: &Ledger,
+    workspace_id: Uuid,
+    differences: &mut Vec<Difference>,
+) -> Result<usize, ReconcileError> {
+    let records = sqlx::query!(
+        "SELECT job_key, amount, free_vcpu_minutes, free_minutes_transfer_id, charge_transfer_id
+         FROM usage_records WHERE workspace_id = $1 ORDER BY job_key",
+        workspace_id,
+    )
+    .fetch_all(db)
+    .await?;
+    let mut wanted: HashMap<u128, (String, i128)> = HashMap::new();
+    for record in &records {
+        if let Some(id) = record.free_minutes_transfer_id {
+            wanted.insert(
+                id.as_u128(),
+                (record.job_key.clone(), i128::from(record.free_vcpu_minutes)),
+            );
+        }
+        if let Some(id) = record.charge_transfer_id {
+            wanted.insert(
+                id.as_u128(),
+                (record.job_key.clone(), i128::from(record.amount)),
+            );
+        }
+    }
+    let ids: Vec<u128> = wanted.keys().copied().collect();
+    let mut found = HashMap::new();
+    for batch in ids.chunks(LOOKUP_BATCH) {
+        for transfer in ledger.lookup_transfers(batch.to_vec()).await? {
+            found.insert(
+                transfer.id(),
+                i128::try_from(transfer.amount()).unwrap_or(i128::MAX),
+            );
+        }
+    }
+    let mut missing: Vec<_> = wanted
+        .iter()
+        .filter(|(id, (_, amount))| found.get(*id) != Some(amount))
+        .collect();
+    missing.sort_by(|a, b| a.1.0.cmp(&b.1.0));
+    for (id, (job_key, amount)) in missing {
+        differences.push(Difference {
+            workspace_id: Some(workspace_id),
+            what: format!("job {job_key} transfer {id:#x}"),
+            database: *amount,
+            ledger: found.get(id).copied().unwrap_or(0),
+        });
+    }
+    Ok(records.len())
+}

@@ -1,0 +1,372 @@
+//! Reading usage back: month summaries for the Usage page and the Overview, and the records of a
+//! month for the CSV export. Every query is bounded by one workspace and one month, on the
+//! `(workspace_id, completed_at)` index, so it stays flat as a workspace's history grows.
+
+use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::metering::UsageRecord;
+use crate::money::{self, OutOfRange};
+
+/// A calendar month in UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Month {
+    year: i32,
+    month: u32,
+}
+
+impl Month {
+    /// The month containing `at`.
+    pub fn containing(at: DateTime<Utc>) -> Self {
+        Self {
+            year: at.year(),
+            month: at.month(),
+        }
+    }
+
+    /// Parses `YYYY-MM`.
+    pub fn parse(input: &str) -> Option<Self> {
+        let (year, month) = input.trim().split_once('-')?;
+        let year: i32 = year.parse().ok()?;
+        let month: u32 = month.parse().ok()?;
+        ((2000..=9999).contains(&year) && (1..=12).contains(&month)).then_some(Self { year, month })
+    }
+
+    /// The first instant of the month.
+    pub fn start(self) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(self.year, self.month, 1, 0, 0, 0)
+            .single()
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    }
+
+    /// The first instant of the next month.
+    pub fn end(self) -> DateTime<Utc> {
+        self.next().start()
+    }
+
+    /// The month after this one.
+    pub fn next(self) -> Self {
+        if self.month == 12 {
+            Self {
+                year: self.year + 1,
+                month: 1,
+            }
+        } else {
+            Self {
+                year: self.year,
+                month: self.month + 1,
+            }
+        }
+    }
+
+    /// The month before this one.
+    pub fn previous(self) -> Self {
+        if self.month == 1 {
+            Self {
+                year: self.year - 1,
+                month: 12,
+            }
+        } else {
+            Self {
+                year: self.year,
+                month: self.month - 1,
+            }
+        }
+    }
+
+    /// Days in the month.
+    pub fn days(self) -> u32 {
+        u32::try_from((self.end() - self.start()).num_days()).unwrap_or(31)
+    }
+}
+
+impl std::fmt::Display for Month {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:04}-{:02}", self.year, self.month)
+    }
+}
+
+/// Usage grouped by one dimension (label, repository or workflow).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageGroup {
+    pub key: String,
+    pub jobs: i64,
+    pub minutes: i64,
+    /// Free minutes used (2-vCPU minutes), rounded down.
+    pub free_minutes: i64,
+    /// Micro-cents charged.
+    pub amount: i64,
+}
+
+/// One label's usage on one day, for the daily chart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DailyUsage {
+    pub day: NaiveDate,
+    pub label: String,
+    pub minutes: i64,
+    pub amount: i64,
+}
+
+/// Everything the Usage page shows for a month.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonthUsage {
+    pub month: Month,
+    pub jobs: i64,
+    pub minutes: i64,
+    pub free_minutes: i64,
+    /// Micro-cents charged so far in the month.
+    pub amount: i64,
+    /// The month's expected total at the current pace (the total itself for a past month).
+    pub projected_amount: i64,
+    pub by_label: Vec<UsageGroup>,
+    pub by_repository: Vec<UsageGroup>,
+    pub by_workflow: Vec<UsageGroup>,
+    pub daily: Vec<DailyUsage>,
+}
+
+/// Why usage could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum UsageError {
+    #[error(transparent)]
+    OutOfRange(#[from] OutOfRange),
+    #[error("database")]
+    Database(#[from] sqlx::Error),
+}
+
+/// The month's total at the pace so far: the amount so far over the elapsed part of the month.
+pub fn project(amount_so_far: i64, month: Month, now: DateTime<Utc>) -> Result<i64, OutOfRange> {
+    if now >= month.end() {
+        return Ok(amount_so_far);
+    }
+    if now <= month.start() {
+        return Ok(0);
+    }
+    let elapsed = (now - month.start()).num_seconds().max(1);
+    let whole = (month.end() - month.start()).num_seconds();
+    let projected = i128::from(amount_so_far) * i128::from(whole) / i128::from(elapsed);
+    money::convert(projected, || format!("the projected cost of {month}"))
+}
+
+/// Micro-cents charged to a workspace in the month up to `now`.
+pub async fn month_to_date_amount(
+    db: &PgPool,
+    workspace_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<i64, sqlx::Error> {
+    let month = Month::containing(now);
+    sqlx::query_scalar!(
+        r#"SELECT coalesce(sum(amount), 0)::bigint AS "amount!" FROM usage_records
+           WHERE workspace_id = $1 AND completed_at >= $2 AND completed_at < $3"#,
+        workspace_id,
+        month.start(),
+        month.end(),
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// The Usage page's figures for `month`.
+pub async fn month_usage(
+    db: &PgPool,
+    workspace_id: Uuid,
+    month: Month,
+    now: DateTime<Utc>,
+) -> Result<MonthUsage, UsageError> {
+    let (from, to) = (month.start(), month.end());
+    // The three breakdowns in one pass over the month's records.
+    let rows = sqlx::query!(
+        r#"SELECT CASE WHEN GROUPING(label) = 0 THEN 'label'
+                       WHEN GROUPING(workflow) = 0 THEN 'workflow'
+                       ELSE 'repository' END AS "dimension!",
+                  CASE WHEN GROUPING(label) = 0 THEN label
+                       WHEN GROUPING(workflow) = 0 THEN repository || ' · ' || workflow
+                       ELSE repository END AS "key!",
+                  count(*) AS "jobs!", sum(minutes)::bigint AS "minutes!",
+                  sum(free_vcpu_minutes)::bigint AS "free_vcpu_minutes!",
+                  sum(amount)::bigint AS "amount!"
+           FROM usage_records WHERE workspace_id = $1 AND completed_at >= $2 AND completed_at < $3
+           GROUP BY GROUPING SETS ((label), (repository), (repository, workflow))
+           ORDER BY 1, sum(amount) DESC, 2"#,
+        workspace_id,
+        from,
+        to,
+    )
+    .fetch_all(db)
+    .await?;
+    let (mut by_label, mut by_repository, mut by_workflow) = (Vec::new(), Vec::new(), Vec::new());
+    for row in rows {
+        let group = UsageGroup {
+            key: row.key,
+            jobs: row.jobs,
+            minutes: row.minutes,
+            free_minutes: row.free_vcpu_minutes / 2,
+            amount: row.amount,
+        };
+        match row.dimension.as_str() {
+            "label" => by_label.push(group),
+            "workflow" => by_workflow.push(group),
+            _ => by_repository.push(group),
+        }
+    }
+    let daily = sqlx::query!(
+        r#"SELECT (completed_at AT TIME ZONE 'UTC')::date AS "day!", label,
+                  sum(minutes)::bigint AS "minutes!", sum(amount)::bigint AS "amount!"
+           FROM usage_records WHERE workspace_id = $1 AND completed_at >= $2 AND completed_at < $3
+           GROUP BY 1, label ORDER BY 1, label"#,
+        workspace_id,
+        from,
+        to,
+    )
+    .fetch_all(db)
+    .await?
+    .into_iter()
+    .map(|row| DailyUsage {
+        day: row.day,
+        label: row.label,
+        minutes: row.minutes,
+        amount: row.amount,
+    })
+    .collect();
+    let sum = |f: fn(&UsageGroup) -> i64| by_label.iter().map(f).sum::<i64>();
+    let amount = sum(|g| g.amount);
+    Ok(MonthUsage {
+        month,
+        jobs: sum(|g| g.jobs),
+        minutes: sum(|g| g.minutes),
+        free_minutes: sum(|g| g.free_minutes),
+        amount,
+        projected_amount: project(amount, month, now)?,
+        by_repository,
+        by_workflow,
+        by_label,
+        daily,
+    })
+}
+
+/// Every usage record of the month, oldest first, for the CSV export.
+pub async fn month_records(
+    db: &PgPool,
+    workspace_id: Uuid,
+    month: Month,
+) -> Result<Vec<UsageRecord>, sqlx::Error> {
+    sqlx::query_as!(
+        UsageRecord,
+        "SELECT job_key, workspace_id, label, sku_label, premium, vcpus, repository, workflow,
+                started_at, completed_at, minutes, free_vcpu_minutes, price_per_minute,
+                premium_surcharge_per_minute, discount_basis_points, amount
+         FROM usage_records
+         WHERE workspace_id = $1 AND completed_at >= $2 AND completed_at < $3
+         ORDER BY completed_at, job_key",
+        workspace_id,
+        month.start(),
+        month.end(),
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// The CSV header. Free minutes count 2-vCPU minutes (10 minutes on 4 vCPUs use 20), and the
+/// header says so.
+pub const CSV_HEADER: &str = "job_key,completed_at,repository,workflow,label,vcpus,minutes,free_minutes_used_2vcpu_minutes,amount_usd,amount_microcents";
+
+/// The CSV export of `records`: one row per job, amounts in dollars (6 decimals) and micro-cents.
+pub fn to_csv(records: &[UsageRecord]) -> String {
+    let mut csv = format!("{CSV_HEADER}\n");
+    for record in records {
+        let fields = [
+            record.job_key.clone(),
+            record.completed_at.to_rfc3339(),
+            record.repository.clone(),
+            record.workflow.clone(),
+            record.label.clone(),
+            record.vcpus.to_string(),
+            record.minutes.to_string(),
+            format_free_minutes(record.free_vcpu_minutes),
+            money::dollars(record.amount, 6),
+            record.amount.to_string(),
+        ];
+        let escaped: Vec<String> = fields.iter().map(|field| csv_field(field)).collect();
+        csv.push_str(&escaped.join(","));
+        csv.push('\n');
+    }
+    csv
+}
+
+fn format_free_minutes(free_vcpu_minutes: i64) -> String {
+    if free_vcpu_minutes % 2 == 0 {
+        (free_vcpu_minutes / 2).to_string()
+    } else {
+        format!("{}.5", free_vcpu_minutes / 2)
+    }
+}
+
+/// A CSV cell, quoted when needed. A cell a spreadsheet would run as a formula (starting with
+/// `=`, `+`, `-`, `@`, a tab or a carriage return) gets a leading `'`: repository and workflow
+/// names come from customers, and a CSV opened in a spreadsheet must not execute them.
+fn csv_field(field: &str) -> String {
+    let neutralised = if field.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{field}")
+    } else {
+        field.to_owned()
+    };
+    if neutralised.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", neutralised.replace('"', "\"\""))
+    } else {
+        neutralised
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    #[test]
+    fn months_parse_and_step() {
+        let november = Month::parse("2026-11").expect("valid");
+        assert_eq!(november.to_string(), "2026-11");
+        assert_eq!(november.days(), 30);
+        assert_eq!(november.next().to_string(), "2026-12");
+        assert_eq!(november.next().next().to_string(), "2027-01");
+        assert_eq!(
+            Month::parse("2027-01").expect("valid").previous(),
+            Month::parse("2026-12").expect("valid")
+        );
+        assert_eq!(Month::parse("2026-13"), None);
+        assert_eq!(Month::parse("soon"), None);
+    }
+
+    #[test]
+    fn projection_scales_the_amount_so_far_to_the_whole_month() {
+        let month = Month::parse("2026-11").expect("valid");
+        let halfway = month.start() + Duration::days(15);
+        assert_eq!(project(1_000, month, halfway), Ok(2_000));
+        assert_eq!(
+            project(1_000, month, month.end() + Duration::days(3)),
+            Ok(1_000)
+        );
+        assert_eq!(
+            project(1_000, month, month.start() - Duration::days(1)),
+            Ok(0)
+        );
+    }
+
+    #[test]
+    fn csv_quotes_fields_with_commas() {
+        assert_eq!(csv_field("build, test"), "\"build, test\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("plain"), "plain");
+    }
+
+    #[test]
+    fn csv_cells_a_spreadsheet_would_run_are_neutralised() {
+        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_field("+1"), "'+1");
+        assert_eq!(csv_field("-2"), "'-2");
+        assert_eq!(csv_field("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_field("acme/build"), "acme/build");
+        assert!(CSV_HEADER.contains("free_minutes_used_2vcpu_minutes"));
+    }
+}

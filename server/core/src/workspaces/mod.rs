@@ -1,0 +1,145 @@
+//! Workspaces and who belongs to them: every read and write is scoped to a workspace the caller
+//! is a member of (SPEC §1).
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::ledger::{self, Ledger, LedgerError};
+use crate::money::convert;
+use crate::usage;
+
+/// What a member may do in a workspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Role {
+    /// Created the workspace; everything.
+    Owner,
+    /// Changes billing, add-ons and runner settings.
+    Admin,
+    /// Sees usage.
+    Member,
+}
+
+impl Role {
+    fn from_db(role: &str) -> Self {
+        match role {
+            "owner" => Self::Owner,
+            "admin" => Self::Admin,
+            _ => Self::Member,
+        }
+    }
+}
+
+/// A workspace as one of its members sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub workspace_id: Uuid,
+    pub workspace_name: String,
+    pub role: Role,
+}
+
+/// The figures on the Overview page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overview {
+    pub workspace_name: String,
+    /// Free minutes left (2-vCPU minutes), rounded down.
+    pub free_minutes_left: u64,
+    /// Free minutes granted so far.
+    pub free_minutes_granted: u64,
+    /// Micro-cents charged this calendar month (UTC) so far.
+    pub month_to_date_amount: i64,
+}
+
+/// Why the overview could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum OverviewError {
+    #[error(transparent)]
+    OutOfRange(#[from] crate::money::OutOfRange),
+    #[error("database")]
+    Database(#[from] sqlx::Error),
+    #[error("ledger")]
+    Ledger(#[from] LedgerError),
+}
+
+/// Every workspace the person belongs to, oldest membership first.
+pub async fn memberships(db: &PgPool, user_id: Uuid) -> Result<Vec<Membership>, sqlx::Error> {
+    let rows = sqlx::query!(
+        "SELECT w.id, w.name, m.role
+         FROM workspace_members m JOIN workspaces w ON w.id = m.workspace_id
+         WHERE m.user_id = $1
+         ORDER BY m.joined_at, w.id",
+        user_id,
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| Membership {
+            workspace_id: row.id,
+            workspace_name: row.name,
+            role: Role::from_db(&row.role),
+        })
+        .collect())
+}
+
+/// The person's membership of one workspace, or `None` when they do not belong to it.
+pub async fn membership(
+    db: &PgPool,
+    user_id: Uuid,
+    workspace_id: Uuid,
+) -> Result<Option<Membership>, sqlx::Error> {
+    let row = sqlx::query!(
+        "SELECT w.id, w.name, m.role
+         FROM workspace_members m JOIN workspaces w ON w.id = m.workspace_id
+         WHERE m.user_id = $1 AND m.workspace_id = $2",
+        user_id,
+        workspace_id,
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|row| Membership {
+        workspace_id: row.id,
+        workspace_name: row.name,
+        role: Role::from_db(&row.role),
+    }))
+}
+
+/// The Overview figures of a workspace the caller is a member of (see [`membership`]).
+pub async fn overview(
+    db: &PgPool,
+    ledger: &Ledger,
+    member: &Membership,
+    now: DateTime<Utc>,
+) -> Result<Overview, OverviewError> {
+    let granted = sqlx::query_scalar!(
+        r#"SELECT coalesce(sum(vcpu_minutes), 0)::bigint AS "vcpu_minutes!"
+           FROM free_minute_grants WHERE workspace_id = $1"#,
+        member.workspace_id,
+    )
+    .fetch_one(db)
+    .await?;
+    let left = ledger.free_vcpu_minutes_left(member.workspace_id).await?;
+    let month_to_date_amount = usage::month_to_date_amount(db, member.workspace_id, now).await?;
+    let per_minute = ledger::VCPUS_PER_FREE_MINUTE;
+    Ok(Overview {
+        workspace_name: member.workspace_name.clone(),
+        free_minutes_left: convert(left, || "free minutes left".to_owned())? / per_minute,
+        free_minutes_granted: convert(granted, || "free minutes granted".to_owned())? / per_minute,
+        month_to_date_amount,
+    })
+}
+
+/// The first workspace of the person with this e-mail (compared without case), if any.
+pub async fn first_workspace_of_email(
+    db: &PgPool,
+    email: &str,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT m.workspace_id FROM users u JOIN workspace_members m ON m.user_id = u.id
+         WHERE u.email_normalized = lower(trim($1))
+         ORDER BY m.joined_at LIMIT 1",
+        email,
+    )
+    .fetch_optional(db)
+    .await
+}
