@@ -57,7 +57,7 @@ pub async fn runner_setup() -> Result<RunnersView, AppError> {
     crate::server::respond(
         async move {
             use tenki_core::github::intake;
-            use tenki_core::{catalog, jobs, money, usage};
+            use tenki_core::{catalog, jobs, money};
 
             let context = crate::server::context()?;
             let caller = crate::server::caller(&context).await?;
@@ -67,13 +67,10 @@ pub async fn runner_setup() -> Result<RunnersView, AppError> {
             let entries = catalog::catalog(&context.core.db, chrono::Utc::now())
                 .await
                 .map_err(|e| AppError::internal_error(&e))?;
-            let failed = intake::failed_deliveries(
-                &context.core.db,
-                Some(caller.member.workspace_id),
-                20,
-            )
-            .await
-            .map_err(|e| AppError::internal_error(&e))?;
+            let failed =
+                intake::failed_deliveries(&context.core.db, Some(caller.member.workspace_id), 20)
+                    .await
+                    .map_err(|e| AppError::internal_error(&e))?;
             Ok(RunnersView {
                 installations: installations
                     .into_iter()

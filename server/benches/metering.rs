@@ -86,7 +86,8 @@ async fn run(db: &PgPool, ledger: &Ledger) -> anyhow::Result<()> {
             ledger,
             &email,
             "bench password 1",
-            "Bench", &tenki_core::identity::SignUpClient::LOCAL,
+            "Bench",
+            &tenki_core::identity::SignUpClient::LOCAL,
             Utc::now(),
         )
         .await?;

@@ -6,9 +6,9 @@ use chrono::{Duration, Utc};
 use clap::Subcommand;
 use tenki_core::Core;
 use tenki_core::ledger::adjustments::{self, Adjusted, AdminRequest};
-use tenki_core::metering::{self, FinishedJob, JobKey};
 use tenki_core::ledger::reconcile::{self, Scope};
-use tenki_core::{demo, identity, money, usage, workspaces};
+use tenki_core::metering::{self, FinishedJob, JobKey};
+use tenki_core::{demo, identity, money, workspaces};
 use uuid::Uuid;
 
 /// The admin subcommands.
@@ -289,7 +289,8 @@ pub async fn demo(core: &Core, email: &str, password: &str) -> anyhow::Result<()
                 &core.ledger,
                 email,
                 password,
-                "Demo workspace", &identity::SignUpClient::LOCAL,
+                "Demo workspace",
+                &identity::SignUpClient::LOCAL,
                 now,
             )
             .await

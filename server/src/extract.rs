@@ -1,10 +1,10 @@
 //! Authentication for plain axum routes: the signed-in caller and their workspace, from the
 //! session cookie, through the same core lookup the server functions use.
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use app::error::AppError;
 use app::server::Caller;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 
 use crate::AppState;
 

@@ -89,7 +89,11 @@ pub async fn setup(
             if code == "internal" {
                 tracing::error!("GitHub setup failed: {}", tenki_core::error_chain(&error));
             } else {
-                tracing::info!(code, "GitHub setup refused: {}", tenki_core::error_chain(&error));
+                tracing::info!(
+                    code,
+                    "GitHub setup refused: {}",
+                    tenki_core::error_chain(&error)
+                );
             }
             let installation =
                 installation_id.map_or_else(String::new, |id| format!("&installation={id}"));

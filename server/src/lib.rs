@@ -152,13 +152,10 @@ impl Application {
         let mut reachable = settings.clone();
         reachable.public_url = reachable_at.to_owned();
         let core = connect_on(db, &reachable).await?;
-        let worker = tenki_core::queue::worker(
-            core.clone(),
-            settings.worker_concurrency,
-            worker_shutdown,
-        )
-        .await
-        .context("starting the background worker")?;
+        let worker =
+            tenki_core::queue::worker(core.clone(), settings.worker_concurrency, worker_shutdown)
+                .await
+                .context("starting the background worker")?;
         let github_double = sandbox_github(&reachable);
         let router = router(settings, core.clone(), github_double.clone());
         Ok(Self {

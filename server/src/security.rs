@@ -122,7 +122,10 @@ mod tests {
     fn another_sites_requests_are_cross_site_and_ours_are_not() {
         assert!(is_cross_site(&headers(&[("sec-fetch-site", "cross-site")])));
         assert!(is_cross_site(&headers(&[("sec-fetch-site", "same-site")])));
-        assert!(!is_cross_site(&headers(&[("sec-fetch-site", "same-origin")])));
+        assert!(!is_cross_site(&headers(&[(
+            "sec-fetch-site",
+            "same-origin"
+        )])));
         assert!(!is_cross_site(&headers(&[("sec-fetch-site", "none")])));
         assert!(is_cross_site(&headers(&[
             ("origin", "https://evil.example"),
@@ -132,14 +135,20 @@ mod tests {
             ("origin", "https://app.tenki.cloud"),
             ("host", "app.tenki.cloud")
         ])));
-        assert!(is_cross_site(&headers(&[("origin", "null"), ("host", "a")])));
+        assert!(is_cross_site(&headers(&[
+            ("origin", "null"),
+            ("host", "a")
+        ])));
         assert!(!is_cross_site(&headers(&[("host", "app.tenki.cloud")])));
     }
 
     #[test]
     fn the_policy_allows_only_nonce_carrying_inline_scripts() {
         let csp = content_security_policy("abc123");
-        assert!(csp.contains("script-src 'self' 'nonce-abc123' 'wasm-unsafe-eval';"), "{csp}");
+        assert!(
+            csp.contains("script-src 'self' 'nonce-abc123' 'wasm-unsafe-eval';"),
+            "{csp}"
+        );
         assert!(!csp.contains("script-src 'self' 'unsafe-inline'"), "{csp}");
         assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     }

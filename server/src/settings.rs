@@ -285,16 +285,30 @@ impl Settings {
 
 /// Every setting production needs, and none with a sandbox value: the sandbox's committed keys
 /// can never sign or verify anything for real customers.
-fn check_production(optional: &impl Fn(&'static str) -> Option<String>) -> Result<(), SettingsError> {
+fn check_production(
+    optional: &impl Fn(&'static str) -> Option<String>,
+) -> Result<(), SettingsError> {
     const REQUIRED: [(&str, &str); 10] = [
         ("TENKI_GITHUB_APP_ID", "the GitHub App's id"),
         ("TENKI_GITHUB_APP_SLUG", "the GitHub App's URL name"),
-        ("TENKI_GITHUB_PRIVATE_KEY_FILE", "the GitHub App's private key (PEM)"),
+        (
+            "TENKI_GITHUB_PRIVATE_KEY_FILE",
+            "the GitHub App's private key (PEM)",
+        ),
         ("TENKI_GITHUB_CLIENT_ID", "the GitHub App's client id"),
-        ("TENKI_GITHUB_CLIENT_SECRET", "the GitHub App's client secret"),
-        ("TENKI_GITHUB_WEBHOOK_SECRET", "the GitHub App's webhook secret"),
+        (
+            "TENKI_GITHUB_CLIENT_SECRET",
+            "the GitHub App's client secret",
+        ),
+        (
+            "TENKI_GITHUB_WEBHOOK_SECRET",
+            "the GitHub App's webhook secret",
+        ),
         ("TENKI_STRIPE_SECRET_KEY", "Stripe's secret key"),
-        ("TENKI_SECRET_KEY", "a long random secret that signs onboarding links"),
+        (
+            "TENKI_SECRET_KEY",
+            "a long random secret that signs onboarding links",
+        ),
         ("TENKI_METRICS_TOKEN", "the bearer token /metrics requires"),
         ("TENKI_PUBLIC_URL", "the https address customers use"),
     ];
@@ -309,7 +323,10 @@ fn check_production(optional: &impl Fn(&'static str) -> Option<String>) -> Resul
     let sandbox_values = [
         ("TENKI_SECRET_KEY", SANDBOX_SECRET_KEY),
         ("TENKI_GITHUB_WEBHOOK_SECRET", SANDBOX_WEBHOOK_SECRET),
-        ("TENKI_GITHUB_CLIENT_SECRET", crate::sandbox::github::CLIENT_SECRET),
+        (
+            "TENKI_GITHUB_CLIENT_SECRET",
+            crate::sandbox::github::CLIENT_SECRET,
+        ),
         ("TENKI_GITHUB_CLIENT_ID", crate::sandbox::github::CLIENT_ID),
     ];
     for (name, sandbox_value) in sandbox_values {
@@ -427,20 +444,35 @@ mod tests {
         );
     }
 
-    fn production(missing: &str, overrides: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+    fn production(
+        missing: &str,
+        overrides: &[(&'static str, String)],
+    ) -> Vec<(&'static str, String)> {
         let key = std::env::temp_dir().join(format!("tenki-test-key-{}.pem", std::process::id()));
-        std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\nnot the sandbox's\n-----END PRIVATE KEY-----\n")
-            .expect("write key");
+        std::fs::write(
+            &key,
+            "-----BEGIN PRIVATE KEY-----\nnot the sandbox's\n-----END PRIVATE KEY-----\n",
+        )
+        .expect("write key");
         let mut pairs: Vec<(&'static str, String)> = vec![
             ("TENKI_MODE", "production".to_owned()),
             ("TENKI_GITHUB_APP_ID", "12345".to_owned()),
             ("TENKI_GITHUB_APP_SLUG", "tenki".to_owned()),
             ("TENKI_GITHUB_PRIVATE_KEY_FILE", key.display().to_string()),
             ("TENKI_GITHUB_CLIENT_ID", "Iv1.real".to_owned()),
-            ("TENKI_GITHUB_CLIENT_SECRET", "real client secret".to_owned()),
-            ("TENKI_GITHUB_WEBHOOK_SECRET", "real webhook secret".to_owned()),
+            (
+                "TENKI_GITHUB_CLIENT_SECRET",
+                "real client secret".to_owned(),
+            ),
+            (
+                "TENKI_GITHUB_WEBHOOK_SECRET",
+                "real webhook secret".to_owned(),
+            ),
             ("TENKI_STRIPE_SECRET_KEY", "sk_live_real".to_owned()),
-            ("TENKI_SECRET_KEY", "a long random production secret".to_owned()),
+            (
+                "TENKI_SECRET_KEY",
+                "a long random production secret".to_owned(),
+            ),
             ("TENKI_METRICS_TOKEN", "metrics token".to_owned()),
             ("TENKI_PUBLIC_URL", "https://app.tenki.cloud".to_owned()),
         ];
@@ -485,27 +517,38 @@ mod tests {
         for (name, value) in [
             ("TENKI_SECRET_KEY", SANDBOX_SECRET_KEY),
             ("TENKI_GITHUB_WEBHOOK_SECRET", SANDBOX_WEBHOOK_SECRET),
-            ("TENKI_GITHUB_CLIENT_SECRET", crate::sandbox::github::CLIENT_SECRET),
+            (
+                "TENKI_GITHUB_CLIENT_SECRET",
+                crate::sandbox::github::CLIENT_SECRET,
+            ),
         ] {
             let err = settings_of(&production("", &[(name, value.to_owned())])).expect_err(name);
             assert!(err.to_string().starts_with(&format!("{name}:")), "{err}");
         }
-        let key = std::env::temp_dir().join(format!("tenki-sandbox-key-{}.pem", std::process::id()));
+        let key =
+            std::env::temp_dir().join(format!("tenki-sandbox-key-{}.pem", std::process::id()));
         std::fs::write(&key, crate::sandbox::github::APP_PRIVATE_KEY).expect("write key");
         let err = settings_of(&production(
             "",
             &[("TENKI_GITHUB_PRIVATE_KEY_FILE", key.display().to_string())],
         ))
         .expect_err("sandbox key");
-        assert!(err.to_string().starts_with("TENKI_GITHUB_PRIVATE_KEY_FILE:"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("TENKI_GITHUB_PRIVATE_KEY_FILE:"),
+            "{err}"
+        );
     }
 
     #[test]
     fn trusted_proxies_are_cidrs_or_addresses() {
-        let settings = settings(&[("TENKI_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1")]).expect("valid");
-        assert_eq!(settings.trusted_proxies.len(), 2);
+        let valid = settings(&[("TENKI_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1")]).expect("valid");
+        assert_eq!(valid.trusted_proxies.len(), 2);
         let err = settings(&[("TENKI_TRUSTED_PROXIES", "ten.0.0.0/8")]).expect_err("refused");
-        assert!(err.to_string().starts_with("TENKI_TRUSTED_PROXIES:"), "{err}");
+        assert!(
+            err.to_string().starts_with("TENKI_TRUSTED_PROXIES:"),
+            "{err}"
+        );
     }
 
     #[test]

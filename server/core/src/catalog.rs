@@ -214,6 +214,9 @@ mod tests {
             split_premium(&normalize_label(" TENKI-STANDARD-2C-PREMIUM ")),
             ("tenki-standard-2c", true)
         );
-        assert_eq!(split_premium("tenki-macos-m4-6c"), ("tenki-macos-m4-6c", false));
+        assert_eq!(
+            split_premium("tenki-macos-m4-6c"),
+            ("tenki-macos-m4-6c", false)
+        );
     }
 }

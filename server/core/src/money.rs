@@ -141,7 +141,10 @@ mod tests {
             .iter()
             .map(|&l| parse_dollars(&dollars(l, decimals)).expect("parses"))
             .sum();
-        assert_eq!(shown, parse_dollars(&dollars(total, decimals)).expect("parses"));
+        assert_eq!(
+            shown,
+            parse_dollars(&dollars(total, decimals)).expect("parses")
+        );
         assert_eq!(decimals_that_add_up(&[], 0), 2);
     }
 
@@ -153,6 +156,9 @@ mod tests {
         assert_eq!(err.to_string(), "job 1:1's charge: -5 does not fit in u64");
         let err = convert::<i64, u128>(u128::MAX, || "job 2:1's free minutes".to_owned())
             .expect_err("too large");
-        assert!(err.to_string().starts_with("job 2:1's free minutes: "), "{err}");
+        assert!(
+            err.to_string().starts_with("job 2:1's free minutes: "),
+            "{err}"
+        );
     }
 }

@@ -126,14 +126,10 @@ impl TaskHandler for SyncGithubRepositories {
 
     async fn run(self, ctx: WorkerContext) -> impl IntoTaskHandlerResult {
         let core = core_of(&ctx)?;
-        let count = onboarding::sync_repositories(
-            &core.db,
-            &core.github,
-            self.installation_id,
-            Utc::now(),
-        )
-        .await
-        .map_err(|e| format!("{e:#}"))?;
+        let count =
+            onboarding::sync_repositories(&core.db, &core.github, self.installation_id, Utc::now())
+                .await
+                .map_err(|e| format!("{e:#}"))?;
         tracing::info!(
             installation = self.installation_id,
             count,

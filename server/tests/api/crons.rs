@@ -91,12 +91,11 @@ async fn every_scheduled_task_runs_through_the_worker_with_a_cron_ticks_payload(
     );
     wait_for_jobs(&db).await;
 
-    let bodies: Vec<(String, bool)> = sqlx::query_as(
-        "SELECT delivery_id, body IS NOT NULL FROM github_deliveries ORDER BY 1",
-    )
-    .fetch_all(&db)
-    .await
-    .expect("deliveries");
+    let bodies: Vec<(String, bool)> =
+        sqlx::query_as("SELECT delivery_id, body IS NOT NULL FROM github_deliveries ORDER BY 1")
+            .fetch_all(&db)
+            .await
+            .expect("deliveries");
     assert_eq!(
         bodies,
         [("new-1".to_owned(), true), ("old-1".to_owned(), false)],

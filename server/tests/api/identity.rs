@@ -27,7 +27,8 @@ async fn sign_up_grants_exactly_1000_free_minutes_once(db: PgPool) {
         &app.core.ledger,
         "Ada@Example.com",
         PASSWORD,
-        "Ada's CI", &identity::SignUpClient::LOCAL,
+        "Ada's CI",
+        &identity::SignUpClient::LOCAL,
         now,
     )
     .await
@@ -43,7 +44,16 @@ async fn sign_up_grants_exactly_1000_free_minutes_once(db: PgPool) {
     assert_eq!(balance().await, 2_000);
 
     // The same person signs up again (another case, another workspace name): refused, no grant.
-    let again = identity::sign_up(&db, ledger, "ada@example.COM", PASSWORD, "Second", &identity::SignUpClient::LOCAL, now).await;
+    let again = identity::sign_up(
+        &db,
+        ledger,
+        "ada@example.COM",
+        PASSWORD,
+        "Second",
+        &identity::SignUpClient::LOCAL,
+        now,
+    )
+    .await;
     assert!(matches!(again, Err(SignUpError::EmailTaken)), "{again:?}");
     assert_eq!(count(&db, "workspaces").await, 1);
     assert_eq!(count(&db, "free_minute_grants").await, 1);
@@ -126,7 +136,8 @@ async fn session_expires_after_its_lifetime(db: PgPool) {
         &app.core.ledger,
         "e@acme.test",
         PASSWORD,
-        "Acme", &identity::SignUpClient::LOCAL,
+        "Acme",
+        &identity::SignUpClient::LOCAL,
         start,
     )
     .await
@@ -170,9 +181,17 @@ async fn sign_out_ends_the_session(db: PgPool) {
 async fn wrong_password_and_unknown_email_are_refused(db: PgPool) {
     let app = TestApp::spawn(db.clone()).await;
     let now = Utc::now();
-    identity::sign_up(&db, &app.core.ledger, "w@acme.test", PASSWORD, "Acme", &identity::SignUpClient::LOCAL, now)
-        .await
-        .expect("sign-up");
+    identity::sign_up(
+        &db,
+        &app.core.ledger,
+        "w@acme.test",
+        PASSWORD,
+        "Acme",
+        &identity::SignUpClient::LOCAL,
+        now,
+    )
+    .await
+    .expect("sign-up");
     let wrong = identity::sign_in(&db, "w@acme.test", "not the password", "10.0.0.2", now).await;
     assert!(
         matches!(wrong, Err(SignInError::WrongPassword)),
@@ -201,21 +220,35 @@ async fn wrong_password_and_unknown_email_are_refused(db: PgPool) {
 async fn a_flood_of_wrong_passwords_from_elsewhere_never_locks_the_owner_out(db: PgPool) {
     let app = TestApp::spawn(db.clone()).await;
     let now = Utc::now();
-    identity::sign_up(&db, &app.core.ledger, "r@acme.test", PASSWORD, "Acme", &identity::SignUpClient::LOCAL, now)
-        .await
-        .expect("sign-up");
+    identity::sign_up(
+        &db,
+        &app.core.ledger,
+        "r@acme.test",
+        PASSWORD,
+        "Acme",
+        &identity::SignUpClient::LOCAL,
+        now,
+    )
+    .await
+    .expect("sign-up");
     // An attacker tries the owner's e-mail from many addresses, many times each.
     for attempt in 0..(identity::MAX_FAILED_SIGN_INS_PER_EMAIL_AND_ADDRESS * 4) {
         let ip = format!("10.1.0.{}", attempt % 4);
         let result = identity::sign_in(&db, "r@acme.test", "wrong password", &ip, now).await;
         assert!(
-            matches!(result, Err(SignInError::WrongPassword) | Err(SignInError::TooManyAttempts)),
+            matches!(
+                result,
+                Err(SignInError::WrongPassword) | Err(SignInError::TooManyAttempts)
+            ),
             "{result:?}"
         );
     }
     // The attacker's addresses are limited now...
     let limited = identity::sign_in(&db, "r@acme.test", PASSWORD, "10.1.0.1", now).await;
-    assert!(matches!(limited, Err(SignInError::TooManyAttempts)), "{limited:?}");
+    assert!(
+        matches!(limited, Err(SignInError::TooManyAttempts)),
+        "{limited:?}"
+    );
     // ...and the owner, from their own address, signs in with the right password.
     identity::sign_in(&db, "r@acme.test", PASSWORD, "192.0.2.10", now)
         .await
@@ -226,16 +259,30 @@ async fn a_flood_of_wrong_passwords_from_elsewhere_never_locks_the_owner_out(db:
 async fn sign_in_is_rate_limited_per_email_and_address_and_per_address(db: PgPool) {
     let app = TestApp::spawn(db.clone()).await;
     let now = Utc::now();
-    identity::sign_up(&db, &app.core.ledger, "r@acme.test", PASSWORD, "Acme", &identity::SignUpClient::LOCAL, now)
-        .await
-        .expect("sign-up");
+    identity::sign_up(
+        &db,
+        &app.core.ledger,
+        "r@acme.test",
+        PASSWORD,
+        "Acme",
+        &identity::SignUpClient::LOCAL,
+        now,
+    )
+    .await
+    .expect("sign-up");
     for _ in 0..identity::MAX_FAILED_SIGN_INS_PER_EMAIL_AND_ADDRESS {
         let result = identity::sign_in(&db, "r@acme.test", "wrong password", "10.2.0.1", now).await;
-        assert!(matches!(result, Err(SignInError::WrongPassword)), "{result:?}");
+        assert!(
+            matches!(result, Err(SignInError::WrongPassword)),
+            "{result:?}"
+        );
     }
     // From that address even the right password waits for the window to pass.
     let limited = identity::sign_in(&db, "r@acme.test", PASSWORD, "10.2.0.1", now).await;
-    assert!(matches!(limited, Err(SignInError::TooManyAttempts)), "{limited:?}");
+    assert!(
+        matches!(limited, Err(SignInError::TooManyAttempts)),
+        "{limited:?}"
+    );
     let later = now + identity::SIGN_IN_WINDOW + Duration::seconds(1);
     identity::sign_in(&db, "r@acme.test", PASSWORD, "10.2.0.1", later)
         .await
@@ -245,10 +292,16 @@ async fn sign_in_is_rate_limited_per_email_and_address_and_per_address(db: PgPoo
     for attempt in 0..identity::MAX_FAILED_SIGN_INS_PER_ADDRESS {
         let email = format!("guess{attempt}@acme.test");
         let result = identity::sign_in(&db, &email, PASSWORD, "10.9.9.9", later).await;
-        assert!(matches!(result, Err(SignInError::UnknownEmail)), "{result:?}");
+        assert!(
+            matches!(result, Err(SignInError::UnknownEmail)),
+            "{result:?}"
+        );
     }
     let limited = identity::sign_in(&db, "r@acme.test", PASSWORD, "10.9.9.9", later).await;
-    assert!(matches!(limited, Err(SignInError::TooManyAttempts)), "{limited:?}");
+    assert!(
+        matches!(limited, Err(SignInError::TooManyAttempts)),
+        "{limited:?}"
+    );
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -260,18 +313,53 @@ async fn sign_ups_are_limited_per_client_address(db: PgPool) {
         max_per_window: 3,
     };
     for n in 0..3 {
-        identity::sign_up(&db, &app.core.ledger, &format!("u{n}@acme.test"), PASSWORD, "Acme", &client, now)
-            .await
-            .expect("within the limit");
-    }
-    let refused = identity::sign_up(&db, &app.core.ledger, "u9@acme.test", PASSWORD, "Acme", &client, now).await;
-    assert!(matches!(refused, Err(SignUpError::TooManySignUps)), "{refused:?}");
-    assert_eq!(count(&db, "workspaces").await, 3, "nothing created for the refused sign-up");
-    // Another address is not affected.
-    let other = identity::SignUpClient { address: "198.51.100.21", ..client };
-    identity::sign_up(&db, &app.core.ledger, "u9@acme.test", PASSWORD, "Acme", &other, now)
+        identity::sign_up(
+            &db,
+            &app.core.ledger,
+            &format!("u{n}@acme.test"),
+            PASSWORD,
+            "Acme",
+            &client,
+            now,
+        )
         .await
-        .expect("another address");
+        .expect("within the limit");
+    }
+    let refused = identity::sign_up(
+        &db,
+        &app.core.ledger,
+        "u9@acme.test",
+        PASSWORD,
+        "Acme",
+        &client,
+        now,
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(SignUpError::TooManySignUps)),
+        "{refused:?}"
+    );
+    assert_eq!(
+        count(&db, "workspaces").await,
+        3,
+        "nothing created for the refused sign-up"
+    );
+    // Another address is not affected.
+    let other = identity::SignUpClient {
+        address: "198.51.100.21",
+        ..client
+    };
+    identity::sign_up(
+        &db,
+        &app.core.ledger,
+        "u9@acme.test",
+        PASSWORD,
+        "Acme",
+        &other,
+        now,
+    )
+    .await
+    .expect("another address");
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -286,7 +374,17 @@ async fn bad_sign_up_fields_name_the_problem_and_create_nothing(db: PgPool) {
         ("Acme", "x@acme.test", "short", "password"),
     ];
     for (workspace, email, password, field) in cases {
-        match identity::sign_up(&db, &app.core.ledger, email, password, workspace, &identity::SignUpClient::LOCAL, now).await {
+        match identity::sign_up(
+            &db,
+            &app.core.ledger,
+            email,
+            password,
+            workspace,
+            &identity::SignUpClient::LOCAL,
+            now,
+        )
+        .await
+        {
             Err(SignUpError::Invalid(error)) => assert_eq!(error.field, field, "{error}"),
             other => panic!("expected {field} to be refused, got {other:?}"),
         }

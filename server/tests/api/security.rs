@@ -18,7 +18,10 @@ async fn every_page_carries_a_csp_whose_nonce_is_on_its_inline_scripts(db: PgPoo
         .await
         .expect("request");
     let headers = response.headers().clone();
-    let csp = headers["content-security-policy"].to_str().expect("ascii").to_owned();
+    let csp = headers["content-security-policy"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
     assert!(!csp.contains("'unsafe-inline' 'wasm"), "{csp}");
     let nonce = csp
         .split("'nonce-")
@@ -28,8 +31,14 @@ async fn every_page_carries_a_csp_whose_nonce_is_on_its_inline_scripts(db: PgPoo
         .to_owned();
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     assert_eq!(headers["x-content-type-options"], "nosniff");
-    assert_eq!(headers["referrer-policy"], "strict-origin-when-cross-origin");
-    assert!(headers.get("strict-transport-security").is_none(), "served over http");
+    assert_eq!(
+        headers["referrer-policy"],
+        "strict-origin-when-cross-origin"
+    );
+    assert!(
+        headers.get("strict-transport-security").is_none(),
+        "served over http"
+    );
     let body = response.text().await.expect("page");
     let scripts: Vec<&str> = body.split("<script").skip(1).collect();
     assert!(!scripts.is_empty(), "the hydration script");
@@ -48,17 +57,33 @@ async fn every_page_carries_a_csp_whose_nonce_is_on_its_inline_scripts(db: PgPoo
         .send()
         .await
         .expect("request");
-    let second = again.headers()["content-security-policy"].to_str().expect("ascii");
+    let second = again.headers()["content-security-policy"]
+        .to_str()
+        .expect("ascii");
     assert!(!second.contains(&nonce));
     // Plain routes carry the headers too.
-    let health = app.client.get(format!("{}/healthz", app.address)).send().await.expect("request");
+    let health = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(health.headers()["x-content-type-options"], "nosniff");
 }
 
 #[sqlx::test(migrations = "../migrations")]
 async fn hsts_is_sent_when_served_over_https(db: PgPool) {
-    let app = TestApp::spawn_with(db, harness::settings(&[("TENKI_PUBLIC_URL", "https://app.tenki.test")])).await;
-    let response = app.client.get(format!("{}/healthz", app.address)).send().await.expect("request");
+    let app = TestApp::spawn_with(
+        db,
+        harness::settings(&[("TENKI_PUBLIC_URL", "https://app.tenki.test")]),
+    )
+    .await;
+    let response = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .send()
+        .await
+        .expect("request");
     assert!(
         response.headers()["strict-transport-security"]
             .to_str()
@@ -75,7 +100,10 @@ async fn cross_site_requests_that_change_state_are_refused(db: PgPool) {
         ("email", "victim@acme.test"),
         ("password", "a long enough password"),
     ];
-    for (name, value) in [("sec-fetch-site", "cross-site"), ("origin", "https://evil.example")] {
+    for (name, value) in [
+        ("sec-fetch-site", "cross-site"),
+        ("origin", "https://evil.example"),
+    ] {
         for endpoint in ["sign-up", "sign-in", "sign-out", "overview"] {
             let response = app
                 .client
@@ -111,7 +139,11 @@ async fn cross_site_requests_that_change_state_are_refused(db: PgPool) {
         .send()
         .await
         .expect("request");
-    assert!(ours.status().is_success() || ours.status().is_redirection(), "{}", ours.status());
+    assert!(
+        ours.status().is_success() || ours.status().is_redirection(),
+        "{}",
+        ours.status()
+    );
     // GitHub's return to the setup URL is cross-site by nature and is not refused.
     let setup = app
         .client
@@ -125,22 +157,47 @@ async fn cross_site_requests_that_change_state_are_refused(db: PgPool) {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn metrics_need_the_bearer_token_when_one_is_set(db: PgPool) {
-    let app = TestApp::spawn_with(db, harness::settings(&[("TENKI_METRICS_TOKEN", "s3cret-metrics")])).await;
+    let app = TestApp::spawn_with(
+        db,
+        harness::settings(&[("TENKI_METRICS_TOKEN", "s3cret-metrics")]),
+    )
+    .await;
     let url = format!("{}/metrics", app.address);
     let none = app.client.get(&url).send().await.expect("request");
     assert_eq!(none.status(), 401);
-    let wrong = app.client.get(&url).bearer_auth("guess").send().await.expect("request");
+    let wrong = app
+        .client
+        .get(&url)
+        .bearer_auth("guess")
+        .send()
+        .await
+        .expect("request");
     assert_eq!(wrong.status(), 401);
-    let right = app.client.get(&url).bearer_auth("s3cret-metrics").send().await.expect("request");
+    let right = app
+        .client
+        .get(&url)
+        .bearer_auth("s3cret-metrics")
+        .send()
+        .await
+        .expect("request");
     assert_eq!(right.status(), 200);
-    assert!(right.text().await.expect("text").contains("http_requests_total"));
+    assert!(
+        right
+            .text()
+            .await
+            .expect("text")
+            .contains("http_requests_total")
+    );
 }
 
 #[sqlx::test(migrations = "../migrations")]
 async fn production_mounts_no_sandbox_route(db: PgPool) {
     let key = std::env::temp_dir().join(format!("tenki-prod-key-{}.pem", uuid::Uuid::new_v4()));
-    std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\nreal\n-----END PRIVATE KEY-----\n")
-        .expect("key");
+    std::fs::write(
+        &key,
+        "-----BEGIN PRIVATE KEY-----\nreal\n-----END PRIVATE KEY-----\n",
+    )
+    .expect("key");
     let key = key.display().to_string();
     let production = harness::settings(&[
         ("TENKI_MODE", "production"),
@@ -158,12 +215,23 @@ async fn production_mounts_no_sandbox_route(db: PgPool) {
     assert!(server::sandbox_github(&production).is_none());
     let app = TestApp::spawn(db).await;
     let router = server::router(&production, app.core.clone(), None);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("port");
     let address = format!("http://{}", listener.local_addr().expect("bound"));
     tokio::spawn(server::serve(listener, router, std::future::pending()));
-    for path in ["/sandbox/github/login/oauth/authorize", "/sandbox/github/api/app"] {
-        let response = reqwest::get(format!("{address}{path}")).await.expect("request");
-        assert_eq!(response.status(), 404, "{path} is not mounted in production");
+    for path in [
+        "/sandbox/github/login/oauth/authorize",
+        "/sandbox/github/api/app",
+    ] {
+        let response = reqwest::get(format!("{address}{path}"))
+            .await
+            .expect("request");
+        assert_eq!(
+            response.status(),
+            404,
+            "{path} is not mounted in production"
+        );
     }
     // The sandbox's webhook secret signs nothing there.
     let body = br#"{"zen":"x"}"#;
@@ -173,7 +241,10 @@ async fn production_mounts_no_sandbox_route(db: PgPool) {
         .header("x-github-delivery", "forged-1")
         .header(
             "x-hub-signature-256",
-            tenki_core::github::intake::sign(server::settings::SANDBOX_WEBHOOK_SECRET.as_bytes(), body),
+            tenki_core::github::intake::sign(
+                server::settings::SANDBOX_WEBHOOK_SECRET.as_bytes(),
+                body,
+            ),
         )
         .body(body.to_vec())
         .send()
@@ -187,7 +258,9 @@ async fn shutdown_finishes_what_is_in_flight_or_says_it_cut_it(db: PgPool) {
     let settings = harness::settings(&[]);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("port");
     let address = format!("http://{}", listener.local_addr().expect("bound"));
     let application = server::Application::build_on(db.clone(), &settings, &address, async move {
         let mut stopped = worker_stopped;
@@ -204,10 +277,18 @@ async fn shutdown_finishes_what_is_in_flight_or_says_it_cut_it(db: PgPool) {
         stop_worker,
         Duration::from_secs(2),
     ));
-    assert_eq!(reqwest::get(format!("{address}/healthz")).await.expect("up").status(), 200);
+    assert_eq!(
+        reqwest::get(format!("{address}/healthz"))
+            .await
+            .expect("up")
+            .status(),
+        200
+    );
     // A request still sending its body when the signal comes: it is waited for, then cut.
     let host = address.trim_start_matches("http://").to_owned();
-    let mut slow = tokio::net::TcpStream::connect(&host).await.expect("connect");
+    let mut slow = tokio::net::TcpStream::connect(&host)
+        .await
+        .expect("connect");
     tokio::io::AsyncWriteExt::write_all(
         &mut slow,
         format!(
@@ -218,7 +299,7 @@ async fn shutdown_finishes_what_is_in_flight_or_says_it_cut_it(db: PgPool) {
     .await
     .expect("partial request");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    drop(stop.send(()));
+    stop.send(()).expect("the server waits for the signal");
     let outcome = tokio::time::timeout(Duration::from_secs(10), running)
         .await
         .expect("stops within the grace period plus a margin")
@@ -233,7 +314,9 @@ async fn shutdown_with_nothing_in_flight_is_clean(db: PgPool) {
     let settings = harness::settings(&[]);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("port");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("port");
     let address = format!("http://{}", listener.local_addr().expect("bound"));
     let application = server::Application::build_on(db, &settings, &address, async move {
         let mut stopped = worker_stopped;
@@ -250,8 +333,14 @@ async fn shutdown_with_nothing_in_flight_is_clean(db: PgPool) {
         stop_worker,
         Duration::from_secs(5),
     ));
-    assert_eq!(reqwest::get(format!("{address}/healthz")).await.expect("up").status(), 200);
-    drop(stop.send(()));
+    assert_eq!(
+        reqwest::get(format!("{address}/healthz"))
+            .await
+            .expect("up")
+            .status(),
+        200
+    );
+    stop.send(()).expect("the server waits for the signal");
     tokio::time::timeout(Duration::from_secs(10), running)
         .await
         .expect("stops")

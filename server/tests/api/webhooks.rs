@@ -249,7 +249,8 @@ async fn a_thousand_shuffled_deliveries_with_duplicates_make_100_jobs_metered_on
         &app.core.ledger,
         &email,
         "a long enough password",
-        "Hooks", &tenki_core::identity::SignUpClient::LOCAL,
+        "Hooks",
+        &tenki_core::identity::SignUpClient::LOCAL,
         Utc::now(),
     )
     .await
@@ -429,11 +430,13 @@ async fn jobs_page(app: &TestApp) -> Value {
 }
 
 async fn delivery_statuses(db: &PgPool, prefix: &str) -> Vec<String> {
-    sqlx::query_scalar("SELECT status FROM github_deliveries WHERE delivery_id LIKE $1 || '%' ORDER BY 1")
-        .bind(prefix)
-        .fetch_all(db)
-        .await
-        .expect("statuses")
+    sqlx::query_scalar(
+        "SELECT status FROM github_deliveries WHERE delivery_id LIKE $1 || '%' ORDER BY 1",
+    )
+    .bind(prefix)
+    .fetch_all(db)
+    .await
+    .expect("statuses")
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -444,7 +447,14 @@ async fn a_job_cancelled_while_queued_is_never_billed_for_its_queue_time(db: PgP
     // A 64c job waits 24 hours and GitHub cancels it: GitHub's delivery names no runner, has no
     // steps, and still fills `started_at` (with the queue time).
     let created = Utc::now() - chrono::Duration::hours(25);
-    let mut queued = job_delivery(installation_id, id, "queued", "tenki-standard-64c", created, 0);
+    let mut queued = job_delivery(
+        installation_id,
+        id,
+        "queued",
+        "tenki-standard-64c",
+        created,
+        0,
+    );
     queued["workflow_job"]["created_at"] = json!(created.to_rfc3339());
     let mut cancelled = fixture("workflow_job.completed.cancelled-while-queued.derived.json");
     cancelled["installation"] = json!({ "id": installation_id });
@@ -458,7 +468,8 @@ async fn a_job_cancelled_while_queued_is_never_billed_for_its_queue_time(db: PgP
     assert!(job["runner_name"].is_null() && job["steps"] == json!([]));
     for (n, body) in [queued, cancelled].iter().enumerate() {
         let body = serde_json::to_vec(body).expect("JSON");
-        let response = deliver_signed(&app, "workflow_job", &format!("cancel-{id}-{n}"), &body).await;
+        let response =
+            deliver_signed(&app, "workflow_job", &format!("cancel-{id}-{n}"), &body).await;
         assert_eq!(response.status(), 202);
     }
     wait_until_processed(&db).await;
@@ -470,15 +481,23 @@ async fn a_job_cancelled_while_queued_is_never_billed_for_its_queue_time(db: PgP
     .await
     .expect("job");
     assert_eq!((status.as_str(), metered), ("completed", false));
-    assert_eq!(reason.as_deref(), Some("not billed: cancelled before a runner took it"));
-    let records: i64 = sqlx::query_scalar("SELECT count(*) FROM usage_records WHERE workspace_id = $1")
-        .bind(workspace_id)
-        .fetch_one(&db)
-        .await
-        .expect("count");
+    assert_eq!(
+        reason.as_deref(),
+        Some("not billed: cancelled before a runner took it")
+    );
+    let records: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM usage_records WHERE workspace_id = $1")
+            .bind(workspace_id)
+            .fetch_one(&db)
+            .await
+            .expect("count");
     assert_eq!(records, 0, "about $140 of queue time is not billed");
     assert_eq!(
-        app.core.ledger.free_vcpu_minutes_left(workspace_id).await.expect("balance"),
+        app.core
+            .ledger
+            .free_vcpu_minutes_left(workspace_id)
+            .await
+            .expect("balance"),
         2_000,
         "no free minutes used either"
     );
@@ -520,7 +539,11 @@ async fn a_label_that_is_not_offered_ends_at_once_visible_and_charges_nothing(db
     );
     assert_eq!(page["jobs"][0]["cost"], "—");
     assert_eq!(
-        app.core.ledger.free_vcpu_minutes_left(workspace_id).await.expect("balance"),
+        app.core
+            .ledger
+            .free_vcpu_minutes_left(workspace_id)
+            .await
+            .expect("balance"),
         2_000
     );
 }
@@ -553,7 +576,11 @@ async fn a_label_in_another_case_is_tenkis_as_github_matches_it(db: PgPool) {
     assert_eq!((label.as_str(), metered), ("tenki-standard-4c", true));
     // 10 minutes on 4 vCPUs: 20 free minutes (40 vCPU-minutes).
     assert_eq!(
-        app.core.ledger.free_vcpu_minutes_left(workspace_id).await.expect("balance"),
+        app.core
+            .ledger
+            .free_vcpu_minutes_left(workspace_id)
+            .await
+            .expect("balance"),
         2_000 - 40
     );
 }

@@ -251,15 +251,8 @@ pub async fn poll_queued_jobs(
                 installation_id: Some(repository.installation_id),
             };
             let text = body.to_string();
-            if intake::store_delivery(
-                db,
-                &delivery_id,
-                "workflow_job",
-                &envelope,
-                &text,
-                now,
-            )
-            .await?
+            if intake::store_delivery(db, &delivery_id, "workflow_job", &envelope, &text, now)
+                .await?
                 == Intake::Queued
             {
                 tracing::info!(

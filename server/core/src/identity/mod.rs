@@ -272,7 +272,7 @@ pub struct SignedUp {
 /// All or nothing: the database rows are committed only after the ledger accepted the accounts
 /// and the grant, and the ledger ids are derived from the new workspace's id, so the grant can
 /// never be posted twice for one workspace.
-#[tracing::instrument(skip(db, ledger, email, password, client, now), fields(address = client.address))]
+#[tracing::instrument(skip(db, ledger, email, password, client, now), fields(address = %client.address))]
 pub async fn sign_up(
     db: &PgPool,
     ledger: &Ledger,
@@ -346,7 +346,7 @@ pub async fn sign_up(
          VALUES ($1, $2, $3, $4)",
         workspace_id,
         Uuid::from_u128(ledger::sign_up_credit_transfer_id(workspace_id)),
-        crate::money::convert(
+        crate::money::convert::<i64, u64>(
             ledger::SIGN_UP_FREE_MINUTES * ledger::VCPUS_PER_FREE_MINUTE,
             || "the sign-up credit".to_owned()
         )?,
@@ -541,9 +541,15 @@ mod tests {
         let stranger: IpAddr = "203.0.113.9".parse().expect("ip");
         let client: IpAddr = "198.51.100.7".parse().expect("ip");
         // A stranger's own header is ignored: it could name anyone.
-        assert_eq!(client_address(stranger, Some("198.51.100.7"), &proxies), stranger);
+        assert_eq!(
+            client_address(stranger, Some("198.51.100.7"), &proxies),
+            stranger
+        );
         // Behind the proxy: the address the proxy saw.
-        assert_eq!(client_address(proxy, Some("198.51.100.7"), &proxies), client);
+        assert_eq!(
+            client_address(proxy, Some("198.51.100.7"), &proxies),
+            client
+        );
         // A forged first hop is left of the one the proxy appended.
         assert_eq!(
             client_address(proxy, Some("1.1.1.1, 198.51.100.7"), &proxies),

@@ -52,7 +52,7 @@ pub enum Adjusted {
 
 /// Reverses a job's usage: gives back its free minutes and money (code 2003), removes the usage
 /// record and keeps an audit row. The ledger keeps the original transfers and their reversal.
-#[tracing::instrument(skip(db, ledger, request, now), fields(admin = request.admin_email))]
+#[tracing::instrument(skip(db, ledger, request, now), fields(admin = %request.admin_email))]
 pub async fn reverse_usage(
     db: &PgPool,
     ledger: &Ledger,
@@ -114,7 +114,7 @@ pub async fn reverse_usage(
 /// Adds (`amount > 0`, code 3003) or deducts (`amount < 0`, code 3004) promotional credit, in
 /// micro-cents. `idempotency_key` names the request within the workspace: the same key twice
 /// changes the ledger once.
-#[tracing::instrument(skip(db, ledger, request, now), fields(admin = request.admin_email))]
+#[tracing::instrument(skip(db, ledger, request, now), fields(admin = %request.admin_email))]
 pub async fn promotional_credit(
     db: &PgPool,
     ledger: &Ledger,
@@ -141,7 +141,7 @@ pub async fn promotional_credit(
     } else {
         "promo_deduction"
     };
-    let magnitude = money::convert(amount.unsigned_abs(), || {
+    let magnitude: i64 = money::convert(amount.unsigned_abs(), || {
         format!("promotional credit {idempotency_key:?}")
     })?;
     let earlier = sqlx::query!(

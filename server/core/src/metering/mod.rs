@@ -122,12 +122,12 @@ impl MeteringError {
                 Some("not billed: the job belongs to another workspace".to_owned())
             }
             Self::Reversed(_) => Some("not billed: its usage was reversed by support".to_owned()),
-            Self::Catalog(CatalogError::UnknownLabel(label) | CatalogError::NoPremiumVariant(label)) => {
-                Some(format!("label not offered: {label}"))
-            }
-            Self::Catalog(CatalogError::NoPrice { label, .. }) => {
-                Some(format!("label not offered: {label} had no price when the job started"))
-            }
+            Self::Catalog(
+                CatalogError::UnknownLabel(label) | CatalogError::NoPremiumVariant(label),
+            ) => Some(format!("label not offered: {label}")),
+            Self::Catalog(CatalogError::NoPrice { label, .. }) => Some(format!(
+                "label not offered: {label} had no price when the job started"
+            )),
             Self::OutOfRange(_) => Some("not billed: its figures are out of range".to_owned()),
             Self::Catalog(CatalogError::Database(_)) | Self::Database(_) | Self::Ledger(_) => None,
         }
@@ -158,8 +158,7 @@ pub fn price_job(
     let minutes_u: u128 = money::convert(minutes, || format!("job {job}'s minutes"))?;
     let vcpus_u: u128 = money::convert(vcpus, || format!("job {job}'s vCPUs"))?;
     let rate: u128 = money::convert(rate_per_minute, || format!("job {job}'s price per minute"))?;
-    let discount: u128 =
-        money::convert(discount_basis_points, || format!("job {job}'s discount"))?;
+    let discount: u128 = money::convert(discount_basis_points, || format!("job {job}'s discount"))?;
     if vcpus_u == 0 || discount > WHOLE_BASIS_POINTS {
         return Err(OutOfRange {
             what: format!("job {job}'s vCPUs or discount"),
@@ -190,7 +189,7 @@ pub fn price_job(
 }
 
 /// Meters a finished job exactly once: returns the usage record, new or already there.
-#[tracing::instrument(skip_all, fields(workspace = %job.workspace_id, job = %job.key, label = job.label))]
+#[tracing::instrument(skip_all, fields(workspace = %job.workspace_id, job = %job.key, label = %job.label))]
 pub async fn meter_job(
     db: &PgPool,
     ledger: &Ledger,
@@ -272,7 +271,9 @@ pub async fn meter_job(
                 resolved.sku.vcpus,
                 price.per_minute + surcharge,
                 discount,
-                money::convert(left, || format!("workspace {}'s free minutes", job.workspace_id))?,
+                money::convert(left, || {
+                    format!("workspace {}'s free minutes", job.workspace_id)
+                })?,
             )?;
             ledger
                 .post_usage(
@@ -399,13 +400,30 @@ mod tests {
     fn paid_prices_match_the_spec() {
         // Paid: 10 min on 2c → $0.03; 15 min on 4c → $0.09; premium 2c 10 min → $0.045;
         // premium 4c 10 min → $0.090.
-        assert_eq!(price_job("1:1", 10, 2, STANDARD_2C, 0, 0).expect("fits").amount, 3 * CENT);
-        assert_eq!(price_job("1:1", 15, 4, STANDARD_4C, 0, 0).expect("fits").amount, 9 * CENT);
         assert_eq!(
-            price_job("1:1", 10, 2, PREMIUM_2C, 0, 0).expect("fits").amount,
+            price_job("1:1", 10, 2, STANDARD_2C, 0, 0)
+                .expect("fits")
+                .amount,
+            3 * CENT
+        );
+        assert_eq!(
+            price_job("1:1", 15, 4, STANDARD_4C, 0, 0)
+                .expect("fits")
+                .amount,
+            9 * CENT
+        );
+        assert_eq!(
+            price_job("1:1", 10, 2, PREMIUM_2C, 0, 0)
+                .expect("fits")
+                .amount,
             4 * CENT + CENT / 2
         );
-        assert_eq!(price_job("1:1", 10, 4, PREMIUM_4C, 0, 0).expect("fits").amount, 9 * CENT);
+        assert_eq!(
+            price_job("1:1", 10, 4, PREMIUM_4C, 0, 0)
+                .expect("fits")
+                .amount,
+            9 * CENT
+        );
     }
 
     #[test]
@@ -420,7 +438,10 @@ mod tests {
     #[test]
     fn figures_that_do_not_fit_are_errors_naming_the_job_never_clamped() {
         let negative = price_job("7:2", -1, 2, STANDARD_2C, 0, 0).expect_err("negative minutes");
-        assert!(negative.to_string().starts_with("job 7:2's minutes"), "{negative}");
+        assert!(
+            negative.to_string().starts_with("job 7:2's minutes"),
+            "{negative}"
+        );
         let rate = price_job("7:2", 10, 2, -5, 0, 0).expect_err("negative price");
         assert!(rate.to_string().starts_with("job 7:2's price"), "{rate}");
         let huge = price_job("7:2", i64::MAX, 64, i64::MAX, 0, 0).expect_err("too large");
@@ -445,7 +466,17 @@ mod tests {
 
     #[test]
     fn the_discount_applies_to_the_paid_part() {
-        assert_eq!(price_job("1:1", 10, 2, STANDARD_2C, 5_000, 0).expect("fits").amount, 3 * CENT / 2);
-        assert_eq!(price_job("1:1", 10, 2, STANDARD_2C, 1_000, 0).expect("fits").amount, 2_700_000);
+        assert_eq!(
+            price_job("1:1", 10, 2, STANDARD_2C, 5_000, 0)
+                .expect("fits")
+                .amount,
+            3 * CENT / 2
+        );
+        assert_eq!(
+            price_job("1:1", 10, 2, STANDARD_2C, 1_000, 0)
+                .expect("fits")
+                .amount,
+            2_700_000
+        );
     }
 }

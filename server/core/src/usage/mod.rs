@@ -317,7 +317,6 @@ fn csv_field(field: &str) -> String {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -123,8 +123,9 @@ pub async fn overview(
     let per_minute = ledger::VCPUS_PER_FREE_MINUTE;
     Ok(Overview {
         workspace_name: member.workspace_name.clone(),
-        free_minutes_left: convert(left, || "free minutes left".to_owned())? / per_minute,
-        free_minutes_granted: convert(granted, || "free minutes granted".to_owned())? / per_minute,
+        free_minutes_left: convert::<u64, _>(left, || "free minutes left".to_owned())? / per_minute,
+        free_minutes_granted: convert::<u64, _>(granted, || "free minutes granted".to_owned())?
+            / per_minute,
         month_to_date_amount,
     })
 }
