@@ -123,6 +123,7 @@ test("a job cancelled while it waited shows why it is not billed and costs nothi
   await expect(row.getByTestId("job-status")).toContainText("cancelled", { timeout: 10_000 });
   await expect(row.getByTestId("not-billed-reason")).toHaveText("not billed: cancelled before a runner took it");
   await expect(row.locator("td").last()).toHaveText("—");
+  await expect(row.locator("td").nth(5)).toHaveText("—");
   await page.screenshot({ path: "screenshots/jobs-not-billed.png", fullPage: true });
   await page.getByRole("link", { name: "Overview" }).click();
   await expect(page.getByTestId("free-minutes-left")).toHaveText("1,000");

@@ -504,6 +504,14 @@ async fn a_job_cancelled_while_queued_is_never_billed_for_its_queue_time(db: PgP
     let page = jobs_page(&app).await;
     assert_eq!(page["jobs"][0]["status"], "cancelled");
     assert_eq!(page["jobs"][0]["cost"], "—");
+    assert_eq!(
+        page["jobs"][0]["duration"], "—",
+        "it never ran: no run time"
+    );
+    assert_eq!(
+        page["stats"][0]["run"], "— / —",
+        "queue time is not run time"
+    );
 }
 
 #[sqlx::test(migrations = "../migrations")]

@@ -188,12 +188,13 @@ async fn workflow_job(
     let Some(label) = catalog::first_tenki_label(db, &labels).await? else {
         return Ok(Processed::NotTenkis);
     };
-    // GitHub fills `started_at` with the queue time on queued events, and its own example of a
-    // queued delivery names a runner (fixtures/github/workflow_job.queued.json): trust either
-    // only once the job runs.
+    // GitHub fills `started_at` with the queue time on queued events and on a job it cancelled
+    // before any runner took it, and its own example of a queued delivery names a runner
+    // (fixtures/github/workflow_job.queued.json): trust the runner only once the job runs, and
+    // `started_at` only with a runner.
     let running = matches!(job.status.as_str(), "in_progress" | "completed");
-    let started_at = job.started_at.filter(|_| running);
     let runner_name = job.runner_name.filter(|_| running);
+    let started_at = job.started_at.filter(|_| runner_name.is_some());
     let completed_at = job.completed_at.filter(|_| job.status == "completed");
     let row = sqlx::query!(
         r#"INSERT INTO github_jobs (github_job_id, run_attempt, installation_id, repository, workflow,
