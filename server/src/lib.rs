@@ -123,23 +123,21 @@ pub struct Application {
     pub worker: tenki_core::queue::Worker,
     /// The GitHub double, in the sandbox.
     pub github_double: Option<sandbox::github::GitHubDouble>,
+    /// Tells the worker to stop (it finishes the tasks it is running).
+    stop_worker: tokio::sync::watch::Sender<bool>,
 }
 
 impl Application {
     /// Connects to PostgreSQL and TigerBeetle, starts the worker's schema and builds the router.
     /// `reachable_at` is where this server answers (the sandbox's GitHub double sends browsers
     /// and deliveries there); it is `TENKI_PUBLIC_URL` unless a test binds another address.
-    pub async fn build(
-        settings: &Settings,
-        reachable_at: &str,
-        worker_shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<Self> {
+    pub async fn build(settings: &Settings, reachable_at: &str) -> anyhow::Result<Self> {
         let db = tenki_core::db::pool(
             settings.database_url.expose_secret(),
             settings.database_max_connections,
         )
         .context("configuring the PostgreSQL pool (TENKI_DATABASE_URL)")?;
-        Self::build_on(db, settings, reachable_at, worker_shutdown).await
+        Self::build_on(db, settings, reachable_at).await
     }
 
     /// [`Application::build`] on a pool already made (each test has its own database).
@@ -147,11 +145,15 @@ impl Application {
         db: tenki_core::PgPool,
         settings: &Settings,
         reachable_at: &str,
-        worker_shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<Self> {
         let mut reachable = settings.clone();
         reachable.public_url = reachable_at.to_owned();
         let core = connect_on(db, &reachable).await?;
+        let (stop_worker, mut worker_stopped) = tokio::sync::watch::channel(false);
+        let worker_shutdown = async move {
+            // An error means the sender is gone: stop as well.
+            drop(worker_stopped.wait_for(|stop| *stop).await);
+        };
         let worker =
             tenki_core::queue::worker(core.clone(), settings.worker_concurrency, worker_shutdown)
                 .await
@@ -163,6 +165,7 @@ impl Application {
             router,
             worker,
             github_double,
+            stop_worker,
         })
     }
 }
@@ -299,9 +302,8 @@ pub async fn run_until_stopped(
     application: Application,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    stop_worker: tokio::sync::watch::Sender<bool>,
 ) -> anyhow::Result<()> {
-    run_until_stopped_within(application, listener, shutdown, stop_worker, SHUTDOWN_GRACE).await
+    run_until_stopped_within(application, listener, shutdown, SHUTDOWN_GRACE).await
 }
 
 /// [`run_until_stopped`] with another grace period (tests).
@@ -309,7 +311,6 @@ pub async fn run_until_stopped_within(
     application: Application,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    stop_worker: tokio::sync::watch::Sender<bool>,
     grace: Duration,
 ) -> anyhow::Result<()> {
     let (stopping, mut stop_requested) = tokio::sync::watch::channel(false);
@@ -321,7 +322,7 @@ pub async fn run_until_stopped_within(
     shutdown.await;
     tracing::info!("shutting down: finishing requests and tasks in flight");
     stopping.send_replace(true);
-    stop_worker.send_replace(true);
+    application.stop_worker.send_replace(true);
     let finished = tokio::time::timeout(grace, async {
         let http = http.await;
         let worker = worker.await;

@@ -62,13 +62,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
-    let application = server::Application::build(&settings, &settings.public_url, async move {
-        let mut stopped = worker_stopped;
-        // An error means the sender is gone: stop as well.
-        drop(stopped.wait_for(|stop| *stop).await);
-    })
-    .await?;
+    let application = server::Application::build(&settings, &settings.public_url).await?;
     let listener = tokio::net::TcpListener::bind(settings.addr)
         .await
         .with_context(|| format!("listening on {} (TENKI_ADDR)", settings.addr))?;
@@ -78,13 +72,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         "Tenki is serving on http://{}",
         settings.addr
     );
-    server::run_until_stopped(
-        application,
-        listener,
-        server::shutdown_signal(),
-        stop_worker,
-    )
-    .await
+    server::run_until_stopped(application, listener, server::shutdown_signal()).await
 }
 
 async fn migrate(settings: Settings) -> anyhow::Result<()> {

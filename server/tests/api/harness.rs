@@ -53,21 +53,18 @@ impl TestApp {
             .await
             .expect("free port");
         let address = format!("http://{}", listener.local_addr().expect("bound"));
-        let application =
-            server::Application::build_on(db, &settings, &address, std::future::pending())
-                .await
-                .expect("application (is TigerBeetle up?)");
+        let application = server::Application::build_on(db, &settings, &address)
+            .await
+            .expect("application (is TigerBeetle up?)");
         let core = application.core.clone();
         let github = application
             .github_double
             .clone()
             .expect("tests run against the GitHub sandbox");
-        let (stop_worker, _) = tokio::sync::watch::channel(false);
         tokio::spawn(server::run_until_stopped(
             application,
             listener,
             std::future::pending(),
-            stop_worker,
         ));
         Self {
             address,

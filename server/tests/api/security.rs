@@ -257,24 +257,19 @@ async fn production_mounts_no_sandbox_route(db: PgPool) {
 async fn shutdown_finishes_what_is_in_flight_or_says_it_cut_it(db: PgPool) {
     let settings = harness::settings(&[]);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("port");
     let address = format!("http://{}", listener.local_addr().expect("bound"));
-    let application = server::Application::build_on(db.clone(), &settings, &address, async move {
-        let mut stopped = worker_stopped;
-        drop(stopped.wait_for(|stop| *stop).await);
-    })
-    .await
-    .expect("application");
+    let application = server::Application::build_on(db.clone(), &settings, &address)
+        .await
+        .expect("application");
     let running = tokio::spawn(server::run_until_stopped_within(
         application,
         listener,
         async move {
             drop(stopped.await);
         },
-        stop_worker,
         Duration::from_secs(2),
     ));
     assert_eq!(
@@ -313,24 +308,19 @@ async fn shutdown_finishes_what_is_in_flight_or_says_it_cut_it(db: PgPool) {
 async fn shutdown_with_nothing_in_flight_is_clean(db: PgPool) {
     let settings = harness::settings(&[]);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("port");
     let address = format!("http://{}", listener.local_addr().expect("bound"));
-    let application = server::Application::build_on(db, &settings, &address, async move {
-        let mut stopped = worker_stopped;
-        drop(stopped.wait_for(|stop| *stop).await);
-    })
-    .await
-    .expect("application");
+    let application = server::Application::build_on(db, &settings, &address)
+        .await
+        .expect("application");
     let running = tokio::spawn(server::run_until_stopped_within(
         application,
         listener,
         async move {
             drop(stopped.await);
         },
-        stop_worker,
         Duration::from_secs(5),
     ));
     assert_eq!(
