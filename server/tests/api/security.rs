@@ -253,15 +253,23 @@ async fn production_mounts_no_sandbox_route(db: PgPool) {
     assert_eq!(response.status(), 401);
 }
 
-#[sqlx::test(migrations = "../migrations")]
-async fn shutdown_finishes_what_is_in_flight_or_says_it_cut_it(db: PgPool) {
+/// A server as `main` runs it, with `grace` to finish after the signal: its address, the signal,
+/// and the task that returns what `run_until_stopped` returned.
+async fn stoppable_server(
+    db: PgPool,
+    grace: Duration,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
     let settings = harness::settings(&[]);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("port");
     let address = format!("http://{}", listener.local_addr().expect("bound"));
-    let application = server::Application::build_on(db.clone(), &settings, &address)
+    let application = server::Application::build_on(db, &settings, &address)
         .await
         .expect("application");
     let running = tokio::spawn(server::run_until_stopped_within(
@@ -270,15 +278,18 @@ async fn shutdown_finishes_what_is_in_flight_or_says_it_cut_it(db: PgPool) {
         async move {
             drop(stopped.await);
         },
-        Duration::from_secs(2),
+        grace,
     ));
-    assert_eq!(
-        reqwest::get(format!("{address}/healthz"))
-            .await
-            .expect("up")
-            .status(),
-        200
-    );
+    let up = reqwest::get(format!("{address}/healthz"))
+        .await
+        .expect("up");
+    assert_eq!(up.status(), 200);
+    (address, stop, running)
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn shutdown_finishes_what_is_in_flight_or_says_it_cut_it(db: PgPool) {
+    let (address, stop, running) = stoppable_server(db, Duration::from_secs(2)).await;
     // A request still sending its body when the signal comes: it is waited for, then cut.
     let host = address.trim_start_matches("http://").to_owned();
     let mut slow = tokio::net::TcpStream::connect(&host)
@@ -306,30 +317,7 @@ async fn shutdown_finishes_what_is_in_flight_or_says_it_cut_it(db: PgPool) {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn shutdown_with_nothing_in_flight_is_clean(db: PgPool) {
-    let settings = harness::settings(&[]);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("port");
-    let address = format!("http://{}", listener.local_addr().expect("bound"));
-    let application = server::Application::build_on(db, &settings, &address)
-        .await
-        .expect("application");
-    let running = tokio::spawn(server::run_until_stopped_within(
-        application,
-        listener,
-        async move {
-            drop(stopped.await);
-        },
-        Duration::from_secs(5),
-    ));
-    assert_eq!(
-        reqwest::get(format!("{address}/healthz"))
-            .await
-            .expect("up")
-            .status(),
-        200
-    );
+    let (_, stop, running) = stoppable_server(db, Duration::from_secs(5)).await;
     stop.send(()).expect("the server waits for the signal");
     tokio::time::timeout(Duration::from_secs(10), running)
         .await

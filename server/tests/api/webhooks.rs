@@ -514,30 +514,44 @@ async fn a_job_cancelled_while_queued_is_never_billed_for_its_queue_time(db: PgP
     );
 }
 
+/// Sends a 10-minute job's queued, in-progress and completed deliveries for `label`, each as
+/// its own delivery (ids `<prefix>-<status>`), and waits until they are processed. Returns the
+/// job id.
+async fn run_job_through_deliveries(
+    app: &TestApp,
+    db: &PgPool,
+    installation_id: i64,
+    label: &str,
+    prefix: &str,
+) -> i64 {
+    let id = i64::try_from(Uuid::new_v4().as_u128() % 1_000_000_000_000).expect("fits");
+    let start = Utc::now() - chrono::Duration::minutes(20);
+    for status in ["queued", "in_progress", "completed"] {
+        let body = serde_json::to_vec(&job_delivery(installation_id, id, status, label, start, 10))
+            .expect("JSON");
+        let response =
+            deliver_signed(app, "workflow_job", &format!("{prefix}-{status}"), &body).await;
+        assert_eq!(response.status(), 202);
+    }
+    wait_until_processed(db).await;
+    id
+}
+
 #[sqlx::test(migrations = "../migrations")]
 async fn a_label_that_is_not_offered_ends_at_once_visible_and_charges_nothing(db: PgPool) {
     let app = TestApp::spawn(db.clone()).await;
     let (workspace_id, installation_id) = linked_customer(&app, &db).await;
-    let id = i64::try_from(Uuid::new_v4().as_u128() % 1_000_000_000_000).expect("fits");
-    let start = Utc::now() - chrono::Duration::minutes(20);
-    for status in ["queued", "in_progress", "completed"] {
-        let body = serde_json::to_vec(&job_delivery(
-            installation_id,
-            id,
-            status,
-            "tenki-macos-m4-6c-premium",
-            start,
-            10,
-        ))
-        .expect("JSON");
-        let response =
-            deliver_signed(&app, "workflow_job", &format!("macos-{id}-{status}"), &body).await;
-        assert_eq!(response.status(), 202);
-    }
-    wait_until_processed(&db).await;
+    run_job_through_deliveries(
+        &app,
+        &db,
+        installation_id,
+        "tenki-macos-m4-6c-premium",
+        "macos",
+    )
+    .await;
     // Processed, not failed and retried 25 times.
     assert_eq!(
-        delivery_statuses(&db, &format!("macos-{id}")).await,
+        delivery_statuses(&db, "macos").await,
         ["processed", "processed", "processed"]
     );
     let page = jobs_page(&app).await;
@@ -560,21 +574,8 @@ async fn a_label_that_is_not_offered_ends_at_once_visible_and_charges_nothing(db
 async fn a_label_in_another_case_is_tenkis_as_github_matches_it(db: PgPool) {
     let app = TestApp::spawn(db.clone()).await;
     let (workspace_id, installation_id) = linked_customer(&app, &db).await;
-    let id = i64::try_from(Uuid::new_v4().as_u128() % 1_000_000_000_000).expect("fits");
-    let start = Utc::now() - chrono::Duration::minutes(20);
-    for status in ["queued", "in_progress", "completed"] {
-        let body = serde_json::to_vec(&job_delivery(
-            installation_id,
-            id,
-            status,
-            "Tenki-Standard-4C",
-            start,
-            10,
-        ))
-        .expect("JSON");
-        deliver_signed(&app, "workflow_job", &format!("case-{id}-{status}"), &body).await;
-    }
-    wait_until_processed(&db).await;
+    let id =
+        run_job_through_deliveries(&app, &db, installation_id, "Tenki-Standard-4C", "case").await;
     let (label, metered): (String, bool) =
         sqlx::query_as("SELECT label, metered FROM github_jobs WHERE github_job_id = $1")
             .bind(id)
