@@ -7,13 +7,12 @@ use http::{HeaderMap, HeaderValue};
 use leptos::prelude::*;
 use std::net::SocketAddr;
 use tenki_core::Core;
-use tenki_core::identity::{self, SessionUser};
-use tenki_core::workspaces::{self, Membership};
+use tenki_core::identity;
+use tenki_core::workspaces;
 
 use crate::error::AppError;
 
-/// The name of the session cookie.
-pub const SESSION_COOKIE: &str = "tenki_session";
+pub use tenki_core::identity::SESSION_COOKIE;
 
 /// What the server hands to every page and server function.
 #[derive(Debug, Clone)]
@@ -43,35 +42,18 @@ pub fn context() -> Result<ServerContext, AppError> {
 
 /// The signed-in caller and the workspace they act in. The workspace always comes from the
 /// session (the person's first workspace), never from the request.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub user: SessionUser,
-    pub member: Membership,
-}
+pub use tenki_core::workspaces::Caller;
 
 /// The caller of this server function's request, or [`AppError::SignInRequired`].
 pub async fn caller(context: &ServerContext) -> Result<Caller, AppError> {
     let headers: HeaderMap = leptos_axum::extract()
         .await
         .map_err(|_| AppError::SignInRequired)?;
-    caller_from_headers(&context.core, &headers).await
-}
-
-/// The caller named by the session cookie in `headers`, or [`AppError::SignInRequired`]. Plain
-/// axum routes (the CSV export) use this too.
-pub async fn caller_from_headers(core: &Core, headers: &HeaderMap) -> Result<Caller, AppError> {
-    let token = session_token_from(headers).ok_or(AppError::SignInRequired)?;
-    let user = identity::session_user(&core.db, &token, chrono::Utc::now())
+    let token = session_token_from(&headers).ok_or(AppError::SignInRequired)?;
+    workspaces::caller_of_session(&context.core.db, &token, chrono::Utc::now())
         .await
         .map_err(|e| AppError::internal_error(&e))?
-        .ok_or(AppError::SignInRequired)?;
-    let member = workspaces::memberships(&core.db, user.user_id)
-        .await
-        .map_err(|e| AppError::internal_error(&e))?
-        .into_iter()
-        .next()
-        .ok_or(AppError::SignInRequired)?;
-    Ok(Caller { user, member })
+        .ok_or(AppError::SignInRequired)
 }
 
 /// The session token from the request's cookie, if any.
@@ -82,15 +64,12 @@ pub async fn session_token() -> Option<String> {
 
 /// The session token from the cookie in `headers`, if any.
 pub fn session_token_from(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
-        .map(|(_, value)| value.to_owned())
-        .filter(|value| !value.is_empty())
+    identity::session_token_from_cookies(
+        headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok()),
+    )
 }
 
 /// The caller's address, for rate limiting sign-ins and sign-ups: the peer, or what a trusted

@@ -19,7 +19,7 @@ pub struct MonthQuery {
 /// `GET /usage/export.csv`: one row per job of the month, for the signed-in workspace.
 pub async fn usage_csv(
     State(state): State<AppState>,
-    SignedIn(caller): SignedIn,
+    SignedIn { caller, .. }: SignedIn,
     Query(query): Query<MonthQuery>,
 ) -> Response {
     let month = match query.month.as_deref().filter(|m| !m.is_empty()) {

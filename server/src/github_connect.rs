@@ -5,7 +5,6 @@
 //! shows it, and a reload does not replay GitHub's single-use code.
 
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use secrecy::ExposeSecret as _;
 use serde::Deserialize;
@@ -15,14 +14,8 @@ use crate::AppState;
 use crate::extract::SignedIn;
 
 /// `GET /github/connect`: to the install page, or to sign-in without a session.
-pub async fn connect(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    caller: Option<SignedIn>,
-) -> Response {
-    let (Some(session), Some(SignedIn(caller))) =
-        (app::server::session_token_from(&headers), caller)
-    else {
+pub async fn connect(State(state): State<AppState>, signed_in: Option<SignedIn>) -> Response {
+    let Some(SignedIn { caller, session }) = signed_in else {
         return Redirect::to("/sign-in").into_response();
     };
     let signed = onboarding::sign_state(
@@ -47,13 +40,10 @@ pub struct SetupQuery {
 /// the outcome: `account=…`, `awaiting=1`, or `refused=<code>` (and the installation id).
 pub async fn setup(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    caller: Option<SignedIn>,
+    signed_in: Option<SignedIn>,
     Query(query): Query<SetupQuery>,
 ) -> Response {
-    let (Some(session), Some(SignedIn(caller))) =
-        (app::server::session_token_from(&headers), caller)
-    else {
+    let Some(SignedIn { caller, session }) = signed_in else {
         return Redirect::to("/sign-in").into_response();
     };
     let installation_id = match query.installation_id.as_deref().map(str::trim) {

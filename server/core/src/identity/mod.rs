@@ -4,10 +4,10 @@
 //! the database never holds a usable session. Sign-in attempts are counted in PostgreSQL, which
 //! makes the rate limit hold across every server replica.
 
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use std::net::IpAddr;
 
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use chrono::{DateTime, Duration, Utc};
 use ipnet::IpNet;
 use rand::RngCore;
@@ -17,6 +17,22 @@ use uuid::Uuid;
 
 use crate::ledger;
 use crate::ledger::{Ledger, LedgerError, WorkspaceAccounts};
+
+/// The name of the session cookie.
+pub const SESSION_COOKIE: &str = "tenki_session";
+
+/// The session token among the `Cookie` header values of a request, if any.
+pub fn session_token_from_cookies<'a>(
+    cookie_headers: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
+    cookie_headers
+        .into_iter()
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.to_owned())
+        .filter(|value| !value.is_empty())
+}
 
 /// Shortest password accepted.
 pub const MIN_PASSWORD_CHARS: usize = 10;

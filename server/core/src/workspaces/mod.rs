@@ -130,6 +130,27 @@ pub async fn overview(
     })
 }
 
+/// A signed-in person and the workspace they act in.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: crate::identity::SessionUser,
+    pub member: Membership,
+}
+
+/// The caller a session token names: the person and their first workspace. `None` for an
+/// unknown or expired session, or a person without a workspace.
+pub async fn caller_of_session(
+    db: &PgPool,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<Caller>, sqlx::Error> {
+    let Some(user) = crate::identity::session_user(db, token, now).await? else {
+        return Ok(None);
+    };
+    let member = memberships(db, user.user_id).await?.into_iter().next();
+    Ok(member.map(|member| Caller { user, member }))
+}
+
 /// The first workspace of the person with this e-mail (compared without case), if any.
 pub async fn first_workspace_of_email(
     db: &PgPool,
