@@ -110,7 +110,7 @@ struct WorkflowJobEvent {
 }
 
 /// Processes the stored delivery `delivery_id` and marks it processed. Safe to repeat.
-#[tracing::instrument(skip(db, ledger, now))]
+#[tracing::instrument(level = "debug", skip(db, ledger, now))]
 pub async fn process_delivery(
     db: &PgPool,
     ledger: &Ledger,

@@ -78,7 +78,7 @@ impl Envelope {
 /// Stores a verified delivery (`body` is its JSON text, `envelope` parsed from it) and, for
 /// events Tenki uses, enqueues its processing in the same statement: a delivery is never stored
 /// without its job, nor queued without being stored.
-#[tracing::instrument(skip(db, envelope, body, now))]
+#[tracing::instrument(level = "debug", skip(db, envelope, body, now))]
 pub async fn store_delivery(
     db: &PgPool,
     delivery_id: &str,

@@ -189,7 +189,7 @@ pub fn price_job(
 }
 
 /// Meters a finished job exactly once: returns the usage record, new or already there.
-#[tracing::instrument(skip_all, fields(workspace = %job.workspace_id, job = %job.key, label = %job.label))]
+#[tracing::instrument(level = "debug", skip_all, fields(workspace = %job.workspace_id, job = %job.key, label = %job.label))]
 pub async fn meter_job(
     db: &PgPool,
     ledger: &Ledger,
