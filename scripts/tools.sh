@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs whatever the build needs and is missing: the wasm32 target, wasm-bindgen-cli at the
 # exact version of the wasm-bindgen crate, Zig + libclang from PyPI (for TigerBeetle), Debian's
-# PostgreSQL, Chromium and mold. Every step is skipped when already done.
+# PostgreSQL and Chromium. Every step is skipped when already done.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 
@@ -25,8 +25,6 @@ fi
 missing=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 [ -x /usr/bin/chromium ] || missing+=(chromium fonts-dejavu-core)
-# The fast linker scripts/mold-gcc uses (it falls back to the default linker without it).
-command -v mold >/dev/null 2>&1 || missing+=(mold)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} from Debian" >&2
   apt-get update -qq
