@@ -25,6 +25,8 @@ pub struct OverviewData {
     pub free_minutes_granted: u64,
     /// Charged this month so far, formatted in dollars.
     pub month_to_date_cost: String,
+    /// Unfinished jobs by what they are doing ("running", "waiting for a slot"), with counts.
+    pub jobs_now: Vec<(String, i64)>,
 }
 
 /// The signed-in person and their workspace.
@@ -64,6 +66,7 @@ pub async fn overview() -> Result<OverviewData, AppError> {
                 free_minutes_left: overview.free_minutes_left,
                 free_minutes_granted: overview.free_minutes_granted,
                 month_to_date_cost: tenki_core::money::dollars(overview.month_to_date_amount, 2),
+                jobs_now: overview.jobs_now,
             })
         }
         .await,
@@ -180,7 +183,27 @@ pub const LIVE_REFRESH: std::time::Duration = std::time::Duration::from_secs(3);
 fn OverviewCards(data: OverviewData) -> impl IntoView {
     let exhausted = data.free_minutes_left == 0;
     let cost = data.month_to_date_cost.clone();
+    let jobs_now = data.jobs_now.clone();
     view! {
+        <section class="mt-6 rounded-xl border border-slate-200 bg-white p-6 shadow-sm" data-testid="jobs-now">
+            <h2 class="text-sm font-medium text-slate-500">"Jobs now"</h2>
+            {if jobs_now.is_empty() {
+                view! { <p class="mt-2 text-sm text-slate-600">"No job is running or waiting."</p> }.into_any()
+            } else {
+                view! {
+                    <ul class="mt-2 flex flex-wrap gap-2 text-sm">
+                        {jobs_now.into_iter().map(|(what, count)| {
+                            let tone = if what == "running" || what == "starting" {
+                                "rounded-full bg-emerald-50 px-3 py-1 text-emerald-800"
+                            } else {
+                                "rounded-full bg-amber-50 px-3 py-1 text-amber-900"
+                            };
+                            view! { <li class=tone data-testid="jobs-now-item"><a href="/jobs" class="hover:underline">{count} " " {what}</a></li> }
+                        }).collect_view()}
+                    </ul>
+                }.into_any()
+            }}
+        </section>
         {exhausted.then(|| view! {
             <p role="status" data-testid="free-minutes-exhausted" class="mt-6 rounded-lg border border-amber-300 bg-amber-50 px-4 py-3 text-sm text-amber-900">
                 "Your free minutes are used up. Add a card to keep running jobs."

@@ -24,6 +24,10 @@ pub struct JobView {
     pub cost: String,
     /// Why a completed job costs nothing and never will ("label not offered: …").
     pub not_billed_reason: Option<String>,
+    /// Why a job that is not running yet waits, in the customer's words.
+    pub waiting_reason: Option<String>,
+    /// The runner it ran on.
+    pub runner: Option<String>,
 }
 
 /// One label's figures over 7 days.
@@ -76,7 +80,13 @@ pub async fn list_jobs(status: String, label: String) -> Result<JobsView, AppErr
                         repository: row.repository,
                         workflow: row.workflow,
                         label: row.label,
-                        status: status_word(&row.status, row.conclusion.as_deref()).to_owned(),
+                        status: admission_word(&row.status, &row.admission)
+                            .unwrap_or_else(|| status_word(&row.status, row.conclusion.as_deref()))
+                            .to_owned(),
+                        waiting_reason: row
+                            .admission_reason
+                            .filter(|_| matches!(row.status.as_str(), "waiting" | "queued")),
+                        runner: row.runner_name,
                         github_queue: row
                             .github_queue_seconds
                             .map_or_else(|| "—".to_owned(), duration),
@@ -128,6 +138,20 @@ pub fn status_word(status: &str, conclusion: Option<&str>) -> &'static str {
         ("completed", Some("skipped")) => "skipped",
         ("completed", _) => "failed",
         _ => "unknown",
+    }
+}
+
+/// While a job waits for a runner, where it stands in admission: "starting" (a runner is on its
+/// way), "waiting" (for a slot or capacity) or "blocked" (a gate). `None`: the job's own status.
+pub fn admission_word(status: &str, admission: &str) -> Option<&'static str> {
+    if !matches!(status, "waiting" | "queued") {
+        return None;
+    }
+    match admission {
+        "admitted" => Some("starting"),
+        "waiting" => Some("waiting"),
+        "blocked" => Some("blocked"),
+        _ => None,
     }
 }
 
@@ -245,6 +269,12 @@ fn JobsBody(view: JobsView) -> impl IntoView {
                                 {job.not_billed_reason.map(|reason| view! {
                                     <span class="block text-xs text-amber-700" data-testid="not-billed-reason">{reason}</span>
                                 })}
+                                {job.waiting_reason.map(|reason| view! {
+                                    <span class="block text-xs text-amber-700" data-testid="waiting-reason">{reason}</span>
+                                })}
+                                {job.runner.map(|runner| view! {
+                                    <span class="block font-mono text-xs text-slate-500" data-testid="job-runner">{runner}</span>
+                                })}
                             </td>
                             <td class="px-4 py-2 text-right">{job.github_queue}</td>
                             <td class="px-4 py-2 text-right">{job.tenki_queue}</td>
@@ -276,5 +306,8 @@ mod tests {
         assert_eq!(status_word("in_progress", None), "running");
         assert_eq!(status_word("completed", Some("success")), "succeeded");
         assert_eq!(status_word("completed", Some("failure")), "failed");
+        assert_eq!(admission_word("queued", "admitted"), Some("starting"));
+        assert_eq!(admission_word("queued", "blocked"), Some("blocked"));
+        assert_eq!(admission_word("in_progress", "admitted"), None);
     }
 }

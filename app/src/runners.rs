@@ -40,10 +40,26 @@ pub struct FailedDeliveryView {
     pub error: String,
 }
 
+/// A runner Tenki started for the workspace and has not deleted yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveRunnerView {
+    pub name: String,
+    pub label: String,
+    /// starting, running, finished, failed…
+    pub state: String,
+    /// "2m 05s".
+    pub age: String,
+    /// `acme/web · CI`, or "—".
+    pub job: String,
+    /// Why it failed, if it did.
+    pub failure: Option<String>,
+}
+
 /// Everything the Runners page shows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunnersView {
     pub installations: Vec<InstallationView>,
+
     pub catalog: Vec<CatalogRow>,
     /// GitHub is the sandbox double: offer "Run a sample workflow".
     pub sandbox_github: bool,
@@ -122,6 +138,42 @@ pub async fn runner_setup() -> Result<RunnersView, AppError> {
     )
 }
 
+/// The caller's workspace's runners not deleted yet, newest first.
+#[server(prefix = "/api", endpoint = "live-runners")]
+pub async fn live_runners() -> Result<Vec<LiveRunnerView>, AppError> {
+    crate::server::respond(
+        async move {
+            let context = crate::server::context()?;
+            let caller = crate::server::caller(&context).await?;
+            let live = tenki_core::runners::live_runners(
+                &context.core.db,
+                Some(caller.member.workspace_id),
+            )
+            .await
+            .map_err(|e| AppError::internal_error(&e))?;
+            let now = chrono::Utc::now();
+            Ok(live
+                .into_iter()
+                .map(|r| LiveRunnerView {
+                    name: r.name,
+                    label: r.label,
+                    state: match r.state.as_str() {
+                        "requested" | "starting" => "starting".to_owned(),
+                        other => other.to_owned(),
+                    },
+                    age: crate::jobs::duration((now - r.created_at).num_seconds()),
+                    job: match (r.repository, r.workflow) {
+                        (Some(repository), Some(workflow)) => format!("{repository} · {workflow}"),
+                        _ => "—".to_owned(),
+                    },
+                    failure: r.failure,
+                })
+                .collect())
+        }
+        .await,
+    )
+}
+
 /// Puts the `runs-on:` line on the clipboard and says "Copied" once the browser took it. A
 /// handler of the hydrated page: an inline one would need the Content-Security-Policy to allow
 /// inline scripts. Where the browser refuses, the button keeps saying "Copy" and the line stays
@@ -171,6 +223,7 @@ pub fn RunnersPage() -> impl IntoView {
                 }
             })}
         </Suspense>
+        <LiveRunners/>
     }
 }
 
@@ -262,8 +315,73 @@ fn RunnersBody(view: RunnersView) -> impl IntoView {
     }
 }
 
-/// Sandbox only: asks the GitHub double to run one job of a sample workflow, whose deliveries
-/// then go through the real intake. A plain form, so it works before hydration.
+/// The workspace's runners: each starts for a job, runs one and is deleted. Refreshes while the
+/// page is open (on its own, so the forms above keep what is typed in them).
+#[component]
+fn LiveRunners() -> impl IntoView {
+    let data = Resource::new(|| (), |()| live_runners());
+    Effect::new(move |_| {
+        if let Ok(handle) =
+            set_interval_with_handle(move || data.refetch(), crate::dashboard::LIVE_REFRESH)
+        {
+            on_cleanup(move || handle.clear());
+        }
+    });
+    view! {
+        <Transition fallback=|| view! { <p class="mt-6 text-slate-500">"Loading runners…"</p> }>
+            {move || Suspend::new(async move {
+                match data.await {
+                    Ok(runners) => view! { <LiveRunnersTable runners/> }.into_any(),
+                    Err(error) => view! { <ErrorNotice error/> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn LiveRunnersTable(runners: Vec<LiveRunnerView>) -> impl IntoView {
+    let empty = runners.is_empty();
+    view! {
+        <section class="mt-6 overflow-x-auto rounded-xl border border-slate-200 bg-white shadow-sm">
+            <h2 class="px-4 pt-4 text-sm font-medium text-slate-500">"Live runners"</h2>
+            <table class="mt-2 w-full text-left text-sm" data-testid="live-runners">
+                <thead class="border-b border-slate-200 text-slate-500">
+                    <tr>
+                        <th class="px-4 py-2 font-medium">"Runner"</th>
+                        <th class="px-4 py-2 font-medium">"Label"</th>
+                        <th class="px-4 py-2 font-medium">"State"</th>
+                        <th class="px-4 py-2 text-right font-medium">"Age"</th>
+                        <th class="px-4 py-2 font-medium">"Job"</th>
+                    </tr>
+                </thead>
+                <tbody>
+                    {runners.into_iter().map(|r| {
+                        let name = r.name.clone();
+                        view! {
+                        <tr class="border-b border-slate-100 last:border-0" data-runner=name>
+                            <td class="px-4 py-2 font-mono text-xs text-slate-800">{r.name}</td>
+                            <td class="px-4 py-2 font-mono text-xs">{r.label}</td>
+                            <td class="px-4 py-2" data-testid="runner-state">
+                                {r.state}
+                                {r.failure.map(|f| view! { <span class="block text-xs text-red-700">{f}</span> })}
+                            </td>
+                            <td class="px-4 py-2 text-right">{r.age}</td>
+                            <td class="px-4 py-2">{r.job}</td>
+                        </tr>
+                    }.into_any()}).collect_view()}
+                </tbody>
+            </table>
+            {empty.then(|| view! {
+                <p class="px-4 pb-4 text-sm text-slate-500">"No runners right now: Tenki starts one for each queued job and deletes it afterwards."</p>
+            })}
+        </section>
+    }
+}
+
+/// Sandbox only: asks the GitHub double to queue the jobs of a sample workflow, whose deliveries
+/// then go through the real intake; Tenki's runners take them. A plain form, so it works before
+/// hydration.
 #[component]
 fn SampleWorkflowForm(
     installation_id: i64,
@@ -288,10 +406,18 @@ fn SampleWorkflowForm(
                     }).collect_view()}
                 </select>
             </label>
+            <label class="flex flex-col text-xs text-slate-500">
+                "Jobs"
+                <input type="number" name="jobs" value="1" min="1" max="100" required class="mt-1 w-20 rounded-md border border-slate-300 px-2 py-1 text-sm text-slate-800"/>
+            </label>
+            <label class="flex flex-col text-xs text-slate-500">
+                "Seconds each"
+                <input type="number" name="seconds" value="10" min="1" max="3600" required class="mt-1 w-24 rounded-md border border-slate-300 px-2 py-1 text-sm text-slate-800"/>
+            </label>
             <button type="submit" class="rounded-md border border-amber-300 bg-amber-50 px-3 py-1.5 font-medium text-amber-900 hover:bg-amber-100" data-testid="run-sample-workflow">
                 "Run a sample workflow"
             </button>
-            <span class="text-xs text-amber-700">"Sandbox: the GitHub double sends queued, in progress and completed."</span>
+            <span class="text-xs text-amber-700">"Sandbox: the GitHub double queues the jobs; Tenki starts a runner for each on the Kubernetes double."</span>
         </form>
     }
 }

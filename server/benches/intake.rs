@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::postgres::PgPoolOptions;
-use tenki_core::Core;
 use tenki_core::github::intake::sign;
 use uuid::Uuid;
 
@@ -49,11 +48,7 @@ async fn run(url: &str) -> anyhow::Result<()> {
         "TENKI_LOG" => Some("error".to_owned()),
         _ => None,
     })?;
-    let core = Core {
-        db: db.clone(),
-        ledger: server::open_ledger(&settings).await?,
-        github: tenki_core::github::client::GitHubApp::new(settings.github_app_config()?)?,
-    };
+    let core = server::connect_on(db.clone(), &settings).await?;
     // The queue's schema (graphile_worker.add_job) comes from the worker's migrations.
     drop(tenki_core::queue::worker(core.clone(), 1, async {}).await?);
 
@@ -103,7 +98,7 @@ async fn run(url: &str) -> anyhow::Result<()> {
     let baseline = DELIVERIES as f64 / started.elapsed().as_secs_f64();
     baseline_latencies.sort();
 
-    let router = server::router(&settings, core, None);
+    let router = server::router(&settings, core, None, None);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = format!("http://{}/webhooks/github", listener.local_addr()?);
     tokio::spawn(server::serve(listener, router, std::future::pending()));

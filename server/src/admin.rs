@@ -8,7 +8,7 @@ use tenki_core::Core;
 use tenki_core::ledger::adjustments::{self, Adjusted, AdminRequest};
 use tenki_core::ledger::reconcile::{self, Scope};
 use tenki_core::metering::{self, FinishedJob, JobKey};
-use tenki_core::{demo, identity, money, workspaces};
+use tenki_core::{admission, demo, identity, money, runners, workspaces};
 use uuid::Uuid;
 
 /// The admin subcommands.
@@ -68,6 +68,60 @@ pub enum AdminCommand {
         #[arg(long)]
         job_id: Option<i64>,
     },
+    /// Record whether a person's workspace has a valid payment method (admission's free-minute
+    /// gate; the Billing page sets it once cards are sold).
+    SetCard {
+        #[arg(long)]
+        email: String,
+        /// `valid` or `none`.
+        #[arg(long)]
+        status: CardStatus,
+    },
+    /// Turn an add-on of a person's workspace on or off (`macos`, `priority-boost`).
+    SetAddon {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        addon: String,
+        #[arg(long, conflicts_with = "off")]
+        on: bool,
+        #[arg(long)]
+        off: bool,
+    },
+    /// Set the extra concurrency slots of a person's workspace, on top of the 40 included.
+    SetSlots {
+        #[arg(long)]
+        email: String,
+        /// `x64` or `macos`.
+        #[arg(long)]
+        class: RunnerClass,
+        #[arg(long)]
+        slots: u16,
+    },
+    /// Suspend a person's workspace (no new runners) or lift the suspension.
+    Suspend {
+        #[arg(long)]
+        email: String,
+        /// Lift the suspension instead.
+        #[arg(long)]
+        lift: bool,
+    },
+    /// List the runners Tenki has not deleted yet: state, label, age, job.
+    Runners,
+}
+
+/// A payment method's state, as support records it.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum CardStatus {
+    Valid,
+    None,
+}
+
+/// The two concurrency pools.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum RunnerClass {
+    X64,
+    Macos,
 }
 
 /// A promotional credit or deduction.
@@ -172,6 +226,79 @@ pub async fn run(core: &Core, command: AdminCommand) -> anyhow::Result<bool> {
             .await
             .with_context(|| format!("linking installation {installation_id}"))?;
             println!("installation {installation_id} linked to the workspace of {email}");
+            Ok(true)
+        }
+        AdminCommand::SetCard { email, status } => {
+            let valid = matches!(status, CardStatus::Valid);
+            admission::support::set_card(&core.db, &email, valid).await?;
+            println!(
+                "payment method of {email}'s workspace: {}",
+                if valid { "valid" } else { "none" }
+            );
+            Ok(true)
+        }
+        AdminCommand::SetAddon {
+            email,
+            addon,
+            on,
+            off,
+        } => {
+            if on == off {
+                bail!("say --on or --off");
+            }
+            admission::support::set_addon(&core.db, &email, &addon, on, now).await?;
+            println!(
+                "add-on {addon} of {email}'s workspace: {}",
+                if on { "on" } else { "off" }
+            );
+            Ok(true)
+        }
+        AdminCommand::SetSlots {
+            email,
+            class,
+            slots,
+        } => {
+            let class = match class {
+                RunnerClass::X64 => "x64",
+                RunnerClass::Macos => "macos",
+            };
+            admission::support::set_slots(&core.db, &email, class, i32::from(slots)).await?;
+            println!(
+                "{email}'s workspace: {} {class} slots ({} included + {slots} extra)",
+                admission::INCLUDED_SLOTS + i64::from(slots),
+                admission::INCLUDED_SLOTS
+            );
+            Ok(true)
+        }
+        AdminCommand::Suspend { email, lift } => {
+            admission::support::set_suspended(&core.db, &email, !lift, now).await?;
+            println!(
+                "{email}'s workspace: {}",
+                if lift { "active" } else { "suspended" }
+            );
+            Ok(true)
+        }
+        AdminCommand::Runners => {
+            let runners = runners::live_runners(&core.db, None).await?;
+            if runners.is_empty() {
+                println!("no runners");
+            }
+            for runner in runners {
+                let age = (now - runner.created_at).num_seconds();
+                println!(
+                    "{}  {:<9}  {:<28}  {:>6}s  {}  {}{}",
+                    runner.name,
+                    runner.state,
+                    runner.label,
+                    age,
+                    runner.workspace_id,
+                    runner.repository.unwrap_or_default(),
+                    runner
+                        .failure
+                        .map(|f| format!("  ({f})"))
+                        .unwrap_or_default()
+                );
+            }
             Ok(true)
         }
         AdminCommand::MeterJob {

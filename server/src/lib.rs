@@ -75,7 +75,19 @@ pub async fn connect_on(db: tenki_core::PgPool, settings: &Settings) -> anyhow::
     let ledger = open_ledger(settings).await?;
     let github = tenki_core::github::client::GitHubApp::new(settings.github_app_config()?)
         .context("configuring the GitHub App client")?;
-    Ok(Core { db, ledger, github })
+    let kubernetes = tenki_core::runners::kubernetes::Kubernetes::connect(
+        &settings.cluster_access(),
+        &settings.runner_image,
+    )
+    .await
+    .context("configuring the runners' Kubernetes cluster (TENKI_KUBECONFIG)")?;
+    Ok(Core {
+        db,
+        ledger,
+        github,
+        kubernetes,
+        capacity: settings.capacity,
+    })
 }
 
 /// A TigerBeetle client with the fixed ledger accounts in place. TigerBeetle takes a few seconds
@@ -123,6 +135,8 @@ pub struct Application {
     pub worker: tenki_core::queue::Worker,
     /// The GitHub double, in the sandbox.
     pub github_double: Option<sandbox::github::GitHubDouble>,
+    /// The Kubernetes double, in the sandbox.
+    pub kubernetes_double: Option<sandbox::kubernetes::KubernetesDouble>,
     /// Tells the worker to stop (it finishes the tasks it is running).
     stop_worker: tokio::sync::watch::Sender<bool>,
 }
@@ -159,23 +173,33 @@ impl Application {
                 .await
                 .context("starting the background worker")?;
         let github_double = sandbox_github(&reachable);
-        let router = router(settings, core.clone(), github_double.clone());
+        let kubernetes_double = reachable
+            .kubernetes_sandbox()
+            .then(|| sandbox::kubernetes::KubernetesDouble::new(github_double.clone()));
+        let router = router(
+            settings,
+            core.clone(),
+            github_double.clone(),
+            kubernetes_double.clone(),
+        );
         Ok(Self {
             core,
             router,
             worker,
             github_double,
+            kubernetes_double,
             stop_worker,
         })
     }
 }
 
-/// The whole HTTP surface of Tenki; with `sandbox_github`, the GitHub double too, under
-/// [`settings::SANDBOX_GITHUB_PATH`].
+/// The whole HTTP surface of Tenki; with `sandbox_github` and `sandbox_kubernetes`, the doubles
+/// too, under [`settings::SANDBOX_GITHUB_PATH`] and [`settings::SANDBOX_KUBERNETES_PATH`].
 pub fn router(
     settings: &Settings,
     core: Core,
     sandbox_github: Option<sandbox::github::GitHubDouble>,
+    sandbox_kubernetes: Option<sandbox::kubernetes::KubernetesDouble>,
 ) -> Router {
     let leptos_options = LeptosOptions::builder()
         .output_name(BUNDLE_NAME)
@@ -239,6 +263,10 @@ pub fn router(
         .layer(RequestBodyLimitLayer::new(settings.max_body_bytes));
     let pages = match sandbox_github {
         Some(double) => pages.nest_service(settings::SANDBOX_GITHUB_PATH, double.router()),
+        None => pages,
+    };
+    let pages = match sandbox_kubernetes {
+        Some(double) => pages.nest_service(settings::SANDBOX_KUBERNETES_PATH, double.router()),
         None => pages,
     };
     let header_policy = security::HeaderPolicy {

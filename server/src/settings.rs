@@ -58,6 +58,14 @@ pub struct Settings {
     pub github_app: Option<RealGitHubApp>,
     /// Signs the onboarding `state` (`TENKI_SECRET_KEY`); required with a real GitHub App.
     pub secret_key: SecretString,
+    /// The cluster of the runners (`TENKI_KUBECONFIG`); unset: in-cluster in production, the
+    /// Kubernetes double in the sandbox.
+    pub kubeconfig: Option<PathBuf>,
+    /// The runner image (`TENKI_RUNNER_IMAGE`).
+    pub runner_image: String,
+    /// The platform's vCPUs per runner class (`TENKI_CAPACITY_X64_VCPUS`,
+    /// `TENKI_CAPACITY_MACOS_VCPUS`); unset: unlimited.
+    pub capacity: tenki_core::admission::Capacity,
 }
 
 /// The settings of a real GitHub App (`TENKI_GITHUB_*`).
@@ -83,6 +91,12 @@ pub const SANDBOX_SECRET_KEY: &str = "tenki-sandbox-secret-key";
 
 /// Where the GitHub double answers, under the server's own address, in the sandbox.
 pub const SANDBOX_GITHUB_PATH: &str = "/sandbox/github";
+
+/// Where the sandbox serves its Kubernetes double.
+pub const SANDBOX_KUBERNETES_PATH: &str = "/sandbox/kubernetes";
+
+/// The runner image when `TENKI_RUNNER_IMAGE` is unset (actions-runner-controller's).
+pub const DEFAULT_RUNNER_IMAGE: &str = "ghcr.io/actions/actions-runner:2.329.0";
 
 /// The webhook secret of the GitHub sandbox; refused when a real GitHub App is configured.
 pub const SANDBOX_WEBHOOK_SECRET: &str = "tenki-sandbox-webhook-secret";
@@ -223,6 +237,12 @@ impl Settings {
             stripe_secret_key: optional("TENKI_STRIPE_SECRET_KEY").map(SecretString::from),
             github_app,
             secret_key: SecretString::from(get("TENKI_SECRET_KEY", SANDBOX_SECRET_KEY)),
+            kubeconfig: optional("TENKI_KUBECONFIG").map(|path| PathBuf::from(path.trim())),
+            runner_image: get("TENKI_RUNNER_IMAGE", DEFAULT_RUNNER_IMAGE),
+            capacity: tenki_core::admission::Capacity {
+                x64_vcpus: optional_number(&optional, "TENKI_CAPACITY_X64_VCPUS")?,
+                macos_vcpus: optional_number(&optional, "TENKI_CAPACITY_MACOS_VCPUS")?,
+            },
         })
     }
 
@@ -264,6 +284,25 @@ impl Settings {
                 }
             }
         })
+    }
+
+    /// Where the runners' cluster is: `TENKI_KUBECONFIG`, else in production the cluster Tenki
+    /// runs in, else (the sandbox) the Kubernetes double this server serves.
+    pub fn cluster_access(&self) -> tenki_core::runners::kubernetes::ClusterAccess {
+        use tenki_core::runners::kubernetes::ClusterAccess;
+        match (&self.kubeconfig, self.mode) {
+            (Some(path), _) => ClusterAccess::Kubeconfig(path.clone()),
+            (None, Mode::Production) => ClusterAccess::InCluster,
+            (None, Mode::Sandbox) => ClusterAccess::Sandbox(format!(
+                "{}{SANDBOX_KUBERNETES_PATH}",
+                self.public_url.trim_end_matches('/')
+            )),
+        }
+    }
+
+    /// True while the Kubernetes double stands in for a cluster. Never in production.
+    pub fn kubernetes_sandbox(&self) -> bool {
+        self.mode == Mode::Sandbox && self.kubeconfig.is_none()
     }
 
     /// True while GitHub or Stripe is not configured: the dashboard shows a "Sandbox" badge.
@@ -361,6 +400,24 @@ fn check_production(
 pub fn metrics_token_matches(expected: &SecretString, given: &str) -> bool {
     use sha2::{Digest as _, Sha256};
     Sha256::digest(expected.expose_secret().as_bytes()) == Sha256::digest(given.as_bytes())
+}
+
+fn optional_number(
+    optional: &impl Fn(&'static str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<i64>, SettingsError> {
+    optional(name)
+        .map(|raw| {
+            raw.trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| SettingsError {
+                    name,
+                    problem: format!("cannot use {raw:?}: a positive number of vCPUs"),
+                })
+        })
+        .transpose()
 }
 
 fn parse_setting<T>(

@@ -27,6 +27,12 @@ pub struct JobRow {
     pub amount: Option<i64>,
     /// Why a completed job is not billed ("label not offered: …"), in the customer's words.
     pub not_billed_reason: Option<String>,
+    /// Where the job stands in admission: pending, waiting, blocked, admitted or done.
+    pub admission: String,
+    /// Why a job that is not running waits ("waiting for a slot (3rd in line)").
+    pub admission_reason: Option<String>,
+    /// The runner it ran on, once it started.
+    pub runner_name: Option<String>,
 }
 
 /// Which jobs to list.
@@ -64,7 +70,8 @@ pub async fn recent_jobs(
                   extract(epoch FROM j.first_delivery_at - j.created_at)::bigint AS github_queue_seconds,
                   extract(epoch FROM j.started_at - j.first_delivery_at)::bigint AS tenki_queue_seconds,
                   extract(epoch FROM coalesce(j.completed_at, $5) - j.started_at)::bigint AS run_seconds,
-                  u.amount AS "amount?", j.not_billed_reason
+                  u.amount AS "amount?", j.not_billed_reason, j.admission, j.admission_reason,
+                  j.runner_name
            FROM github_jobs j
            JOIN github_installations i ON i.installation_id = j.installation_id
            LEFT JOIN usage_records u ON u.job_key = j.github_job_id::text || ':' || j.run_attempt::text

@@ -3,6 +3,8 @@
 //!
 //! One module per capability:
 
+/// Which queued jobs get a runner now, and why the others wait.
+pub mod admission;
 /// Runner SKUs and their versioned prices.
 pub mod catalog;
 /// The PostgreSQL pool and migrations.
@@ -25,6 +27,8 @@ pub mod money;
 pub mod queue;
 /// Data retention: what is deleted when.
 pub mod retention;
+/// Runners: the provisioner (Kubernetes), their life from GitHub's deliveries, the reaper.
+pub mod runners;
 /// Read models of usage: the Usage page, the CSV, projections.
 pub mod usage;
 /// Workspaces, members and roles, the Overview figures.
@@ -32,13 +36,15 @@ pub mod workspaces;
 
 pub use sqlx::PgPool;
 
-/// The handles every capability needs: the database, the ledger and the GitHub App. Cheap to
-/// clone.
+/// The handles every capability needs: the database, the ledger, the GitHub App and the
+/// Kubernetes cluster of the runners, with the platform's capacity. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Core {
     pub db: PgPool,
     pub ledger: ledger::Ledger,
     pub github: github::client::GitHubApp,
+    pub kubernetes: runners::kubernetes::Kubernetes,
+    pub capacity: admission::Capacity,
 }
 
 /// An error and every cause under it, on one line ("metering: database: connection refused"):

@@ -8,6 +8,9 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
 use crate::Core;
+use crate::admission::{self, ADMIT_TASK, PROVISION_RUNNER_TASK};
+use crate::metering::JobKey;
+use crate::runners::{self, REMOVE_RUNNER_TASK, Removal, reaper};
 use crate::github::events;
 use crate::github::intake::PROCESS_DELIVERY_TASK;
 use crate::github::onboarding::{self, SYNC_REPOSITORIES_TASK};
@@ -19,11 +22,15 @@ pub use graphile_worker::Worker;
 /// Reads a crontab as the worker does (for tests that tick the server's [`CRONTAB`]).
 pub use graphile_worker::parse_crontab;
 
-/// The server's schedule. The safety nets run every five minutes, retention once a day. The
+/// The server's schedule. The safety nets run every five minutes, retention once a day,
+/// admission and the runners' reconcile loop every minute (so a job whose cause of waiting went
+/// away starts within 60 s even when nothing else asks for a pass). The
 /// `{}` payload makes graphile_worker send `{"_cron": {...}}`; the tasks accept that and null.
 pub const CRONTAB: &str = "*/5 * * * * redeliver_failed_github_deliveries {}
 */5 * * * * poll_queued_github_jobs {}
-17 3 * * * delete_expired_data {}";
+17 3 * * * delete_expired_data {}
+* * * * * admit_waiting_jobs {}
+* * * * * reconcile_runners {}";
 
 /// One job to add to the queue.
 #[derive(Debug, Clone)]
@@ -36,6 +43,8 @@ pub struct NewJob<'a> {
     pub job_key: Option<&'a str>,
     /// Attempts before the job is given up.
     pub max_attempts: i16,
+    /// Not before this instant (`None`: now).
+    pub run_at: Option<chrono::DateTime<Utc>>,
 }
 
 /// Adds `job` to the queue on `db`: pass a transaction to enqueue together with the state change
@@ -44,12 +53,13 @@ pub struct NewJob<'a> {
 pub async fn enqueue(db: &mut sqlx::PgConnection, job: NewJob<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "SELECT graphile_worker.add_job(identifier => $1, payload => $2::json, job_key => $3,
-             max_attempts => $4::smallint)",
+             max_attempts => $4::smallint, run_at => $5)",
     )
     .bind(job.task)
     .bind(job.payload)
     .bind(job.job_key)
     .bind(job.max_attempts)
+    .bind(job.run_at)
     .execute(db)
     .await?;
     Ok(())
@@ -165,6 +175,14 @@ scheduled_task!(
     PollQueuedGithubJobs
 );
 scheduled_task!(
+    /// One admission pass over every waiting job (on demand, and every minute).
+    AdmitWaitingJobs
+);
+scheduled_task!(
+    /// The runners' reconcile loop (every minute): see [`crate::runners::reaper`].
+    ReconcileRunners
+);
+scheduled_task!(
     /// Deletes what Tenki no longer keeps (daily): see [`crate::retention`].
     DeleteExpiredData
 );
@@ -213,6 +231,93 @@ impl TaskHandler for DeleteExpiredData {
     }
 }
 
+impl TaskHandler for AdmitWaitingJobs {
+    const IDENTIFIER: &'static str = ADMIT_TASK;
+
+    async fn run(self, ctx: WorkerContext) -> impl IntoTaskHandlerResult {
+        let core = core_of(&ctx)?;
+        let report = admission::admit_waiting(&core.db, &core.ledger, core.capacity, Utc::now())
+            .await
+            .map_err(|e| {
+                let message = crate::error_chain(&e);
+                tracing::warn!("admission pass failed: {message}");
+                message
+            })?;
+        if !report.admitted.is_empty() {
+            tracing::info!(admitted = report.admitted.len(), waiting = report.waiting, blocked = report.blocked, "admission pass");
+        }
+        Ok::<(), String>(())
+    }
+}
+
+impl TaskHandler for ReconcileRunners {
+    const IDENTIFIER: &'static str = "reconcile_runners";
+
+    async fn run(self, ctx: WorkerContext) -> impl IntoTaskHandlerResult {
+        let core = core_of(&ctx)?;
+        let report = count_cron_run(
+            Self::IDENTIFIER,
+            reaper::reconcile(&core.db, &core.github, &core.kubernetes, Utc::now()).await,
+        )?;
+        tracing::debug!(?report, "runners reconciled");
+        Ok::<(), String>(())
+    }
+}
+
+/// Provisions a runner for one admitted job; retried with back-off.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProvisionRunner {
+    pub github_job_id: i64,
+    pub run_attempt: i32,
+}
+
+impl TaskHandler for ProvisionRunner {
+    const IDENTIFIER: &'static str = PROVISION_RUNNER_TASK;
+
+    async fn run(self, ctx: WorkerContext) -> impl IntoTaskHandlerResult {
+        let core = core_of(&ctx)?;
+        let key = JobKey {
+            github_job_id: self.github_job_id,
+            run_attempt: self.run_attempt,
+        };
+        match runners::provision(&core.db, &core.github, &core.kubernetes, key, Utc::now()).await {
+            Ok(outcome) => {
+                tracing::debug!(job = %key, ?outcome, "provisioned");
+                Ok(())
+            }
+            Err(error) => {
+                let message = format!("{error:#}");
+                tracing::warn!(job = %key, "provisioning failed: {message}");
+                metrics::counter!("runner_provisioning_failures_total").increment(1);
+                Err(message)
+            }
+        }
+    }
+}
+
+/// Removes one runner (deregistered from GitHub, then its Kubernetes objects).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoveRunner {
+    pub name: String,
+    pub why: Removal,
+}
+
+impl TaskHandler for RemoveRunner {
+    const IDENTIFIER: &'static str = REMOVE_RUNNER_TASK;
+
+    async fn run(self, ctx: WorkerContext) -> impl IntoTaskHandlerResult {
+        let core = core_of(&ctx)?;
+        runners::remove(&core.db, &core.github, &core.kubernetes, &self.name, self.why, Utc::now())
+            .await
+            .map_err(|e| {
+                let message = format!("{e:#}");
+                tracing::warn!(runner = self.name, "removing the runner failed: {message}");
+                message
+            })?;
+        Ok::<(), String>(())
+    }
+}
+
 /// A worker on `core`'s database running every task, `concurrency` at a time, until `shutdown`.
 /// Creates (or upgrades) the queue's schema first.
 pub async fn worker(
@@ -232,6 +337,10 @@ pub async fn worker(
         .define_job::<RedeliverFailedGithubDeliveries>()
         .define_job::<PollQueuedGithubJobs>()
         .define_job::<DeleteExpiredData>()
+        .define_job::<AdmitWaitingJobs>()
+        .define_job::<ReconcileRunners>()
+        .define_job::<ProvisionRunner>()
+        .define_job::<RemoveRunner>()
         .with_cron(CRONTAB)
         .map_err(|e| anyhow::anyhow!("the server's crontab: {e}"))?
         .init()
@@ -252,7 +361,10 @@ mod tests {
             serde_json::from_value::<RedeliverFailedGithubDeliveries>(payload.clone())
                 .expect("redelivery payload");
             serde_json::from_value::<PollQueuedGithubJobs>(payload.clone()).expect("poll payload");
-            serde_json::from_value::<DeleteExpiredData>(payload).expect("retention payload");
+            serde_json::from_value::<DeleteExpiredData>(payload.clone())
+                .expect("retention payload");
+            serde_json::from_value::<AdmitWaitingJobs>(payload.clone()).expect("admission payload");
+            serde_json::from_value::<ReconcileRunners>(payload).expect("reconcile payload");
         }
     }
 
@@ -265,7 +377,9 @@ mod tests {
             [
                 RedeliverFailedGithubDeliveries::IDENTIFIER,
                 PollQueuedGithubJobs::IDENTIFIER,
-                DeleteExpiredData::IDENTIFIER
+                DeleteExpiredData::IDENTIFIER,
+                AdmitWaitingJobs::IDENTIFIER,
+                ReconcileRunners::IDENTIFIER
             ]
         );
     }

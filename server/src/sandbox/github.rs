@@ -14,7 +14,7 @@ use std::time::Duration;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, SecondsFormat, Utc};
 use secrecy::{ExposeSecret as _, SecretString};
@@ -70,19 +70,27 @@ struct DeliveryAttempt {
     body: Value,
 }
 
+/// A job of a workflow run the double knows: queued until a runner with its label takes it.
 #[derive(Debug, Clone)]
 struct QueuedJob {
+    installation_id: i64,
     repository: String,
-    run_id: i64,
-    job: Value,
+    job: SampleJob,
+    /// How long it runs once a runner takes it.
+    run: Duration,
+    taken: bool,
 }
 
+/// A self-hosted runner registered through a JIT configuration.
 #[derive(Debug, Clone)]
 struct Runner {
     id: i64,
     name: String,
+    /// `acme` (an organization's runner) or `acme/app` (a repository's).
     owner: String,
     labels: Vec<String>,
+    busy: bool,
+    online: bool,
 }
 
 #[derive(Debug, Default)]
@@ -102,6 +110,9 @@ struct DoubleState {
     rate_limited_until: Option<DateTime<Utc>>,
     /// While set, deliveries are recorded as failed and not sent (GitHub could not reach Tenki).
     intake_unreachable: bool,
+    /// While set, a new runner name is answered 409 once, as if a stale runner of that name
+    /// (from an earlier attempt) were registered.
+    runner_names_taken: bool,
 }
 
 impl DoubleState {
@@ -399,14 +410,29 @@ impl GitHubDouble {
     /// Adds a queued job to a workflow run of `repository` without announcing it.
     pub fn queue_job_silently(&self, installation_id: i64, repository: &str, label: &str) -> i64 {
         let job = SampleJob::queued(label);
-        let body = self.workflow_job_body(installation_id, repository, &job);
-        let mut state = self.state();
-        state.queued_jobs.push(QueuedJob {
+        let id = job.id;
+        self.state().queued_jobs.push(QueuedJob {
+            installation_id,
             repository: repository.to_owned(),
-            run_id: job.run_id,
-            job: body["workflow_job"].clone(),
+            job,
+            run: Duration::from_secs(10),
+            taken: false,
         });
-        job.id
+        id
+    }
+
+    /// While `true`, GitHub answers 409 "already exists" once for each new runner name.
+    pub fn set_runner_names_taken(&self, taken: bool) {
+        self.state().runner_names_taken = taken;
+    }
+
+    /// The runners registered now: (name, busy).
+    pub fn runners(&self) -> Vec<(String, bool)> {
+        self.state()
+            .runners
+            .iter()
+            .map(|r| (r.name.clone(), r.busy))
+            .collect()
     }
 
     /// From now until `until`, every API call is refused for the rate limit.
@@ -446,40 +472,110 @@ impl GitHubDouble {
         guids
     }
 
-    /// Runs one job of a sample workflow on `label`: sends `queued`, then `in_progress` after
-    /// `wait`, then `completed` (success) after `run`, as GitHub does for a real job.
-    pub async fn run_sample_workflow(
+    /// Queues `jobs` jobs of a sample workflow on `label` in `repository`, each running `run`
+    /// once a runner takes it: sends their `queued` deliveries, as GitHub does. Returns the ids.
+    pub async fn queue_sample_workflow(
         &self,
         installation_id: i64,
         repository: &str,
         label: &str,
-        wait: Duration,
+        jobs: usize,
         run: Duration,
-    ) {
-        let mut job = SampleJob::queued(label);
-        self.deliver(
-            "workflow_job",
-            self.workflow_job_body(installation_id, repository, &job),
-        )
-        .await;
-        tokio::time::sleep(wait).await;
-        job.status = "in_progress";
-        job.started_at = Some(Utc::now());
-        job.runner_name = Some(format!("tenki-sandbox-{}", job.id));
-        self.deliver(
-            "workflow_job",
-            self.workflow_job_body(installation_id, repository, &job),
-        )
-        .await;
-        tokio::time::sleep(run).await;
-        job.status = "completed";
-        job.completed_at = Some(Utc::now());
-        job.conclusion = Some("success");
-        self.deliver(
-            "workflow_job",
-            self.workflow_job_body(installation_id, repository, &job),
-        )
-        .await;
+    ) -> Vec<i64> {
+        let run_id = i64::from(rand::random::<u32>()) + 30_000_000_000;
+        let mut ids = Vec::with_capacity(jobs);
+        for _ in 0..jobs {
+            let mut job = SampleJob::queued(label);
+            job.run_id = run_id;
+            ids.push(job.id);
+            self.state().queued_jobs.push(QueuedJob {
+                installation_id,
+                repository: repository.to_owned(),
+                job: job.clone(),
+                run,
+                taken: false,
+            });
+            self.deliver(
+                "workflow_job",
+                self.workflow_job_body(installation_id, repository, &job),
+            )
+            .await;
+        }
+        ids
+    }
+
+    /// What a runner started from `jit_config` does (the sandbox's pods call this): comes
+    /// online, takes the first queued job its labels match (without regard to case, as GitHub
+    /// matches), sends `in_progress`, runs it, sends `completed`, and deregisters (it is
+    /// ephemeral). Returns when the job is done, when Tenki removes the runner, or when `stop`
+    /// turns true.
+    pub async fn run_runner(
+        &self,
+        jit_config: &str,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), String> {
+        let id: i64 = jit_config
+            .strip_prefix("sandbox-jit-config-")
+            .and_then(|id| id.parse().ok())
+            .ok_or_else(|| "the JIT configuration is not one the sandbox GitHub issued".to_owned())?;
+        loop {
+            let taken = {
+                let mut state = self.state();
+                let Some(runner) = state.runners.iter_mut().find(|r| r.id == id) else {
+                    // Removed by Tenki (idle) before it took a job.
+                    return Ok(());
+                };
+                runner.online = true;
+                let owner = runner.owner.clone();
+                let labels: Vec<String> = runner.labels.iter().map(|l| l.to_lowercase()).collect();
+                let name = runner.name.clone();
+                let job = state.queued_jobs.iter_mut().find(|j| {
+                    !j.taken
+                        && (j.repository == owner
+                            || j.repository.split('/').next() == Some(owner.as_str()))
+                        && labels.contains(&j.job.label.to_lowercase())
+                });
+                job.map(|job| {
+                    job.taken = true;
+                    job.job.status = "in_progress";
+                    job.job.started_at = Some(Utc::now());
+                    job.job.runner_name = Some(name);
+                    (job.installation_id, job.repository.clone(), job.job.clone(), job.run)
+                })
+            };
+            if let Some((installation_id, repository, mut job, run)) = taken {
+                if let Some(runner) = self.state().runners.iter_mut().find(|r| r.id == id) {
+                    runner.busy = true;
+                }
+                self.deliver(
+                    "workflow_job",
+                    self.workflow_job_body(installation_id, &repository, &job),
+                )
+                .await;
+                tokio::select! {
+                    () = tokio::time::sleep(run) => {}
+                    _ = stop.wait_for(|stop| *stop) => {}
+                }
+                job.status = "completed";
+                job.completed_at = Some(Utc::now());
+                job.conclusion = Some(if *stop.borrow() { "cancelled" } else { "success" });
+                {
+                    let mut state = self.state();
+                    state.queued_jobs.retain(|j| j.job.id != job.id);
+                    state.runners.retain(|r| r.id != id);
+                }
+                self.deliver(
+                    "workflow_job",
+                    self.workflow_job_body(installation_id, &repository, &job),
+                )
+                .await;
+                return Ok(());
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = stop.wait_for(|stop| *stop) => return Ok(()),
+            }
+        }
     }
 
     /// The double's routes, to be nested under [`crate::settings::SANDBOX_GITHUB_PATH`]: web
@@ -502,7 +598,22 @@ impl GitHubDouble {
                 post(generate_jitconfig),
             )
             .route("/orgs/{org}/actions/runners", get(list_runners))
-            .route("/orgs/{org}/actions/runners/{id}", delete(delete_runner));
+            .route(
+                "/orgs/{org}/actions/runners/{id}",
+                get(get_runner).delete(delete_runner),
+            )
+            .route(
+                "/repos/{owner}/{repo}/actions/runners/generate-jitconfig",
+                post(generate_repository_jitconfig),
+            )
+            .route(
+                "/repos/{owner}/{repo}/actions/runners",
+                get(list_repository_runners),
+            )
+            .route(
+                "/repos/{owner}/{repo}/actions/runners/{id}",
+                get(get_repository_runner).delete(delete_repository_runner),
+            );
         Router::new()
             .route(
                 "/apps/{slug}/installations/new",
@@ -873,8 +984,8 @@ async fn workflow_runs(
         let mut ids: Vec<i64> = state
             .queued_jobs
             .iter()
-            .filter(|j| j.repository == repository)
-            .map(|j| j.run_id)
+            .filter(|j| j.repository == repository && !j.taken)
+            .map(|j| j.job.run_id)
             .collect();
         ids.dedup();
         ids.into_iter()
@@ -899,8 +1010,8 @@ async fn run_jobs(
         .state()
         .queued_jobs
         .iter()
-        .filter(|j| j.repository == repository && j.run_id == run_id)
-        .map(|j| j.job.clone())
+        .filter(|j| j.repository == repository && j.job.run_id == run_id)
+        .map(|j| j.job.to_json(&j.repository))
         .collect();
     Json(json!({ "total_count": jobs.len(), "jobs": jobs })).into_response()
 }
@@ -912,21 +1023,56 @@ struct JitConfigRequest {
     labels: Vec<String>,
 }
 
+#[derive(Debug, Deserialize)]
+struct RunnersQuery {
+    name: Option<String>,
+}
+
 async fn generate_jitconfig(
     State(double): State<GitHubDouble>,
     Path(org): Path<String>,
     headers: HeaderMap,
     Json(request): Json<JitConfigRequest>,
 ) -> Response {
-    if let Err(refused) = double.require_installation(&headers) {
+    register_runner(&double, &headers, org, request)
+}
+
+async fn generate_repository_jitconfig(
+    State(double): State<GitHubDouble>,
+    Path((owner, repo)): Path<(String, String)>,
+    headers: HeaderMap,
+    Json(request): Json<JitConfigRequest>,
+) -> Response {
+    register_runner(&double, &headers, format!("{owner}/{repo}"), request)
+}
+
+fn register_runner(
+    double: &GitHubDouble,
+    headers: &HeaderMap,
+    owner: String,
+    request: JitConfigRequest,
+) -> Response {
+    if let Err(refused) = double.require_installation(headers) {
         return *refused;
     }
     let mut state = double.state();
-    if state
+    let exists = state
         .runners
         .iter()
-        .any(|r| r.owner == org && r.name == request.name)
-    {
+        .any(|r| r.owner == owner && r.name == request.name);
+    if exists || state.runner_names_taken {
+        if !exists {
+            // The sandbox switch: a stale registration of this name from an "earlier attempt".
+            let id = state.next_id();
+            state.runners.push(Runner {
+                id,
+                name: request.name.clone(),
+                owner,
+                labels: request.labels.clone(),
+                busy: false,
+                online: false,
+            });
+        }
         return github_error(
             StatusCode::CONFLICT,
             "Already exists - A runner with the name already exists.",
@@ -936,42 +1082,92 @@ async fn generate_jitconfig(
     state.runners.push(Runner {
         id,
         name: request.name.clone(),
-        owner: org,
+        owner,
         labels: request.labels.clone(),
+        busy: false,
+        online: false,
     });
+    let runner = state.runners.last().map(runner_json);
     (
         StatusCode::CREATED,
         Json(json!({
-            "runner": runner_json(id, &request.name, &request.labels),
+            "runner": runner,
             "encoded_jit_config": format!("sandbox-jit-config-{id}"),
         })),
     )
         .into_response()
 }
 
-fn runner_json(id: i64, name: &str, labels: &[String]) -> Value {
+fn runner_json(runner: &Runner) -> Value {
     json!({
-        "id": id, "name": name, "os": "linux", "status": "offline", "busy": false,
-        "labels": labels.iter().map(|l| json!({ "id": 1, "name": l, "type": "custom" })).collect::<Vec<_>>(),
+        "id": runner.id, "name": runner.name, "os": "linux",
+        "status": if runner.online { "online" } else { "offline" }, "busy": runner.busy,
+        "labels": runner.labels.iter().map(|l| json!({ "id": 1, "name": l, "type": "custom" })).collect::<Vec<_>>(),
     })
 }
 
 async fn list_runners(
     State(double): State<GitHubDouble>,
     Path(org): Path<String>,
+    Query(query): Query<RunnersQuery>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refused) = double.require_installation(&headers) {
+    runners_of(&double, &headers, &org, query.name.as_deref())
+}
+
+async fn list_repository_runners(
+    State(double): State<GitHubDouble>,
+    Path((owner, repo)): Path<(String, String)>,
+    Query(query): Query<RunnersQuery>,
+    headers: HeaderMap,
+) -> Response {
+    runners_of(&double, &headers, &format!("{owner}/{repo}"), query.name.as_deref())
+}
+
+fn runners_of(double: &GitHubDouble, headers: &HeaderMap, owner: &str, name: Option<&str>) -> Response {
+    if let Err(refused) = double.require_installation(headers) {
         return *refused;
     }
     let runners: Vec<Value> = double
         .state()
         .runners
         .iter()
-        .filter(|r| r.owner == org)
-        .map(|r| runner_json(r.id, &r.name, &r.labels))
+        .filter(|r| r.owner == owner && name.is_none_or(|n| n == r.name))
+        .map(runner_json)
         .collect();
     Json(json!({ "total_count": runners.len(), "runners": runners })).into_response()
+}
+
+async fn get_runner(
+    State(double): State<GitHubDouble>,
+    Path((org, id)): Path<(String, i64)>,
+    headers: HeaderMap,
+) -> Response {
+    runner_of(&double, &headers, &org, id)
+}
+
+async fn get_repository_runner(
+    State(double): State<GitHubDouble>,
+    Path((owner, repo, id)): Path<(String, String, i64)>,
+    headers: HeaderMap,
+) -> Response {
+    runner_of(&double, &headers, &format!("{owner}/{repo}"), id)
+}
+
+fn runner_of(double: &GitHubDouble, headers: &HeaderMap, owner: &str, id: i64) -> Response {
+    if let Err(refused) = double.require_installation(headers) {
+        return *refused;
+    }
+    let found = double
+        .state()
+        .runners
+        .iter()
+        .find(|r| r.owner == owner && r.id == id)
+        .map(runner_json);
+    match found {
+        Some(runner) => Json(runner).into_response(),
+        None => github_error(StatusCode::NOT_FOUND, "Not Found"),
+    }
 }
 
 async fn delete_runner(
@@ -979,12 +1175,31 @@ async fn delete_runner(
     Path((org, id)): Path<(String, i64)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refused) = double.require_installation(&headers) {
+    deregister_runner(&double, &headers, &org, id)
+}
+
+async fn delete_repository_runner(
+    State(double): State<GitHubDouble>,
+    Path((owner, repo, id)): Path<(String, String, i64)>,
+    headers: HeaderMap,
+) -> Response {
+    deregister_runner(&double, &headers, &format!("{owner}/{repo}"), id)
+}
+
+fn deregister_runner(double: &GitHubDouble, headers: &HeaderMap, owner: &str, id: i64) -> Response {
+    if let Err(refused) = double.require_installation(headers) {
         return *refused;
     }
     let mut state = double.state();
+    if state.runners.iter().any(|r| r.owner == owner && r.id == id && r.busy) {
+        // GitHub refuses to remove a runner while it runs a job.
+        return github_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Bad request - Runner is still running a job",
+        );
+    }
     let before = state.runners.len();
-    state.runners.retain(|r| !(r.owner == org && r.id == id));
+    state.runners.retain(|r| !(r.owner == owner && r.id == id));
     if state.runners.len() == before {
         github_error(StatusCode::NOT_FOUND, "Not Found")
     } else {
@@ -1118,10 +1333,37 @@ struct SampleWorkflowForm {
     installation_id: i64,
     repository: String,
     label: String,
+    /// How many jobs (1–100; default 1).
+    jobs: Option<String>,
+    /// Each job's run time in seconds (1–3600; default 10).
+    seconds: Option<String>,
 }
 
-/// "Run a sample workflow" from the Runners page: starts the job's deliveries in the
-/// background and sends the browser to the Jobs page to watch it.
+/// A whole number in `range` from an optional form field, or what is wrong with it.
+fn form_number(
+    value: Option<&str>,
+    name: &str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, String> {
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(default),
+        Some(raw) => raw
+            .parse::<u64>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| {
+                format!(
+                    "{name} must be a whole number from {} to {} (got {raw:?}).",
+                    range.start(),
+                    range.end()
+                )
+            }),
+    }
+}
+
+/// "Run a sample workflow" from the Runners page: queues its jobs (their deliveries go out in the
+/// background; Tenki's runners take them) and sends the browser to the Jobs page to watch them.
 async fn sample_workflow(
     State(double): State<GitHubDouble>,
     Form(form): Form<SampleWorkflowForm>,
@@ -1137,16 +1379,23 @@ async fn sample_workflow(
         )
             .into_response();
     }
-    let runner = double.clone();
+    let numbers = form_number(form.jobs.as_deref(), "jobs", 1, 1..=100).and_then(|jobs| {
+        form_number(form.seconds.as_deref(), "seconds", 10, 1..=3600).map(|s| (jobs, s))
+    });
+    let (jobs, seconds) = match numbers {
+        Ok(numbers) => numbers,
+        Err(problem) => return (StatusCode::BAD_REQUEST, problem).into_response(),
+    };
+    let github = double.clone();
     tokio::spawn(async move {
-        runner
-            .run_sample_workflow(
+        // The jobs wait for runners Tenki starts; the sandbox's pods take them.
+        github
+            .queue_sample_workflow(
                 form.installation_id,
                 &form.repository,
                 &form.label,
-                // Long enough to watch each state on the Jobs page, which refreshes every 3 s.
-                Duration::from_secs(8),
-                Duration::from_secs(10),
+                usize::try_from(jobs).unwrap_or(1),
+                Duration::from_secs(seconds),
             )
             .await;
     });

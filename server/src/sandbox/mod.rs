@@ -3,3 +3,4 @@
 //! reaches the real services.
 
 pub mod github;
+pub mod kubernetes;

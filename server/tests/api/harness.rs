@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use server::sandbox::github::GitHubDouble;
+use server::sandbox::kubernetes::KubernetesDouble;
 use server::settings::Settings;
 use sqlx::PgPool;
 use tenki_core::Core;
@@ -15,6 +16,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The GitHub double the server talks to (and serves under `/sandbox/github`).
     pub github: GitHubDouble,
+    /// The Kubernetes double the server's runners start on (served under `/sandbox/kubernetes`).
+    pub kubernetes: KubernetesDouble,
 }
 
 /// The TigerBeetle of this test run (`make test` starts it).
@@ -61,6 +64,10 @@ impl TestApp {
             .github_double
             .clone()
             .expect("tests run against the GitHub sandbox");
+        let kubernetes = application
+            .kubernetes_double
+            .clone()
+            .expect("tests run against the Kubernetes sandbox");
         tokio::spawn(server::run_until_stopped(
             application,
             listener,
@@ -71,6 +78,7 @@ impl TestApp {
             core,
             client: browser_like_client(),
             github,
+            kubernetes,
         }
     }
 
@@ -151,4 +159,40 @@ fn browser_like_client() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("HTTP client")
+}
+
+/// The runner name the tests' own deliveries use: [`register_test_runner`] records it as one
+/// Tenki started, since only jobs on Tenki's runners are billed.
+pub const TEST_RUNNER: &str = "tenki-test-runner";
+
+/// Records [`TEST_RUNNER`] as a runner Tenki started for `workspace_id` (tests that send
+/// GitHub's deliveries themselves, without the Kubernetes double's runners).
+pub async fn register_test_runner(db: &PgPool, workspace_id: uuid::Uuid, installation_id: i64) {
+    sqlx::query(
+        "INSERT INTO runners (name, workspace_id, installation_id, label, namespace, github_scope,
+             github_job_id, run_attempt, try, state, created_at, updated_at)
+         VALUES ($1, $2, $3, 'tenki-standard-2c', 'tenki-test', 'orgs/acme', 0, 1, 1, 'running', now(), now())",
+    )
+    .bind(TEST_RUNNER)
+    .bind(workspace_id)
+    .bind(installation_id)
+    .execute(db)
+    .await
+    .expect("test runner recorded");
+}
+
+/// Waits up to `seconds` for `check` to hold; panics with `what` otherwise.
+pub async fn eventually_within<F, Fut>(seconds: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("not within {seconds} s: {what}");
 }

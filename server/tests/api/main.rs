@@ -7,5 +7,6 @@ mod harness;
 mod health;
 mod identity;
 mod metering;
+mod runners;
 mod security;
 mod webhooks;

@@ -237,6 +237,9 @@ fn job_delivery(
     } else {
         Value::Null
     };
+    if status != "queued" {
+        job["runner_name"] = json!(crate::harness::TEST_RUNNER);
+    }
     body
 }
 
@@ -265,6 +268,7 @@ async fn a_thousand_shuffled_deliveries_with_duplicates_make_100_jobs_metered_on
     .execute(&db)
     .await
     .expect("linked installation");
+    crate::harness::register_test_runner(&db, workspace_id, installation_id).await;
 
     let base = i64::try_from(Uuid::new_v4().as_u128() % 1_000_000_000_000).expect("fits") * 1_000;
     let start = Utc::now() - chrono::Duration::hours(2);
@@ -417,6 +421,7 @@ async fn linked_customer(app: &TestApp, db: &PgPool) -> (Uuid, i64) {
     .execute(db)
     .await
     .expect("linked installation");
+    crate::harness::register_test_runner(db, workspace_id, installation_id).await;
     (workspace_id, installation_id)
 }
 

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use sqlx::PgPool;
 
 use crate::catalog;
+use crate::{admission, runners};
 use crate::ledger::Ledger;
 use crate::metering::{self, FinishedJob, JobKey, MeteringError};
 
@@ -212,7 +213,7 @@ async fn workflow_job(
                completed_at = coalesce(EXCLUDED.completed_at, github_jobs.completed_at),
                updated_at = EXCLUDED.updated_at
            RETURNING status, metered, started_at, completed_at, installation_id, runner_name,
-                     not_billed_reason"#,
+                     not_billed_reason, admission"#,
         job.id,
         job.run_attempt,
         event.installation.as_ref().map(|i| i.id),
@@ -235,6 +236,36 @@ async fn workflow_job(
         github_job_id: job.id,
         run_attempt: job.run_attempt,
     };
+    let workspace_id = match row.installation_id {
+        Some(installation_id) => sqlx::query_scalar!(
+            "SELECT workspace_id FROM github_installations WHERE installation_id = $1",
+            installation_id,
+        )
+        .fetch_optional(db)
+        .await?
+        .flatten(),
+        None => None,
+    };
+    // The job's place in admission and its runner (SPEC §4, §5).
+    if let Some(workspace_id) = workspace_id {
+        let mut tx = db.begin().await?;
+        match row.status.as_str() {
+            "waiting" | "queued" if row.admission == "pending" => {
+                admission::request_pass(&mut tx).await?;
+            }
+            "in_progress" => {
+                if let Some(runner_name) = &row.runner_name {
+                    runners::job_started(&mut tx, workspace_id, key, runner_name, now).await?;
+                }
+            }
+            "completed" => {
+                runners::job_completed(&mut tx, workspace_id, key, row.runner_name.as_deref(), now)
+                    .await?;
+            }
+            _ => {}
+        }
+        tx.commit().await?;
+    }
     let mut processed = Processed::Job {
         status: row.status.clone(),
         metered: row.metered,
@@ -254,21 +285,27 @@ async fn workflow_job(
             not_billed_reason: Some(reason.to_owned()),
         });
     }
-    let workspace_id = match row.installation_id {
-        Some(installation_id) => sqlx::query_scalar!(
-            "SELECT workspace_id FROM github_installations WHERE installation_id = $1",
-            installation_id,
-        )
-        .fetch_optional(db)
-        .await?
-        .flatten(),
-        None => None,
-    };
-    let (Some(workspace_id), Some(started_at), Some(completed_at)) =
-        (workspace_id, row.started_at, row.completed_at)
-    else {
+    let (Some(workspace_id), Some(started_at), Some(completed_at), Some(runner_name)) = (
+        workspace_id,
+        row.started_at,
+        row.completed_at,
+        row.runner_name.as_deref(),
+    ) else {
         return Ok(processed);
     };
+    // Only a job that ran on a runner Tenki started for this workspace is billed (SPEC §6).
+    let mut conn = db.acquire().await?;
+    if !runners::is_tenkis(&mut conn, workspace_id, runner_name).await? {
+        drop(conn);
+        let reason = format!("not billed: it ran on a runner Tenki did not start ({runner_name})");
+        mark_not_billed(db, key, &reason).await?;
+        return Ok(Processed::Job {
+            status: row.status,
+            metered: false,
+            not_billed_reason: Some(reason),
+        });
+    }
+    drop(conn);
     let finished = FinishedJob {
         workspace_id,
         key,
@@ -279,12 +316,20 @@ async fn workflow_job(
         workflow: job.workflow_name.unwrap_or_default(),
     };
     match metering::meter_job(db, ledger, &finished, now).await {
-        Ok(_) => {
+        Ok(record) => {
             sqlx::query!(
                 "UPDATE github_jobs SET metered = true WHERE github_job_id = $1 AND run_attempt = $2",
                 key.github_job_id,
                 key.run_attempt,
             )
+            .execute(db)
+            .await?;
+            sqlx::query(
+                "UPDATE usage_records SET runner_name = $3 WHERE workspace_id = $1 AND job_key = $2",
+            )
+            .bind(workspace_id)
+            .bind(&record.job_key)
+            .bind(runner_name)
             .execute(db)
             .await?;
             processed = Processed::Job {

@@ -207,6 +207,7 @@ async fn enqueue_retry(tx: &mut sqlx::PgConnection, delivery_id: &str) -> Result
             payload: serde_json::json!({ "delivery_id": delivery_id }),
             job_key: Some(&job_key),
             max_attempts: MAX_ATTEMPTS,
+            run_at: None,
         },
     )
     .await

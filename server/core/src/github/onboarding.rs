@@ -396,6 +396,7 @@ pub async fn enqueue_repository_sync(
             payload: serde_json::json!({ "installation_id": installation_id }),
             job_key: Some(&job_key),
             max_attempts: 10,
+            run_at: None,
         },
     )
     .await

@@ -48,6 +48,9 @@ pub struct Overview {
     pub free_minutes_granted: u64,
     /// Micro-cents charged this calendar month (UTC) so far.
     pub month_to_date_amount: i64,
+    /// Jobs not finished, by what they are doing in the customer's words ("running",
+    /// "starting", "waiting for a slot", "blocked: macOS needs the macOS add-on"), most first.
+    pub jobs_now: Vec<(String, i64)>,
 }
 
 /// Why the overview could not be read.
@@ -121,7 +124,21 @@ pub async fn overview(
     let left = ledger.free_vcpu_minutes_left(member.workspace_id).await?;
     let month_to_date_amount = usage::month_to_date_amount(db, member.workspace_id, now).await?;
     let per_minute = ledger::VCPUS_PER_FREE_MINUTE;
+    // The place in line is per job: the Overview counts jobs per reason without it.
+    let jobs_now: Vec<(String, i64)> = sqlx::query_as(
+        r"SELECT CASE WHEN j.status = 'in_progress' THEN 'running'
+                     WHEN j.admission = 'admitted' THEN 'starting'
+                     ELSE coalesce(regexp_replace(j.admission_reason, ' \(\d+\w+ in line\)$', ''), 'queued')
+                END AS what, count(*)
+         FROM github_jobs j JOIN github_installations i ON i.installation_id = j.installation_id
+         WHERE i.workspace_id = $1 AND j.status IN ('waiting', 'queued', 'in_progress')
+         GROUP BY 1 ORDER BY 2 DESC, 1",
+    )
+    .bind(member.workspace_id)
+    .fetch_all(db)
+    .await?;
     Ok(Overview {
+        jobs_now,
         workspace_name: member.workspace_name.clone(),
         free_minutes_left: convert::<u64, _>(left, || "free minutes left".to_owned())? / per_minute,
         free_minutes_granted: convert::<u64, _>(granted, || "free minutes granted".to_owned())?

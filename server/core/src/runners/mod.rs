@@ -1,0 +1,710 @@
+//! Runners (SPEC §4): for each admitted job, a just-in-time runner registered on GitHub and
+//! started on Kubernetes in the workspace's namespace; its life from GitHub's deliveries; its
+//! removal (deregistered from GitHub first, never while busy) by [`reaper`].
+//!
+//! Runners are capacity per (workspace, label), not bound to one job: GitHub gives a queued job
+//! to any idle runner with its labels. A runner is asked for by one admitted job; when another
+//! job of the label takes it, the slot follows the runner ([`crate::admission::slot_follows_runner`]).
+
+pub mod kubernetes;
+pub mod reaper;
+
+use chrono::{DateTime, Utc};
+use http::{Method, StatusCode};
+use secrecy::SecretString;
+use serde::Deserialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::admission;
+use crate::github::client::{GitHubApp, GitHubError};
+use crate::metering::JobKey;
+use crate::queue::{self, NewJob};
+
+/// The task that removes one runner.
+pub const REMOVE_RUNNER_TASK: &str = "remove_runner";
+/// After this many runners failed to start for a job, the job shows why and stops trying.
+pub const MAX_RUNNER_FAILURES: i32 = 3;
+
+/// What the provisioner is asked to start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunnerSpec {
+    pub name: String,
+    pub namespace: String,
+    pub workspace_id: Uuid,
+    /// The catalog label the runner serves (lower case, `-premium` included).
+    pub label: String,
+    pub vcpus: i32,
+    pub memory_gb: i32,
+}
+
+/// Why a runner's pod could not start or failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PodFailure {
+    /// The runner image could not be pulled.
+    ImagePull(String),
+    /// The pod's spec or configuration is refused.
+    Invalid(String),
+    /// The pod ran and failed.
+    Failed(String),
+}
+
+impl PodFailure {
+    /// The reason as the customer reads it after "could not start a runner: ".
+    pub fn reason(&self) -> String {
+        match self {
+            Self::ImagePull(m) => format!("the runner image could not be pulled ({m})"),
+            Self::Invalid(m) => format!("the runner's configuration was refused ({m})"),
+            Self::Failed(m) => format!("the runner failed ({m})"),
+        }
+    }
+
+    /// A refused configuration fails the same way every time: no new attempts.
+    pub fn permanent(&self) -> bool {
+        matches!(self, Self::Invalid(_))
+    }
+}
+
+/// A runner as the cluster shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedRunner {
+    pub namespace: String,
+    pub name: String,
+    pub workspace_id: Option<Uuid>,
+    pub has_pod: bool,
+    pub running: bool,
+    pub succeeded: bool,
+    pub failure: Option<PodFailure>,
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// A provisioner could not do what it was asked.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProvisionError {
+    /// Refused as invalid: trying again changes nothing.
+    #[error("refused: {0}")]
+    Invalid(String),
+    /// The namespace's quota is used up.
+    #[error("quota: {0}")]
+    Quota(String),
+    /// Not reachable or not now: try again later.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Starts and removes runners. One real implementation: [`kubernetes::Kubernetes`] (which also
+/// drives the sandbox's Kubernetes double).
+pub trait Provisioner: Send + Sync {
+    /// Makes sure the workspace's namespace and its guards exist; returns the namespace.
+    fn prepare_workspace(
+        &self,
+        workspace_id: Uuid,
+    ) -> impl Future<Output = Result<String, ProvisionError>> + Send;
+    /// Starts the runner `spec` with its JIT configuration (idempotent by name).
+    fn create_runner(
+        &self,
+        spec: &RunnerSpec,
+        jit_config: &SecretString,
+    ) -> impl Future<Output = Result<(), ProvisionError>> + Send;
+    /// Deletes the runner's objects (gone already is fine).
+    fn delete_runner(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<(), ProvisionError>> + Send;
+    /// Every runner Tenki's objects describe, with its pod's state.
+    fn observe(&self) -> impl Future<Output = Result<Vec<ObservedRunner>, ProvisionError>> + Send;
+}
+
+/// The deterministic name of the `try`-th runner asked for job `key` of `workspace_id`: a retried
+/// task finds its runner again, and GitHub's "already exists" names ours.
+pub fn runner_name(workspace_id: Uuid, key: JobKey, try_number: i32) -> String {
+    let workspace = workspace_id.simple().to_string();
+    format!(
+        "tenki-{}-{}-{}-{}",
+        &workspace[..8],
+        key.github_job_id,
+        key.run_attempt,
+        try_number
+    )
+}
+
+/// A runner as GitHub's API describes it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GitHubRunner {
+    pub id: i64,
+    pub name: String,
+    #[serde(default)]
+    pub busy: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct JitConfigAnswer {
+    runner: GitHubRunner,
+    encoded_jit_config: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct RunnerList {
+    runners: Vec<GitHubRunner>,
+}
+
+/// What provisioning did for a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Provisioned {
+    /// The job no longer needs a runner (it started, ended, or lost its slot).
+    NotNeeded,
+    /// A runner for it is already starting.
+    AlreadyStarting(String),
+    /// A runner was created.
+    Created(String),
+    /// GitHub already knew the runner's name and its Kubernetes objects exist: adopted.
+    Adopted(String),
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct JobToProvision {
+    admission: String,
+    status: String,
+    label: String,
+    repository: String,
+    first_delivery_at: DateTime<Utc>,
+    installation_id: i64,
+    account_login: String,
+    account_type: String,
+    workspace_id: Uuid,
+    vcpus: i32,
+    memory_gb: i32,
+}
+
+/// Where runners of an installation register: its organization, or for a personal account the
+/// job's repository (GitHub has no user-level runners).
+fn github_scope(account_type: &str, account_login: &str, repository: &str) -> String {
+    if account_type == "User" {
+        format!("repos/{repository}")
+    } else {
+        format!("orgs/{account_login}")
+    }
+}
+
+/// Provisions a runner for the admitted job `key`: registers it on GitHub (JIT configuration)
+/// and starts it. Safe to repeat; a crash anywhere is finished by the next attempt.
+#[tracing::instrument(level = "debug", skip(db, github, provisioner, now))]
+pub async fn provision<P: Provisioner>(
+    db: &PgPool,
+    github: &GitHubApp,
+    provisioner: &P,
+    key: JobKey,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Provisioned> {
+    use anyhow::Context as _;
+    let job: Option<JobToProvision> = sqlx::query_as(
+        "SELECT j.admission, j.status, j.label, j.repository, j.first_delivery_at,
+                i.installation_id, i.account_login, i.account_type, i.workspace_id, s.vcpus, s.memory_gb
+         FROM github_jobs j
+         JOIN github_installations i ON i.installation_id = j.installation_id
+         JOIN runner_skus s ON s.label = regexp_replace(j.label, '-premium$', '')
+         WHERE j.github_job_id = $1 AND j.run_attempt = $2 AND i.workspace_id IS NOT NULL",
+    )
+    .bind(key.github_job_id)
+    .bind(key.run_attempt)
+    .fetch_optional(db)
+    .await
+    .context("reading the job to provision")?;
+    let Some(job) = job else {
+        return Ok(Provisioned::NotNeeded);
+    };
+    if job.admission != "admitted" || !matches!(job.status.as_str(), "waiting" | "queued") {
+        return Ok(Provisioned::NotNeeded);
+    }
+    // The runner asked for this job before, if one is still on its way.
+    let existing: Option<(String, String, i32)> = sqlx::query_as(
+        "SELECT name, state, try FROM runners
+         WHERE github_job_id = $1 AND run_attempt = $2 AND state IN ('requested', 'starting')
+           AND ran_github_job_id IS NULL
+         ORDER BY try DESC LIMIT 1",
+    )
+    .bind(key.github_job_id)
+    .bind(key.run_attempt)
+    .fetch_optional(db)
+    .await?;
+    let name = match existing {
+        Some((name, state, _)) if state == "starting" => {
+            return Ok(Provisioned::AlreadyStarting(name));
+        }
+        Some((name, _, _)) => name,
+        None => {
+            let try_number: i32 = sqlx::query_scalar(
+                "SELECT coalesce(max(try), 0) + 1 FROM runners WHERE github_job_id = $1 AND run_attempt = $2",
+            )
+            .bind(key.github_job_id)
+            .bind(key.run_attempt)
+            .fetch_one(db)
+            .await?;
+            let name = runner_name(job.workspace_id, key, try_number);
+            sqlx::query(
+                "INSERT INTO runners (name, workspace_id, installation_id, label, namespace, github_scope,
+                     github_job_id, run_attempt, try, state, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'requested', $10, $10)
+                 ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(&name)
+            .bind(job.workspace_id)
+            .bind(job.installation_id)
+            .bind(&job.label)
+            .bind(kubernetes::namespace_of(job.workspace_id))
+            .bind(github_scope(&job.account_type, &job.account_login, &job.repository))
+            .bind(key.github_job_id)
+            .bind(key.run_attempt)
+            .bind(try_number)
+            .bind(now)
+            .execute(db)
+            .await?;
+            name
+        }
+    };
+    let scope = github_scope(&job.account_type, &job.account_login, &job.repository);
+    let namespace = provisioner
+        .prepare_workspace(job.workspace_id)
+        .await
+        .context("preparing the workspace's namespace")?;
+    let spec = RunnerSpec {
+        name: name.clone(),
+        namespace,
+        workspace_id: job.workspace_id,
+        label: job.label.clone(),
+        vcpus: job.vcpus,
+        memory_gb: job.memory_gb,
+    };
+    let (runner, jit_config, adopted) =
+        match register(github, job.installation_id, &scope, &name, &job.label).await {
+            Ok((runner, jit)) => (runner, Some(jit), false),
+            Err(GitHubError::Refused { status, .. }) if status == StatusCode::CONFLICT => {
+                // Ours from an earlier attempt. Its JIT configuration was given once: adopt it if
+                // its Kubernetes objects exist, else delete the registration and register again.
+                let found = find_by_name(github, job.installation_id, &scope, &name).await?;
+                let has_objects = provisioner
+                    .observe()
+                    .await
+                    .context("looking for the runner's objects")?
+                    .iter()
+                    .any(|o| o.name == name);
+                match found {
+                    Some(runner) if has_objects || runner.busy => (runner, None, true),
+                    Some(runner) => {
+                        deregister(github, job.installation_id, &scope, runner.id).await?;
+                        let (runner, jit) =
+                            register(github, job.installation_id, &scope, &name, &job.label)
+                                .await
+                                .context("registering the runner again after deleting a stale one")?;
+                        (runner, Some(jit), false)
+                    }
+                    None => {
+                        let (runner, jit) =
+                            register(github, job.installation_id, &scope, &name, &job.label)
+                                .await
+                                .context("registering the runner after a conflict")?;
+                        (runner, Some(jit), false)
+                    }
+                }
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context("generating the JIT configuration")),
+        };
+    if let Some(jit_config) = &jit_config {
+        match provisioner.create_runner(&spec, jit_config).await {
+            Ok(()) => {}
+            Err(error @ (ProvisionError::Invalid(_) | ProvisionError::Quota(_))) => {
+                // The registration would sit unused: remove it, then count the failure.
+                deregister(github, job.installation_id, &scope, runner.id).await?;
+                runner_failed(db, &name, key, &error.to_string(), matches!(error, ProvisionError::Invalid(_)), now)
+                    .await?;
+                return Err(anyhow::Error::new(error).context("starting the runner"));
+            }
+            Err(error) => return Err(anyhow::Error::new(error).context("starting the runner")),
+        }
+    }
+    sqlx::query(
+        "UPDATE runners SET state = 'starting', github_runner_id = $2, started_at = coalesce(started_at, $3),
+                updated_at = $3
+         WHERE name = $1 AND state = 'requested'",
+    )
+    .bind(&name)
+    .bind(runner.id)
+    .bind(now)
+    .execute(db)
+    .await?;
+    let overhead = (now - job.first_delivery_at).num_milliseconds().max(0) as f64 / 1000.0;
+    metrics::histogram!("runner_provision_seconds").record(overhead);
+    tracing::info!(runner = %name, job = %key, label = %job.label, "runner started");
+    Ok(if adopted {
+        Provisioned::Adopted(name)
+    } else {
+        Provisioned::Created(name)
+    })
+}
+
+async fn register(
+    github: &GitHubApp,
+    installation_id: i64,
+    scope: &str,
+    name: &str,
+    label: &str,
+) -> Result<(GitHubRunner, SecretString), GitHubError> {
+    let body = serde_json::json!({
+        "name": name,
+        "runner_group_id": 1,
+        "labels": [label],
+        "work_folder": "_work",
+    });
+    let answer: JitConfigAnswer = github
+        .as_installation(
+            installation_id,
+            Method::POST,
+            &format!("/{scope}/actions/runners/generate-jitconfig"),
+            Some(&body),
+        )
+        .await?
+        .items;
+    Ok((answer.runner, SecretString::from(answer.encoded_jit_config)))
+}
+
+async fn find_by_name(
+    github: &GitHubApp,
+    installation_id: i64,
+    scope: &str,
+    name: &str,
+) -> anyhow::Result<Option<GitHubRunner>> {
+    let list: RunnerList = github
+        .as_installation(
+            installation_id,
+            Method::GET,
+            &format!("/{scope}/actions/runners?name={name}"),
+            None::<&()>,
+        )
+        .await?
+        .items;
+    Ok(list.runners.into_iter().find(|r| r.name == name))
+}
+
+/// The runner `id` as GitHub sees it now; `None` once it is gone.
+async fn lookup(
+    github: &GitHubApp,
+    installation_id: i64,
+    scope: &str,
+    id: i64,
+) -> anyhow::Result<Option<GitHubRunner>> {
+    match github
+        .as_installation::<GitHubRunner>(
+            installation_id,
+            Method::GET,
+            &format!("/{scope}/actions/runners/{id}"),
+            None::<&()>,
+        )
+        .await
+    {
+        Ok(page) => Ok(Some(page.items)),
+        Err(GitHubError::Refused { status, .. }) if status == StatusCode::NOT_FOUND => Ok(None),
+        Err(e) => Err(anyhow::Error::new(e).context("asking GitHub whether the runner is busy")),
+    }
+}
+
+async fn deregister(
+    github: &GitHubApp,
+    installation_id: i64,
+    scope: &str,
+    id: i64,
+) -> anyhow::Result<()> {
+    match github
+        .as_installation::<serde_json::Value>(
+            installation_id,
+            Method::DELETE,
+            &format!("/{scope}/actions/runners/{id}"),
+            None::<&()>,
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(GitHubError::Refused { status, .. }) if status == StatusCode::NOT_FOUND => Ok(()),
+        Err(e) => Err(anyhow::Error::new(e).context("removing the runner from GitHub")),
+    }
+}
+
+/// Records that runner `name` (asked for job `key`) could not start. After
+/// [`MAX_RUNNER_FAILURES`], or at once when `permanent`, the job gives up its slot and shows
+/// "could not start a runner: <reason>"; otherwise a new runner is asked for.
+pub async fn runner_failed(
+    db: &PgPool,
+    name: &str,
+    key: JobKey,
+    reason: &str,
+    permanent: bool,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let marked = sqlx::query(
+        "UPDATE runners SET state = 'failed', failure = $2, updated_at = $3
+         WHERE name = $1 AND state IN ('requested', 'starting')",
+    )
+    .bind(name)
+    .bind(reason)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if marked == 0 {
+        return tx.commit().await;
+    }
+    metrics::counter!("runner_start_failures_total").increment(1);
+    let failures: i32 = sqlx::query_scalar(
+        "UPDATE github_jobs SET runner_failures = runner_failures + 1
+         WHERE github_job_id = $1 AND run_attempt = $2 RETURNING runner_failures",
+    )
+    .bind(key.github_job_id)
+    .bind(key.run_attempt)
+    .fetch_one(&mut *tx)
+    .await?;
+    let still_waiting: bool = sqlx::query_scalar(
+        "SELECT admission = 'admitted' AND status IN ('waiting', 'queued') FROM github_jobs
+         WHERE github_job_id = $1 AND run_attempt = $2",
+    )
+    .bind(key.github_job_id)
+    .bind(key.run_attempt)
+    .fetch_one(&mut *tx)
+    .await?;
+    if still_waiting {
+        if permanent || failures >= MAX_RUNNER_FAILURES {
+            let shown = format!("could not start a runner: {reason}");
+            admission::release_slot(&mut tx, key, Some(&shown), now).await?;
+        } else {
+            // Back off: 30 s, 60 s, … before the next runner.
+            let delay = chrono::Duration::seconds(30 * (1 << failures.clamp(0, 6)));
+            admission::enqueue_provisioning_at(&mut tx, key, now + delay).await?;
+        }
+    }
+    enqueue_removal(&mut tx, name, Removal::Failed).await?;
+    tx.commit().await
+}
+
+/// Why a runner is removed; decides whether a busy runner may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Removal {
+    /// Its job completed (an ephemeral runner deregisters itself).
+    Finished,
+    /// It got no job in time, or its job went away: never while busy.
+    Idle,
+    /// It could not start: never while busy.
+    Failed,
+    /// Past the maximum job lifetime: removed even if busy.
+    Expired,
+}
+
+/// Enqueues the removal of runner `name` (one pending per runner).
+pub async fn enqueue_removal(
+    tx: &mut sqlx::PgConnection,
+    name: &str,
+    why: Removal,
+) -> Result<(), sqlx::Error> {
+    let job_key = format!("remove:{name}");
+    queue::enqueue(
+        tx,
+        NewJob {
+            task: REMOVE_RUNNER_TASK,
+            payload: serde_json::json!({ "name": name, "why": why }),
+            job_key: Some(&job_key),
+            max_attempts: 10,
+            run_at: None,
+        },
+    )
+    .await
+}
+
+/// Removes runner `name`: asks GitHub whether it is busy (a busy runner is kept unless
+/// [`Removal::Expired`]), deregisters it, deletes its Kubernetes objects. Returns whether it was
+/// removed.
+pub async fn remove<P: Provisioner>(
+    db: &PgPool,
+    github: &GitHubApp,
+    provisioner: &P,
+    name: &str,
+    why: Removal,
+    now: DateTime<Utc>,
+) -> anyhow::Result<bool> {
+    let runner: Option<(String, i64, String, Option<i64>, String)> = sqlx::query_as(
+        "SELECT state, installation_id, github_scope, github_runner_id, namespace FROM runners WHERE name = $1",
+    )
+    .bind(name)
+    .fetch_optional(db)
+    .await?;
+    let Some((state, installation_id, scope, github_runner_id, namespace)) = runner else {
+        return Ok(false);
+    };
+    if state == "deleted" {
+        return Ok(false);
+    }
+    if let Some(id) = github_runner_id {
+        let seen = lookup(github, installation_id, &scope, id).await?;
+        if let Some(seen) = seen {
+            if seen.busy && matches!(why, Removal::Idle | Removal::Failed) {
+                tracing::info!(runner = name, ?why, "runner is busy: kept");
+                return Ok(false);
+            }
+            deregister(github, installation_id, &scope, id).await?;
+        }
+    }
+    provisioner
+        .delete_runner(&namespace, name)
+        .await
+        .map_err(|e| anyhow::Error::new(e).context("deleting the runner's objects"))?;
+    sqlx::query(
+        "UPDATE runners SET state = 'deleted', deleted_at = $2, updated_at = $2 WHERE name = $1",
+    )
+    .bind(name)
+    .bind(now)
+    .execute(db)
+    .await?;
+    tracing::info!(runner = name, ?why, "runner removed");
+    Ok(true)
+}
+
+/// Is `runner_name` a runner Tenki started for `workspace_id`? Only jobs that ran on one are
+/// billed (SPEC §6).
+pub async fn is_tenkis(
+    db: &mut sqlx::PgConnection,
+    workspace_id: Uuid,
+    runner_name: &str,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM runners WHERE name = $1 AND workspace_id = $2)")
+        .bind(runner_name)
+        .bind(workspace_id)
+        .fetch_one(db)
+        .await
+}
+
+/// GitHub says job `key` started on `runner_name`: the runner is running, and if it was asked
+/// for another job, the slot follows it.
+pub async fn job_started(
+    tx: &mut sqlx::PgConnection,
+    workspace_id: Uuid,
+    key: JobKey,
+    runner_name: &str,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    let runner: Option<(i64, i32, DateTime<Utc>, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "UPDATE runners r SET state = CASE WHEN r.state IN ('requested', 'starting') THEN 'running' ELSE r.state END,
+                ran_github_job_id = $3, updated_at = $4
+         FROM runners old
+         WHERE r.name = $1 AND r.workspace_id = $2 AND old.name = r.name AND r.state <> 'deleted'
+         RETURNING r.github_job_id, r.run_attempt, r.created_at, old.online_at",
+    )
+    .bind(runner_name)
+    .bind(workspace_id)
+    .bind(key.github_job_id)
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((job_id, attempt, _created_at, online_at)) = runner else {
+        return Ok(());
+    };
+    if online_at.is_none() {
+        sqlx::query("UPDATE runners SET online_at = $2 WHERE name = $1")
+            .bind(runner_name)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let queued_at: Option<DateTime<Utc>> = sqlx::query_scalar(
+            "SELECT first_delivery_at FROM github_jobs WHERE github_job_id = $1 AND run_attempt = $2",
+        )
+        .bind(key.github_job_id)
+        .bind(key.run_attempt)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(queued_at) = queued_at {
+            let seconds = (now - queued_at).num_milliseconds().max(0) as f64 / 1000.0;
+            metrics::histogram!("runner_online_seconds").record(seconds);
+        }
+    }
+    admission::slot_follows_runner(
+        tx,
+        key,
+        JobKey {
+            github_job_id: job_id,
+            run_attempt: attempt,
+        },
+        now,
+    )
+    .await
+}
+
+/// GitHub says job `key` completed (on `runner_name`, or on none when cancelled while waiting):
+/// its slot is released and the runners it used or asked for are removed.
+pub async fn job_completed(
+    tx: &mut sqlx::PgConnection,
+    workspace_id: Uuid,
+    key: JobKey,
+    runner_name: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    admission::release_slot(tx, key, None, now).await?;
+    if let Some(runner_name) = runner_name {
+        let finished = sqlx::query(
+            "UPDATE runners SET state = 'finished', finished_at = $3, updated_at = $3
+             WHERE name = $1 AND workspace_id = $2 AND state NOT IN ('deleted', 'finished')",
+        )
+        .bind(runner_name)
+        .bind(workspace_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if finished > 0 {
+            enqueue_removal(tx, runner_name, Removal::Finished).await?;
+        }
+    }
+    // Runners asked for this job that took none: not needed any more (removed unless busy).
+    let idle: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM runners WHERE github_job_id = $1 AND run_attempt = $2
+           AND state IN ('requested', 'starting') AND ran_github_job_id IS NULL",
+    )
+    .bind(key.github_job_id)
+    .bind(key.run_attempt)
+    .fetch_all(&mut *tx)
+    .await?;
+    for name in idle {
+        enqueue_removal(tx, &name, Removal::Idle).await?;
+    }
+    Ok(())
+}
+
+/// A live runner, as the Runners page and `tenki admin runners` list it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct LiveRunner {
+    pub name: String,
+    pub workspace_id: Uuid,
+    pub label: String,
+    /// requested, starting, running, finished or failed.
+    pub state: String,
+    pub created_at: DateTime<Utc>,
+    /// The job it runs (or was asked for): repository and workflow.
+    pub repository: Option<String>,
+    pub workflow: Option<String>,
+    pub failure: Option<String>,
+}
+
+/// The runners not yet deleted, of one workspace or (with `None`) of all, newest first.
+pub async fn live_runners(
+    db: &PgPool,
+    workspace_id: Option<Uuid>,
+) -> Result<Vec<LiveRunner>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT r.name, r.workspace_id, r.label, r.state, r.created_at, j.repository, j.workflow, r.failure
+         FROM runners r
+         LEFT JOIN github_jobs j ON j.github_job_id = coalesce(r.ran_github_job_id, r.github_job_id)
+              AND j.run_attempt = r.run_attempt
+         WHERE r.state <> 'deleted' AND ($1::uuid IS NULL OR r.workspace_id = $1)
+         ORDER BY r.created_at DESC LIMIT 500",
+    )
+    .bind(workspace_id)
+    .fetch_all(db)
+    .await
+}
