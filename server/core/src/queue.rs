@@ -9,13 +9,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::Core;
 use crate::admission::{self, ADMIT_TASK, PROVISION_RUNNER_TASK};
-use crate::metering::JobKey;
-use crate::runners::{self, REMOVE_RUNNER_TASK, Removal, reaper};
 use crate::github::events;
 use crate::github::intake::PROCESS_DELIVERY_TASK;
 use crate::github::onboarding::{self, SYNC_REPOSITORIES_TASK};
 use crate::github::safety_nets;
+use crate::metering::JobKey;
 use crate::retention;
+use crate::runners::{self, REMOVE_RUNNER_TASK, Removal, reaper};
 
 /// The background worker: [`worker`] builds it, `run()` runs it until its shutdown signal.
 pub use graphile_worker::Worker;
@@ -236,15 +236,19 @@ impl TaskHandler for AdmitWaitingJobs {
 
     async fn run(self, ctx: WorkerContext) -> impl IntoTaskHandlerResult {
         let core = core_of(&ctx)?;
-        let report = admission::admit_waiting(&core.db, &core.ledger, core.capacity, Utc::now())
-            .await
-            .map_err(|e| {
-                let message = crate::error_chain(&e);
-                tracing::warn!("admission pass failed: {message}");
-                message
-            })?;
+        let report = count_cron_run(
+            Self::IDENTIFIER,
+            admission::admit_waiting(&core.db, &core.ledger, core.capacity, Utc::now())
+                .await
+                .map_err(|e| anyhow::anyhow!(crate::error_chain(&e))),
+        )?;
         if !report.admitted.is_empty() {
-            tracing::info!(admitted = report.admitted.len(), waiting = report.waiting, blocked = report.blocked, "admission pass");
+            tracing::info!(
+                admitted = report.admitted.len(),
+                waiting = report.waiting,
+                blocked = report.blocked,
+                "admission pass"
+            );
         }
         Ok::<(), String>(())
     }
@@ -307,13 +311,20 @@ impl TaskHandler for RemoveRunner {
 
     async fn run(self, ctx: WorkerContext) -> impl IntoTaskHandlerResult {
         let core = core_of(&ctx)?;
-        runners::remove(&core.db, &core.github, &core.kubernetes, &self.name, self.why, Utc::now())
-            .await
-            .map_err(|e| {
-                let message = format!("{e:#}");
-                tracing::warn!(runner = self.name, "removing the runner failed: {message}");
-                message
-            })?;
+        runners::remove(
+            &core.db,
+            &core.github,
+            &core.kubernetes,
+            &self.name,
+            self.why,
+            Utc::now(),
+        )
+        .await
+        .map_err(|e| {
+            let message = format!("{e:#}");
+            tracing::warn!(runner = self.name, "removing the runner failed: {message}");
+            message
+        })?;
         Ok::<(), String>(())
     }
 }

@@ -113,6 +113,8 @@ struct DoubleState {
     /// While set, a new runner name is answered 409 once, as if a stale runner of that name
     /// (from an earlier attempt) were registered.
     runner_names_taken: bool,
+    /// The names already answered 409 under that switch.
+    names_answered_taken: std::collections::HashSet<String>,
 }
 
 impl DoubleState {
@@ -131,6 +133,8 @@ impl DoubleState {
 #[derive(Clone)]
 pub struct GitHubDouble {
     state: Arc<Mutex<DoubleState>>,
+    /// Bumped by [`GitHubDouble::finish_running_jobs`]: running sample jobs end at once.
+    finish: Arc<tokio::sync::watch::Sender<u64>>,
     /// Tenki's public address: where the install page returns and deliveries are sent.
     tenki_url: String,
     webhook_secret: SecretString,
@@ -163,6 +167,7 @@ impl GitHubDouble {
     pub fn new(tenki_url: &str, webhook_secret: SecretString) -> Self {
         Self {
             state: Arc::default(),
+            finish: Arc::new(tokio::sync::watch::channel(0).0),
             tenki_url: tenki_url.trim_end_matches('/').to_owned(),
             webhook_secret,
             http: reqwest::Client::builder()
@@ -421,6 +426,11 @@ impl GitHubDouble {
         id
     }
 
+    /// Ends every sample job running now, successfully (tests hold jobs running this way).
+    pub fn finish_running_jobs(&self) {
+        self.finish.send_modify(|generation| *generation += 1);
+    }
+
     /// While `true`, GitHub answers 409 "already exists" once for each new runner name.
     pub fn set_runner_names_taken(&self, taken: bool) {
         self.state().runner_names_taken = taken;
@@ -517,7 +527,9 @@ impl GitHubDouble {
         let id: i64 = jit_config
             .strip_prefix("sandbox-jit-config-")
             .and_then(|id| id.parse().ok())
-            .ok_or_else(|| "the JIT configuration is not one the sandbox GitHub issued".to_owned())?;
+            .ok_or_else(|| {
+                "the JIT configuration is not one the sandbox GitHub issued".to_owned()
+            })?;
         loop {
             let taken = {
                 let mut state = self.state();
@@ -540,7 +552,12 @@ impl GitHubDouble {
                     job.job.status = "in_progress";
                     job.job.started_at = Some(Utc::now());
                     job.job.runner_name = Some(name);
-                    (job.installation_id, job.repository.clone(), job.job.clone(), job.run)
+                    (
+                        job.installation_id,
+                        job.repository.clone(),
+                        job.job.clone(),
+                        job.run,
+                    )
                 })
             };
             if let Some((installation_id, repository, mut job, run)) = taken {
@@ -552,13 +569,19 @@ impl GitHubDouble {
                     self.workflow_job_body(installation_id, &repository, &job),
                 )
                 .await;
+                let mut finish = self.finish.subscribe();
                 tokio::select! {
                     () = tokio::time::sleep(run) => {}
+                    _ = finish.changed() => {}
                     _ = stop.wait_for(|stop| *stop) => {}
                 }
                 job.status = "completed";
                 job.completed_at = Some(Utc::now());
-                job.conclusion = Some(if *stop.borrow() { "cancelled" } else { "success" });
+                job.conclusion = Some(if *stop.borrow() {
+                    "cancelled"
+                } else {
+                    "success"
+                });
                 {
                     let mut state = self.state();
                     state.queued_jobs.retain(|j| j.job.id != job.id);
@@ -582,6 +605,7 @@ impl GitHubDouble {
     /// pages at the root, the REST API under `/api`.
     pub fn router(&self) -> Router {
         let api = Router::new()
+            .route("/app/installations/{id}", get(installation))
             .route("/app/installations/{id}/access_tokens", post(access_token))
             .route("/app/hook/deliveries", get(list_deliveries))
             .route("/app/hook/deliveries/{id}/attempts", post(redeliver))
@@ -797,6 +821,30 @@ impl GitHubDouble {
         } else {
             Err(refusal(StatusCode::NOT_FOUND, "Not Found"))
         }
+    }
+}
+
+async fn installation(
+    State(double): State<GitHubDouble>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = double.require_app(&headers) {
+        return *refused;
+    }
+    let found = double.state().installations.get(&id).cloned();
+    match found {
+        Some(installation) => Json(json!({
+            "id": installation.id,
+            "account": user_json(&installation.account, installation.id + 1_000, "Organization"),
+            "target_type": "Organization",
+            "app_id": APP_ID,
+            "app_slug": APP_SLUG,
+            "repository_selection": "selected",
+            "created_at": timestamp(installation.created_at),
+        }))
+        .into_response(),
+        None => github_error(StatusCode::NOT_FOUND, "Not Found"),
     }
 }
 
@@ -1060,7 +1108,8 @@ fn register_runner(
         .runners
         .iter()
         .any(|r| r.owner == owner && r.name == request.name);
-    if exists || state.runner_names_taken {
+    let stale = state.runner_names_taken && state.names_answered_taken.insert(request.name.clone());
+    if exists || stale {
         if !exists {
             // The sandbox switch: a stale registration of this name from an "earlier attempt".
             let id = state.next_id();
@@ -1121,10 +1170,20 @@ async fn list_repository_runners(
     Query(query): Query<RunnersQuery>,
     headers: HeaderMap,
 ) -> Response {
-    runners_of(&double, &headers, &format!("{owner}/{repo}"), query.name.as_deref())
+    runners_of(
+        &double,
+        &headers,
+        &format!("{owner}/{repo}"),
+        query.name.as_deref(),
+    )
 }
 
-fn runners_of(double: &GitHubDouble, headers: &HeaderMap, owner: &str, name: Option<&str>) -> Response {
+fn runners_of(
+    double: &GitHubDouble,
+    headers: &HeaderMap,
+    owner: &str,
+    name: Option<&str>,
+) -> Response {
     if let Err(refused) = double.require_installation(headers) {
         return *refused;
     }
@@ -1191,7 +1250,11 @@ fn deregister_runner(double: &GitHubDouble, headers: &HeaderMap, owner: &str, id
         return *refused;
     }
     let mut state = double.state();
-    if state.runners.iter().any(|r| r.owner == owner && r.id == id && r.busy) {
+    if state
+        .runners
+        .iter()
+        .any(|r| r.owner == owner && r.id == id && r.busy)
+    {
         // GitHub refuses to remove a runner while it runs a job.
         return github_error(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -37,12 +37,42 @@ struct Kind {
 }
 
 const KINDS: [Kind; 6] = [
-    Kind { resource: "namespaces", kind: "Namespace", group_version: "v1", namespaced: false },
-    Kind { resource: "pods", kind: "Pod", group_version: "v1", namespaced: true },
-    Kind { resource: "secrets", kind: "Secret", group_version: "v1", namespaced: true },
-    Kind { resource: "resourcequotas", kind: "ResourceQuota", group_version: "v1", namespaced: true },
-    Kind { resource: "jobs", kind: "Job", group_version: "batch/v1", namespaced: true },
-    Kind { resource: "networkpolicies", kind: "NetworkPolicy", group_version: "networking.k8s.io/v1", namespaced: true },
+    Kind {
+        resource: "namespaces",
+        kind: "Namespace",
+        group_version: "v1",
+        namespaced: false,
+    },
+    Kind {
+        resource: "pods",
+        kind: "Pod",
+        group_version: "v1",
+        namespaced: true,
+    },
+    Kind {
+        resource: "secrets",
+        kind: "Secret",
+        group_version: "v1",
+        namespaced: true,
+    },
+    Kind {
+        resource: "resourcequotas",
+        kind: "ResourceQuota",
+        group_version: "v1",
+        namespaced: true,
+    },
+    Kind {
+        resource: "jobs",
+        kind: "Job",
+        group_version: "batch/v1",
+        namespaced: true,
+    },
+    Kind {
+        resource: "networkpolicies",
+        kind: "NetworkPolicy",
+        group_version: "networking.k8s.io/v1",
+        namespaced: true,
+    },
 ];
 
 fn kind_of(group_version: &str, resource: &str) -> Option<Kind> {
@@ -165,9 +195,17 @@ impl KubernetesDouble {
     }
 
     /// Stores an object as Kubernetes would create it (an orphan, in tests).
-    pub fn insert(&self, group_version: &str, resource: &str, object: Value) -> Result<Value, String> {
+    pub fn insert(
+        &self,
+        group_version: &str,
+        resource: &str,
+        object: Value,
+    ) -> Result<Value, String> {
         let kind = kind_of(group_version, resource).ok_or("unknown resource")?;
-        let namespace = object["metadata"]["namespace"].as_str().unwrap_or("").to_owned();
+        let namespace = object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
         self.create_object(&kind, &namespace, object)
             .map_err(|_| "cannot create".to_owned())
     }
@@ -180,8 +218,14 @@ impl KubernetesDouble {
             .route("/apis", get(groups))
             .route("/api/v1", get(core_resources))
             .route("/apis/{group}/{version}", get(group_resources))
-            .route("/api/v1/{resource}", get(list_core_all).post(create_cluster_core))
-            .route("/api/v1/{resource}/{name}", get(get_cluster_core).delete(delete_cluster_core))
+            .route(
+                "/api/v1/{resource}",
+                get(list_core_all).post(create_cluster_core),
+            )
+            .route(
+                "/api/v1/{resource}/{name}",
+                get(get_cluster_core).delete(delete_cluster_core),
+            )
             .route(
                 "/api/v1/namespaces/{namespace}/{resource}",
                 get(list_core).post(create_core),
@@ -224,14 +268,23 @@ impl KubernetesDouble {
     }
 
     fn get(&self, kind: &Kind, namespace: &str, name: &str) -> Response {
-        let key = (kind.resource.to_owned(), namespace.to_owned(), name.to_owned());
+        let key = (
+            kind.resource.to_owned(),
+            namespace.to_owned(),
+            name.to_owned(),
+        );
         match self.state().objects.get(&key) {
             Some(object) => Json(object.clone()).into_response(),
             None => not_found(kind, name),
         }
     }
 
-    fn create_object(&self, kind: &Kind, namespace: &str, mut object: Value) -> Result<Value, Response> {
+    fn create_object(
+        &self,
+        kind: &Kind,
+        namespace: &str,
+        mut object: Value,
+    ) -> Result<Value, Response> {
         let Some(name) = object["metadata"]["name"].as_str().map(str::to_owned) else {
             return Err(status(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -241,9 +294,11 @@ impl KubernetesDouble {
         };
         let mut state = self.state();
         if kind.namespaced
-            && !state
-                .objects
-                .contains_key(&("namespaces".to_owned(), String::new(), namespace.to_owned()))
+            && !state.objects.contains_key(&(
+                "namespaces".to_owned(),
+                String::new(),
+                namespace.to_owned(),
+            ))
         {
             return Err(status(
                 StatusCode::NOT_FOUND,
@@ -271,7 +326,8 @@ impl KubernetesDouble {
         }
         if kind.resource == "secrets" {
             // The API server turns `stringData` into base64 `data`.
-            if let Some(string_data) = object.get("stringData").and_then(Value::as_object).cloned() {
+            if let Some(string_data) = object.get("stringData").and_then(Value::as_object).cloned()
+            {
                 let data: serde_json::Map<String, Value> = string_data
                     .into_iter()
                     .map(|(k, v)| (k, json!(base64_encode(v.as_str().unwrap_or("").as_bytes()))))
@@ -309,7 +365,11 @@ impl KubernetesDouble {
     }
 
     fn delete(&self, kind: &Kind, namespace: &str, name: &str) -> Response {
-        let key = (kind.resource.to_owned(), namespace.to_owned(), name.to_owned());
+        let key = (
+            kind.resource.to_owned(),
+            namespace.to_owned(),
+            name.to_owned(),
+        );
         let mut state = self.state();
         let Some(object) = state.objects.remove(&key) else {
             return not_found(kind, name);
@@ -385,7 +445,8 @@ impl KubernetesDouble {
             .insert((namespace.to_owned(), pod_name.clone()), stop);
         let cluster = self.clone();
         let namespace = namespace.to_owned();
-        let secret_name = template["spec"]["containers"][0]["env"][0]["valueFrom"]["secretKeyRef"]["name"]
+        let secret_name = template["spec"]["containers"][0]["env"][0]["valueFrom"]["secretKeyRef"]
+            ["name"]
             .as_str()
             .map(str::to_owned);
         let image = template["spec"]["containers"][0]["image"]
@@ -394,7 +455,14 @@ impl KubernetesDouble {
             .to_owned();
         tokio::spawn(async move {
             cluster
-                .run_pod(&namespace, &job_name, &pod_name, secret_name, &image, stopped)
+                .run_pod(
+                    &namespace,
+                    &job_name,
+                    &pod_name,
+                    secret_name,
+                    &image,
+                    stopped,
+                )
                 .await;
         });
     }
@@ -403,9 +471,10 @@ impl KubernetesDouble {
         let mut state = self.state();
         state.resource_version += 1;
         let version = state.resource_version.to_string();
-        if let Some(object) = state
-            .objects
-            .get_mut(&(resource.to_owned(), namespace.to_owned(), name.to_owned()))
+        if let Some(object) =
+            state
+                .objects
+                .get_mut(&(resource.to_owned(), namespace.to_owned(), name.to_owned()))
         {
             change(object);
             object["metadata"]["resourceVersion"] = json!(version);
@@ -492,7 +561,11 @@ impl KubernetesDouble {
                 "state": { "terminated": { "exitCode": exit_code, "reason": reason, "startedAt": started, "finishedAt": finished } },
             }]});
         });
-        let condition = if outcome.is_ok() { "Complete" } else { "Failed" };
+        let condition = if outcome.is_ok() {
+            "Complete"
+        } else {
+            "Failed"
+        };
         self.update("jobs", namespace, job_name, |job| {
             job["status"] = json!({
                 "startTime": started, "completionTime": finished,
@@ -512,7 +585,9 @@ fn base64_encode(bytes: &[u8]) -> String {
 
 fn base64_decode(text: &str) -> Option<String> {
     use base64::Engine as _;
-    let bytes = base64::engine::general_purpose::STANDARD.decode(text).ok()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()?;
     String::from_utf8(bytes).ok()
 }
 
@@ -565,7 +640,11 @@ async fn group_resources(Path((group, version)): Path<(String, String)>) -> Resp
     if KINDS.iter().any(|k| k.group_version == group_version) {
         Json(resource_list(&group_version)).into_response()
     } else {
-        status(StatusCode::NOT_FOUND, "NotFound", format!("{group_version} is not served"))
+        status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("{group_version} is not served"),
+        )
     }
 }
 
@@ -696,7 +775,13 @@ async fn create_group(
 
 async fn get_group(
     State(cluster): State<KubernetesDouble>,
-    Path((group, version, namespace, resource, name)): Path<(String, String, String, String, String)>,
+    Path((group, version, namespace, resource, name)): Path<(
+        String,
+        String,
+        String,
+        String,
+        String,
+    )>,
 ) -> Response {
     match kind_of(&format!("{group}/{version}"), &resource) {
         Some(kind) => cluster.get(&kind, &namespace, &name),
@@ -706,7 +791,13 @@ async fn get_group(
 
 async fn delete_group(
     State(cluster): State<KubernetesDouble>,
-    Path((group, version, namespace, resource, name)): Path<(String, String, String, String, String)>,
+    Path((group, version, namespace, resource, name)): Path<(
+        String,
+        String,
+        String,
+        String,
+        String,
+    )>,
 ) -> Response {
     match kind_of(&format!("{group}/{version}"), &resource) {
         Some(kind) => cluster.delete(&kind, &namespace, &name),

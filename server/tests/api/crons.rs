@@ -86,7 +86,9 @@ async fn every_scheduled_task_runs_through_the_worker_with_a_cron_ticks_payload(
         [
             "redeliver_failed_github_deliveries",
             "poll_queued_github_jobs",
-            "delete_expired_data"
+            "delete_expired_data",
+            "admit_waiting_jobs",
+            "reconcile_runners"
         ]
     );
     wait_for_jobs(&db).await;

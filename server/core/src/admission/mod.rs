@@ -234,7 +234,10 @@ pub async fn admit_waiting(
                 candidate.github_job_id,
                 candidate.run_attempt,
                 "waiting",
-                Some(format!("waiting for a slot ({} in line)", ordinal(*position))),
+                Some(format!(
+                    "waiting for a slot ({} in line)",
+                    ordinal(*position)
+                )),
             ));
             continue;
         }
@@ -409,13 +412,14 @@ pub async fn release_slot(
     now: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
     lock_admission(tx).await?;
-    let released = sqlx::query("DELETE FROM runner_slots WHERE github_job_id = $1 AND run_attempt = $2")
-        .bind(key.github_job_id)
-        .bind(key.run_attempt)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-        > 0;
+    let released =
+        sqlx::query("DELETE FROM runner_slots WHERE github_job_id = $1 AND run_attempt = $2")
+            .bind(key.github_job_id)
+            .bind(key.run_attempt)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            > 0;
     sqlx::query(
         "UPDATE github_jobs SET admission = 'done', admission_reason = coalesce($3, admission_reason),
                 updated_at = $4
@@ -433,43 +437,57 @@ pub async fn release_slot(
     Ok(released)
 }
 
-/// When job `ran` started on a Tenki runner provisioned for job `provisioned_for`, and `ran` was
-/// not admitted itself, the slot follows the runner: `ran` takes the slot and `provisioned_for`
-/// waits again. Keeps running jobs ≤ runners ≤ slots.
+/// When job `ran` started on a Tenki runner asked for job `provisioned_for` (of `label`), and
+/// `ran` was not admitted itself, it used a slot another job was holding while it waited: the
+/// slot moves to `ran`, from `provisioned_for` if that job still waits, else from the most recently
+/// admitted job of the label that still waits, which waits again. Keeps running jobs ≤ runners ≤
+/// slots.
 pub async fn slot_follows_runner(
     tx: &mut sqlx::PgConnection,
     ran: JobKey,
     provisioned_for: JobKey,
+    workspace_id: Uuid,
+    label: &str,
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    if ran == provisioned_for {
-        return Ok(());
-    }
     lock_admission(tx).await?;
-    let ran_admitted: Option<String> = sqlx::query_scalar(
-        "SELECT admission FROM github_jobs WHERE github_job_id = $1 AND run_attempt = $2 FOR UPDATE",
+    let ran_admission: Option<String> = sqlx::query_scalar(
+        "SELECT admission FROM github_jobs WHERE github_job_id = $1 AND run_attempt = $2",
     )
     .bind(ran.github_job_id)
     .bind(ran.run_attempt)
     .fetch_optional(&mut *tx)
     .await?;
-    if ran_admitted.as_deref() == Some("admitted") {
+    if ran_admission.is_none_or(|a| a == "admitted") {
         return Ok(());
     }
-    let moved = sqlx::query(
-        "UPDATE runner_slots SET github_job_id = $3, run_attempt = $4
-         WHERE github_job_id = $1 AND run_attempt = $2",
+    let donor: Option<(i64, i32)> = sqlx::query_as(
+        "SELECT j.github_job_id, j.run_attempt FROM github_jobs j
+         JOIN runner_slots s ON s.github_job_id = j.github_job_id AND s.run_attempt = j.run_attempt
+         WHERE s.workspace_id = $3 AND j.label = $4 AND j.admission = 'admitted'
+           AND j.status IN ('waiting', 'queued')
+         ORDER BY (j.github_job_id = $1 AND j.run_attempt = $2) DESC, j.admitted_at DESC
+         LIMIT 1",
     )
     .bind(provisioned_for.github_job_id)
     .bind(provisioned_for.run_attempt)
+    .bind(workspace_id)
+    .bind(label)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((donor_id, donor_attempt)) = donor else {
+        return Ok(());
+    };
+    sqlx::query(
+        "UPDATE runner_slots SET github_job_id = $3, run_attempt = $4
+         WHERE github_job_id = $1 AND run_attempt = $2",
+    )
+    .bind(donor_id)
+    .bind(donor_attempt)
     .bind(ran.github_job_id)
     .bind(ran.run_attempt)
     .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if moved == 0 {
-        return Ok(());
-    }
+    .await?;
     sqlx::query(
         "UPDATE github_jobs SET
              admission = CASE WHEN github_job_id = $1 AND run_attempt = $2 THEN 'admitted' ELSE 'pending' END,
@@ -479,11 +497,23 @@ pub async fn slot_follows_runner(
     )
     .bind(ran.github_job_id)
     .bind(ran.run_attempt)
-    .bind(provisioned_for.github_job_id)
-    .bind(provisioned_for.run_attempt)
+    .bind(donor_id)
+    .bind(donor_attempt)
     .bind(now)
     .execute(&mut *tx)
     .await?;
+    // A runner the donor still has would be one more than its slots: it goes (unless busy).
+    let unused: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM runners WHERE github_job_id = $1 AND run_attempt = $2
+           AND state IN ('requested', 'starting') AND ran_github_job_id IS NULL",
+    )
+    .bind(donor_id)
+    .bind(donor_attempt)
+    .fetch_all(&mut *tx)
+    .await?;
+    for name in unused {
+        crate::runners::enqueue_removal(tx, &name, crate::runners::Removal::Idle).await?;
+    }
     request_pass(tx).await
 }
 
@@ -656,7 +686,10 @@ mod tests {
             .collect();
         assert_eq!(
             words,
-            ["1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "23rd", "101st", "111th"]
+            [
+                "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "23rd",
+                "101st", "111th"
+            ]
         );
     }
 }

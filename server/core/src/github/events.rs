@@ -10,9 +10,9 @@ use serde::Deserialize;
 use sqlx::PgPool;
 
 use crate::catalog;
-use crate::{admission, runners};
 use crate::ledger::Ledger;
 use crate::metering::{self, FinishedJob, JobKey, MeteringError};
+use crate::{admission, runners};
 
 /// Why a delivery could not be processed; the queue retries it with back-off.
 #[derive(Debug, thiserror::Error)]

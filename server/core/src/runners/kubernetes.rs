@@ -73,12 +73,16 @@ impl Kubernetes {
             ClusterAccess::Kubeconfig(path) => {
                 let file = kube::config::Kubeconfig::read_from(path)
                     .with_context(|| format!("reading the kubeconfig {}", path.display()))?;
-                kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
-                    .await
-                    .with_context(|| format!("using the kubeconfig {}", path.display()))?
+                kube::Config::from_custom_kubeconfig(
+                    file,
+                    &kube::config::KubeConfigOptions::default(),
+                )
+                .await
+                .with_context(|| format!("using the kubeconfig {}", path.display()))?
             }
-            ClusterAccess::InCluster => kube::Config::incluster()
-                .context("reading the in-cluster service account (set TENKI_KUBECONFIG outside a cluster)")?,
+            ClusterAccess::InCluster => kube::Config::incluster().context(
+                "reading the in-cluster service account (set TENKI_KUBECONFIG outside a cluster)",
+            )?,
             ClusterAccess::Sandbox(url) => {
                 let uri: http::Uri = url
                     .parse()
@@ -384,7 +388,8 @@ impl Provisioner for Kubernetes {
             .map_err(|e| refusal("listing runner pods", e))?;
         let mut observed = Vec::new();
         for job in jobs.items {
-            let (Some(name), Some(namespace)) = (job.metadata.name.clone(), job.metadata.namespace.clone())
+            let (Some(name), Some(namespace)) =
+                (job.metadata.name.clone(), job.metadata.namespace.clone())
             else {
                 continue;
             };
@@ -407,8 +412,14 @@ impl Provisioner for Kubernetes {
                         .iter()
                         .find(|c| c.type_ == "Failed" && c.status == "True")
                 })
-                .map(|c| c.message.clone().unwrap_or_else(|| c.reason.clone().unwrap_or_default()));
-            let failure = pod.and_then(pod_failure).or(job_failed.map(PodFailure::Failed));
+                .map(|c| {
+                    c.message
+                        .clone()
+                        .unwrap_or_else(|| c.reason.clone().unwrap_or_default())
+                });
+            let failure = pod
+                .and_then(pod_failure)
+                .or(job_failed.map(PodFailure::Failed));
             let succeeded = job.status.as_ref().and_then(|s| s.succeeded).unwrap_or(0) > 0;
             let created_at = job
                 .metadata
@@ -444,7 +455,12 @@ fn pod_failure(pod: &Pod) -> Option<PodFailure> {
         .find(|w| {
             matches!(
                 w.reason.as_deref(),
-                Some("ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "CreateContainerConfigError")
+                Some(
+                    "ErrImagePull"
+                        | "ImagePullBackOff"
+                        | "InvalidImageName"
+                        | "CreateContainerConfigError"
+                )
             )
         });
     if let Some(waiting) = waiting {

@@ -253,7 +253,7 @@ pub async fn provision<P: Provisioner>(
             .bind(job.installation_id)
             .bind(&job.label)
             .bind(kubernetes::namespace_of(job.workspace_id))
-            .bind(github_scope(&job.account_type, &job.account_login, &job.repository))
+            .bind(String::new())
             .bind(key.github_job_id)
             .bind(key.run_attempt)
             .bind(try_number)
@@ -263,11 +263,22 @@ pub async fn provision<P: Provisioner>(
             name
         }
     };
-    let scope = github_scope(&job.account_type, &job.account_login, &job.repository);
+    let (account_login, account_type) = if job.account_login.is_empty() {
+        // Linked before its `installation` delivery arrived: ask GitHub whose it is.
+        account_of(db, github, job.installation_id).await?
+    } else {
+        (job.account_login.clone(), job.account_type.clone())
+    };
+    let scope = github_scope(&account_type, &account_login, &job.repository);
     let namespace = provisioner
         .prepare_workspace(job.workspace_id)
         .await
         .context("preparing the workspace's namespace")?;
+    sqlx::query("UPDATE runners SET github_scope = $2 WHERE name = $1 AND github_scope = ''")
+        .bind(&name)
+        .bind(&scope)
+        .execute(db)
+        .await?;
     let spec = RunnerSpec {
         name: name.clone(),
         namespace,
@@ -296,7 +307,9 @@ pub async fn provision<P: Provisioner>(
                         let (runner, jit) =
                             register(github, job.installation_id, &scope, &name, &job.label)
                                 .await
-                                .context("registering the runner again after deleting a stale one")?;
+                                .context(
+                                    "registering the runner again after deleting a stale one",
+                                )?;
                         (runner, Some(jit), false)
                     }
                     None => {
@@ -316,8 +329,15 @@ pub async fn provision<P: Provisioner>(
             Err(error @ (ProvisionError::Invalid(_) | ProvisionError::Quota(_))) => {
                 // The registration would sit unused: remove it, then count the failure.
                 deregister(github, job.installation_id, &scope, runner.id).await?;
-                runner_failed(db, &name, key, &error.to_string(), matches!(error, ProvisionError::Invalid(_)), now)
-                    .await?;
+                runner_failed(
+                    db,
+                    &name,
+                    key,
+                    &error.to_string(),
+                    matches!(error, ProvisionError::Invalid(_)),
+                    now,
+                )
+                .await?;
                 return Err(anyhow::Error::new(error).context("starting the runner"));
             }
             Err(error) => return Err(anyhow::Error::new(error).context("starting the runner")),
@@ -341,6 +361,46 @@ pub async fn provision<P: Provisioner>(
     } else {
         Provisioned::Created(name)
     })
+}
+
+#[derive(Debug, Deserialize)]
+struct InstallationAccount {
+    account: Account,
+}
+
+#[derive(Debug, Deserialize)]
+struct Account {
+    login: String,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+/// The account an installation belongs to, from GitHub, recorded for next time.
+async fn account_of(
+    db: &PgPool,
+    github: &GitHubApp,
+    installation_id: i64,
+) -> anyhow::Result<(String, String)> {
+    use anyhow::Context as _;
+    let installation: InstallationAccount = github
+        .as_app(
+            Method::GET,
+            &format!("/app/installations/{installation_id}"),
+            None::<&()>,
+        )
+        .await
+        .context("asking GitHub whose installation it is")?
+        .items;
+    sqlx::query(
+        "UPDATE github_installations SET account_login = $2, account_type = $3
+         WHERE installation_id = $1 AND account_login = ''",
+    )
+    .bind(installation_id)
+    .bind(&installation.account.login)
+    .bind(&installation.account.kind)
+    .execute(db)
+    .await?;
+    Ok((installation.account.login, installation.account.kind))
 }
 
 async fn register(
@@ -574,11 +634,13 @@ pub async fn is_tenkis(
     workspace_id: Uuid,
     runner_name: &str,
 ) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM runners WHERE name = $1 AND workspace_id = $2)")
-        .bind(runner_name)
-        .bind(workspace_id)
-        .fetch_one(db)
-        .await
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM runners WHERE name = $1 AND workspace_id = $2)",
+    )
+    .bind(runner_name)
+    .bind(workspace_id)
+    .fetch_one(db)
+    .await
 }
 
 /// GitHub says job `key` started on `runner_name`: the runner is running, and if it was asked
@@ -590,12 +652,12 @@ pub async fn job_started(
     runner_name: &str,
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    let runner: Option<(i64, i32, DateTime<Utc>, Option<DateTime<Utc>>)> = sqlx::query_as(
+    let runner: Option<(i64, i32, String, Option<DateTime<Utc>>)> = sqlx::query_as(
         "UPDATE runners r SET state = CASE WHEN r.state IN ('requested', 'starting') THEN 'running' ELSE r.state END,
                 ran_github_job_id = $3, updated_at = $4
          FROM runners old
          WHERE r.name = $1 AND r.workspace_id = $2 AND old.name = r.name AND r.state <> 'deleted'
-         RETURNING r.github_job_id, r.run_attempt, r.created_at, old.online_at",
+         RETURNING r.github_job_id, r.run_attempt, r.label, old.online_at",
     )
     .bind(runner_name)
     .bind(workspace_id)
@@ -603,7 +665,7 @@ pub async fn job_started(
     .bind(now)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((job_id, attempt, _created_at, online_at)) = runner else {
+    let Some((job_id, attempt, label, online_at)) = runner else {
         return Ok(());
     };
     if online_at.is_none() {
@@ -631,6 +693,8 @@ pub async fn job_started(
             github_job_id: job_id,
             run_attempt: attempt,
         },
+        workspace_id,
+        &label,
         now,
     )
     .await

@@ -111,11 +111,12 @@ async fn pass<P: Provisioner>(
     )
     .fetch_all(db)
     .await?;
-    let known: HashSet<String> = sqlx::query_scalar("SELECT name FROM runners WHERE state <> 'deleted'")
-        .fetch_all(db)
-        .await?
-        .into_iter()
-        .collect();
+    let known: HashSet<String> =
+        sqlx::query_scalar("SELECT name FROM runners WHERE state <> 'deleted'")
+            .fetch_all(db)
+            .await?
+            .into_iter()
+            .collect();
 
     for runner in &recorded {
         let key = JobKey {
@@ -125,24 +126,39 @@ async fn pass<P: Provisioner>(
         let seen = by_name.get(runner.name.as_str());
         match runner.state.as_str() {
             "finished" | "failed" => {
-                let why = if runner.state == "failed" { Removal::Failed } else { Removal::Finished };
+                let why = if runner.state == "failed" {
+                    Removal::Failed
+                } else {
+                    Removal::Finished
+                };
                 if super::remove(db, github, provisioner, &runner.name, why, now).await? {
                     report.finished_removed.push(runner.name.clone());
                 }
             }
             "starting" | "requested" => {
                 if let Some(failure) = seen.and_then(|s| s.failure.clone()) {
-                    super::runner_failed(db, &runner.name, key, &failure.reason(), failure.permanent(), now)
-                        .await?;
+                    super::runner_failed(
+                        db,
+                        &runner.name,
+                        key,
+                        &failure.reason(),
+                        failure.permanent(),
+                        now,
+                    )
+                    .await?;
                     report.failed.push(runner.name.clone());
-                } else if runner.state == "requested" && runner.created_at < now - PROVISIONING_GRACE {
+                } else if runner.state == "requested"
+                    && runner.created_at < now - PROVISIONING_GRACE
+                {
                     // Asked for, never started (a crash mid-way): finish it.
                     let mut tx = db.begin().await?;
                     admission::enqueue_provisioning(&mut tx, key).await?;
                     tx.commit().await?;
                     report.provisioning_requested += 1;
                 } else if runner.created_at < now - IDLE_LIMIT {
-                    if super::remove(db, github, provisioner, &runner.name, Removal::Idle, now).await? {
+                    if super::remove(db, github, provisioner, &runner.name, Removal::Idle, now)
+                        .await?
+                    {
                         report.idle_removed.push(runner.name.clone());
                     } else {
                         report.busy_kept.push(runner.name.clone());
@@ -178,7 +194,11 @@ async fn pass<P: Provisioner>(
             .delete_runner(&orphan.namespace, &orphan.name)
             .await
             .map_err(|e| anyhow::Error::new(e).context("deleting an orphaned runner"))?;
-        tracing::warn!(runner = orphan.name, namespace = orphan.namespace, "orphaned runner removed");
+        tracing::warn!(
+            runner = orphan.name,
+            namespace = orphan.namespace,
+            "orphaned runner removed"
+        );
         metrics::counter!("runner_orphans_removed_total").increment(1);
         report.orphans_removed.push(orphan.name.clone());
     }
@@ -215,7 +235,10 @@ async fn pass<P: Provisioner>(
             .fetch_all(db)
             .await?;
     for state in ["requested", "starting", "running", "finished", "failed"] {
-        let count = counts.iter().find(|(s, _)| s == state).map_or(0, |(_, c)| *c);
+        let count = counts
+            .iter()
+            .find(|(s, _)| s == state)
+            .map_or(0, |(_, c)| *c);
         metrics::gauge!("tenki_runners", "state" => state).set(count as f64);
     }
     Ok(report)
