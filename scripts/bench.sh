@@ -42,3 +42,6 @@ DATABASE_URL="$TENKI_DATABASE_URL" cargo bench --locked -p server --bench meteri
 echo
 echo "== webhook intake (cargo bench -p server --bench intake)"
 DATABASE_URL="$TENKI_DATABASE_URL" cargo bench --locked -p server --bench intake
+echo
+echo "== runners (cargo bench -p server --bench runners)"
+DATABASE_URL="$TENKI_DATABASE_URL" cargo bench --locked -p server --bench runners

@@ -12,7 +12,7 @@ const password = "connect password 1";
 /** Connects GitHub through the double's install page for `account` with repositories api and web. */
 async function connectGitHub(page: Page, account: string, screenshots: boolean): Promise<Locator> {
   await page.getByRole("link", { name: "Runners" }).click();
-  await expect(page.getByRole("heading", { name: "Runners" })).toBeVisible();
+  await expect(page.getByRole("heading", { name: "Runners", exact: true })).toBeVisible();
   await page.getByTestId("connect-github").click();
 
   // The sandbox's stand-in for github.com.

@@ -284,13 +284,13 @@ impl KubernetesDouble {
         kind: &Kind,
         namespace: &str,
         mut object: Value,
-    ) -> Result<Value, Response> {
+    ) -> Result<Value, Box<Response>> {
         let Some(name) = object["metadata"]["name"].as_str().map(str::to_owned) else {
-            return Err(status(
+            return Err(Box::new(status(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "Invalid",
                 format!("{} is invalid: metadata.name: Required value", kind.kind),
-            ));
+            )));
         };
         let mut state = self.state();
         if kind.namespaced
@@ -300,19 +300,19 @@ impl KubernetesDouble {
                 namespace.to_owned(),
             ))
         {
-            return Err(status(
+            return Err(Box::new(status(
                 StatusCode::NOT_FOUND,
                 "NotFound",
                 format!("namespaces \"{namespace}\" not found"),
-            ));
+            )));
         }
         let key = (kind.resource.to_owned(), namespace.to_owned(), name.clone());
         if state.objects.contains_key(&key) {
-            return Err(status(
+            return Err(Box::new(status(
                 StatusCode::CONFLICT,
                 "AlreadyExists",
                 format!("{} \"{name}\" already exists", qualified(kind)),
-            ));
+            )));
         }
         state.resource_version += 1;
         object["kind"] = json!(kind.kind);
@@ -360,7 +360,7 @@ impl KubernetesDouble {
                 }
                 (StatusCode::CREATED, Json(created)).into_response()
             }
-            Err(refused) => refused,
+            Err(refused) => *refused,
         }
     }
 
