@@ -637,31 +637,58 @@ async fn a_boosted_workspace_starts_first_when_capacity_is_short_and_aging_preve
         .await
         .expect("boost on");
     let label = "tenki-standard-4c";
+    let state_of = |id: i64| {
+        let db = db.clone();
+        async move { job_admission(&db, id).await.1 }
+    };
+    // A job holds the only room while the others queue.
+    let blocker = queue_untaken_job(&app, &plain, label, chrono::Duration::zero()).await;
+    eventually_within(30, "the first job admitted", || {
+        let state = state_of(blocker);
+        async move { state.await == "admitted" }
+    })
+    .await;
     // The plain job waited 2 minutes, the boosted one 1: the boost goes first.
     let plain_job = queue_untaken_job(&app, &plain, label, chrono::Duration::minutes(2)).await;
     let boosted_job = queue_untaken_job(&app, &boosted, label, chrono::Duration::minutes(1)).await;
+    let both_waiting = |a: i64, b: i64| {
+        move || {
+            let (a, b) = (state_of(a), state_of(b));
+            async move { a.await == "waiting" && b.await == "waiting" }
+        }
+    };
     eventually_within(
         30,
-        "the boosted job admitted, the plain one waiting",
-        || {
-            let db = db.clone();
-            async move {
-                job_admission(&db, boosted_job).await.1 == "admitted"
-                    && job_admission(&db, plain_job).await.1 == "waiting"
-            }
-        },
+        "both waiting for capacity",
+        both_waiting(plain_job, boosted_job),
     )
     .await;
+    cancel_waiting_job(&app, &plain, blocker, label).await;
+    eventually_within(30, "the boosted job admitted", || {
+        let state = state_of(boosted_job);
+        async move { state.await == "admitted" }
+    })
+    .await;
     assert_eq!(
-        job_admission(&db, plain_job).await.2.as_deref(),
-        Some("waiting for a runner: Tenki's capacity is busy (1st in line)")
+        job_admission(&db, plain_job).await,
+        (
+            "queued".to_owned(),
+            "waiting".to_owned(),
+            Some("waiting for a runner: Tenki's capacity is busy (1st in line)".to_owned())
+        )
     );
     // A second boosted job, queued now, still goes first (5 minutes' head start)…
     let second_boosted = queue_untaken_job(&app, &boosted, label, chrono::Duration::zero()).await;
+    eventually_within(
+        30,
+        "the second boosted job waiting",
+        both_waiting(plain_job, second_boosted),
+    )
+    .await;
     cancel_waiting_job(&app, &boosted, boosted_job, label).await;
     eventually_within(30, "the next boosted job admitted", || {
-        let db = db.clone();
-        async move { job_admission(&db, second_boosted).await.1 == "admitted" }
+        let state = state_of(second_boosted);
+        async move { state.await == "admitted" }
     })
     .await;
     assert_eq!(job_admission(&db, plain_job).await.1, "waiting");
@@ -669,10 +696,11 @@ async fn a_boosted_workspace_starts_first_when_capacity_is_short_and_aging_preve
     let starving = queue_untaken_job(&app, &plain, label, chrono::Duration::minutes(9)).await;
     let third_boosted =
         queue_untaken_job(&app, &boosted, label, chrono::Duration::minutes(1)).await;
+    eventually_within(30, "both waiting", both_waiting(starving, third_boosted)).await;
     cancel_waiting_job(&app, &boosted, second_boosted, label).await;
     eventually_within(30, "the long-waiting plain job admitted", || {
-        let db = db.clone();
-        async move { job_admission(&db, starving).await.1 == "admitted" }
+        let state = state_of(starving);
+        async move { state.await == "admitted" }
     })
     .await;
     assert_eq!(job_admission(&db, third_boosted).await.1, "waiting");

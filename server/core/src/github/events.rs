@@ -294,9 +294,7 @@ async fn workflow_job(
         return Ok(processed);
     };
     // Only a job that ran on a runner Tenki started for this workspace is billed (SPEC §6).
-    let mut conn = db.acquire().await?;
-    if !runners::is_tenkis(&mut conn, workspace_id, runner_name).await? {
-        drop(conn);
+    if !runners::is_tenkis(db, workspace_id, runner_name).await? {
         let reason = format!("not billed: it ran on a runner Tenki did not start ({runner_name})");
         mark_not_billed(db, key, &reason).await?;
         return Ok(Processed::Job {
@@ -305,7 +303,6 @@ async fn workflow_job(
             not_billed_reason: Some(reason),
         });
     }
-    drop(conn);
     let finished = FinishedJob {
         workspace_id,
         key,

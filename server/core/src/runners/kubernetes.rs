@@ -431,10 +431,6 @@ impl Provisioner for Kubernetes {
                 name,
                 workspace_id,
                 has_pod: pod.is_some(),
-                running: pod
-                    .and_then(|p| p.status.as_ref())
-                    .and_then(|s| s.phase.as_deref())
-                    == Some("Running"),
                 succeeded,
                 failure,
                 created_at,

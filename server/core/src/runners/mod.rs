@@ -72,7 +72,6 @@ pub struct ObservedRunner {
     pub name: String,
     pub workspace_id: Option<Uuid>,
     pub has_pod: bool,
-    pub running: bool,
     pub succeeded: bool,
     pub failure: Option<PodFailure>,
     pub created_at: Option<DateTime<Utc>>,
@@ -217,6 +216,13 @@ pub async fn provision<P: Provisioner>(
     if job.admission != "admitted" || !matches!(job.status.as_str(), "waiting" | "queued") {
         return Ok(Provisioned::NotNeeded);
     }
+    let (account_login, account_type) = if job.account_login.is_empty() {
+        // Linked before its `installation` delivery arrived: ask GitHub whose it is.
+        account_of(db, github, job.installation_id).await?
+    } else {
+        (job.account_login.clone(), job.account_type.clone())
+    };
+    let scope = github_scope(&account_type, &account_login, &job.repository);
     // The runner asked for this job before, if one is still on its way.
     let existing: Option<(String, String, i32)> = sqlx::query_as(
         "SELECT name, state, try FROM runners
@@ -253,7 +259,7 @@ pub async fn provision<P: Provisioner>(
             .bind(job.installation_id)
             .bind(&job.label)
             .bind(kubernetes::namespace_of(job.workspace_id))
-            .bind(String::new())
+            .bind(&scope)
             .bind(key.github_job_id)
             .bind(key.run_attempt)
             .bind(try_number)
@@ -263,22 +269,10 @@ pub async fn provision<P: Provisioner>(
             name
         }
     };
-    let (account_login, account_type) = if job.account_login.is_empty() {
-        // Linked before its `installation` delivery arrived: ask GitHub whose it is.
-        account_of(db, github, job.installation_id).await?
-    } else {
-        (job.account_login.clone(), job.account_type.clone())
-    };
-    let scope = github_scope(&account_type, &account_login, &job.repository);
     let namespace = provisioner
         .prepare_workspace(job.workspace_id)
         .await
         .context("preparing the workspace's namespace")?;
-    sqlx::query("UPDATE runners SET github_scope = $2 WHERE name = $1 AND github_scope = ''")
-        .bind(&name)
-        .bind(&scope)
-        .execute(db)
-        .await?;
     let spec = RunnerSpec {
         name: name.clone(),
         namespace,
@@ -636,7 +630,7 @@ pub async fn remove<P: Provisioner>(
 /// Is `runner_name` a runner Tenki started for `workspace_id`? Only jobs that ran on one are
 /// billed (SPEC §6).
 pub async fn is_tenkis(
-    db: &mut sqlx::PgConnection,
+    db: &PgPool,
     workspace_id: Uuid,
     runner_name: &str,
 ) -> Result<bool, sqlx::Error> {

@@ -20,6 +20,10 @@ pub const IDLE_LIMIT: chrono::Duration = chrono::Duration::minutes(5);
 /// (a crash between admission and provisioning, or a lost task).
 const PROVISIONING_GRACE: chrono::Duration = chrono::Duration::minutes(1);
 
+/// A runner's Job that has no pod this long after it was created could not get one (the
+/// namespace's quota, or an admission webhook of the cluster refused it).
+const NO_POD_LIMIT: chrono::Duration = chrono::Duration::minutes(2);
+
 /// Advisory lock id of a reconcile pass ("tenki-reaper").
 const REAPER_LOCK: i64 = 0x7465_6e6b_6972_6561;
 
@@ -136,6 +140,12 @@ async fn pass<P: Provisioner>(
                 }
             }
             "starting" | "requested" => {
+                let no_pod = seen.is_some_and(|s| {
+                    !s.has_pod && s.created_at.is_some_and(|at| at < now - NO_POD_LIMIT)
+                });
+                let vanished = runner.state == "starting"
+                    && seen.is_none()
+                    && runner.created_at < now - PROVISIONING_GRACE;
                 if let Some(failure) = seen.and_then(|s| s.failure.clone()) {
                     super::runner_failed(
                         db,
@@ -146,6 +156,14 @@ async fn pass<P: Provisioner>(
                         now,
                     )
                     .await?;
+                    report.failed.push(runner.name.clone());
+                } else if no_pod || vanished {
+                    let reason = if no_pod {
+                        "Kubernetes started no pod for it (the namespace's quota?)"
+                    } else {
+                        "its Kubernetes objects disappeared"
+                    };
+                    super::runner_failed(db, &runner.name, key, reason, false, now).await?;
                     report.failed.push(runner.name.clone());
                 } else if runner.state == "requested"
                     && runner.created_at < now - PROVISIONING_GRACE
@@ -197,6 +215,7 @@ async fn pass<P: Provisioner>(
         tracing::warn!(
             runner = orphan.name,
             namespace = orphan.namespace,
+            workspace = ?orphan.workspace_id,
             "orphaned runner removed"
         );
         metrics::counter!("runner_orphans_removed_total").increment(1);
