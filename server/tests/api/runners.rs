@@ -1074,3 +1074,71 @@ async fn kubectl_style_discovery_and_listing_answer_like_kubernetes(db: PgPool) 
         .expect("JSON");
     assert_eq!(pods["kind"], "PodList");
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_runner_github_never_registers_ends_with_a_reason_after_three_tries(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let mut customer = customer(&app, "gone-org").await;
+    // An installation Tenki knows and GitHub no longer does: every registration is refused.
+    customer.installation_id = 987_654_321;
+    sqlx::query(
+        "INSERT INTO github_installations VALUES ($1, 'gone-org', 'Organization', $2, 'active', now())",
+    )
+    .bind(customer.installation_id)
+    .bind(customer.workspace_id)
+    .execute(&db)
+    .await
+    .expect("installation");
+    let id = queue_untaken_job(
+        &app,
+        &customer,
+        "tenki-standard-2c",
+        chrono::Duration::zero(),
+    )
+    .await;
+    for attempt in 1..=3 {
+        eventually_within(30, "a runner asked for", || {
+            let db = db.clone();
+            async move {
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT count(*) FROM runners WHERE state = 'requested'",
+                )
+                .fetch_one(&db)
+                .await
+                .expect("count")
+                    == 1
+            }
+        })
+        .await;
+        reaper::reconcile(
+            &db,
+            &app.core.github,
+            &app.core.kubernetes,
+            Utc::now() + chrono::Duration::minutes(11),
+        )
+        .await
+        .expect("reconcile");
+        let failures: i32 =
+            sqlx::query_scalar("SELECT runner_failures FROM github_jobs WHERE github_job_id = $1")
+                .bind(id)
+                .fetch_one(&db)
+                .await
+                .expect("job");
+        assert_eq!(failures, attempt);
+        sqlx::query(
+            "UPDATE graphile_worker._private_jobs SET run_at = now() WHERE key LIKE 'provision:%'",
+        )
+        .execute(&db)
+        .await
+        .expect("no waiting");
+    }
+    let (status, admission, reason) = job_admission(&db, id).await;
+    assert_eq!((status.as_str(), admission.as_str()), ("queued", "done"));
+    assert_eq!(
+        reason.as_deref(),
+        Some(
+            "could not start a runner: it could not be registered on GitHub and started within 10 minutes"
+        )
+    );
+    assert_eq!(count(&db, SLOTS, customer.workspace_id).await, 0);
+}

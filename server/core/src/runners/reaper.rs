@@ -20,6 +20,11 @@ pub const IDLE_LIMIT: chrono::Duration = chrono::Duration::minutes(5);
 /// (a crash between admission and provisioning, or a lost task).
 const PROVISIONING_GRACE: chrono::Duration = chrono::Duration::minutes(1);
 
+/// A runner still not registered on GitHub and started this long after it was asked for counts as
+/// a failed start (GitHub refuses the installation, or Kubernetes keeps refusing): after
+/// [`super::MAX_RUNNER_FAILURES`] the job says so instead of retrying forever.
+const REGISTRATION_LIMIT: chrono::Duration = chrono::Duration::minutes(10);
+
 /// A runner's Job that has no pod this long after it was created could not get one (the
 /// namespace's quota, or an admission webhook of the cluster refused it).
 const NO_POD_LIMIT: chrono::Duration = chrono::Duration::minutes(2);
@@ -146,6 +151,8 @@ async fn pass<P: Provisioner>(
                 let vanished = runner.state == "starting"
                     && seen.is_none()
                     && runner.created_at < now - PROVISIONING_GRACE;
+                let stuck =
+                    runner.state == "requested" && runner.created_at < now - REGISTRATION_LIMIT;
                 if let Some(failure) = seen.and_then(|s| s.failure.clone()) {
                     super::runner_failed(
                         db,
@@ -157,11 +164,13 @@ async fn pass<P: Provisioner>(
                     )
                     .await?;
                     report.failed.push(runner.name.clone());
-                } else if no_pod || vanished {
+                } else if no_pod || vanished || stuck {
                     let reason = if no_pod {
                         "Kubernetes started no pod for it (the namespace's quota?)"
-                    } else {
+                    } else if vanished {
                         "its Kubernetes objects disappeared"
+                    } else {
+                        "it could not be registered on GitHub and started within 10 minutes"
                     };
                     super::runner_failed(db, &runner.name, key, reason, false, now).await?;
                     report.failed.push(runner.name.clone());
