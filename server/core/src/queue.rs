@@ -65,6 +65,33 @@ pub async fn enqueue(db: &mut sqlx::PgConnection, job: NewJob<'_>) -> Result<(),
     Ok(())
 }
 
+/// Adds one `task` job per (payload, job key) of `jobs` in one statement (graphile_worker's
+/// `add_jobs`), each with `max_attempts`; pass a transaction as for [`enqueue`].
+pub async fn enqueue_all(
+    db: &mut sqlx::PgConnection,
+    task: &'static str,
+    jobs: &[(serde_json::Value, String)],
+    max_attempts: i16,
+) -> Result<(), sqlx::Error> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let payloads: Vec<&serde_json::Value> = jobs.iter().map(|(payload, _)| payload).collect();
+    let keys: Vec<&str> = jobs.iter().map(|(_, key)| key.as_str()).collect();
+    sqlx::query(
+        "SELECT graphile_worker.add_jobs(array_agg(
+             ROW($1, payload, NULL, NULL, $4::smallint, job_key, NULL, NULL)::graphile_worker.job_spec))
+         FROM unnest($2::json[], $3::text[]) AS j(payload, job_key)",
+    )
+    .bind(task)
+    .bind(&payloads)
+    .bind(&keys)
+    .bind(max_attempts)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 fn core_of(ctx: &WorkerContext) -> Result<&Core, String> {
     ctx.get_ext::<Core>()
         .ok_or_else(|| "the worker has no Core extension".to_owned())

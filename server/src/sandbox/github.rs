@@ -645,6 +645,10 @@ impl GitHubDouble {
             )
             .route("/login/oauth/access_token", post(exchange_code))
             .route("/sample-workflow", post(sample_workflow))
+            .route(
+                "/switches/runner-names-taken",
+                post(switch_runner_names_taken),
+            )
             .nest("/api", api)
             .with_state(self.clone())
     }
@@ -1389,6 +1393,23 @@ async fn install(State(double): State<GitHubDouble>, Form(form): Form<InstallFor
         }
     };
     Redirect::to(&double.setup_url(id, action, &code, &form.state)).into_response()
+}
+
+/// `on=true|false`: a sandbox switch.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Switch {
+    pub(crate) on: bool,
+}
+
+/// Sandbox switch: `POST /sandbox/github/switches/runner-names-taken?on=true` makes GitHub answer
+/// 409 "already exists" once for every new runner name (Tenki deletes the stale one and registers
+/// again).
+async fn switch_runner_names_taken(
+    State(double): State<GitHubDouble>,
+    Query(switch): Query<Switch>,
+) -> Response {
+    double.set_runner_names_taken(switch.on);
+    (StatusCode::OK, format!("runner names taken: {}", switch.on)).into_response()
 }
 
 #[derive(Debug, Deserialize)]

@@ -214,6 +214,10 @@ impl KubernetesDouble {
     pub fn router(&self) -> Router {
         Router::new()
             .route("/version", get(version))
+            .route(
+                "/switches/fail-image-pulls",
+                axum::routing::post(switch_fail_image_pulls),
+            )
             .route("/api", get(core_versions))
             .route("/apis", get(groups))
             .route("/api/v1", get(core_resources))
@@ -589,6 +593,16 @@ fn base64_decode(text: &str) -> Option<String> {
         .decode(text)
         .ok()?;
     String::from_utf8(bytes).ok()
+}
+
+/// Sandbox switch: `POST /sandbox/kubernetes/switches/fail-image-pulls?on=true` makes every new
+/// pod fail to pull its image (Tenki retries with new runners, then the job says why).
+async fn switch_fail_image_pulls(
+    State(cluster): State<KubernetesDouble>,
+    Query(switch): Query<super::github::Switch>,
+) -> Response {
+    cluster.set_fail_image_pulls(switch.on);
+    (StatusCode::OK, format!("image pulls fail: {}", switch.on)).into_response()
 }
 
 async fn version() -> Json<Value> {
