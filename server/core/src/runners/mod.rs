@@ -590,13 +590,16 @@ pub async fn remove<P: Provisioner>(
     why: Removal,
     now: DateTime<Utc>,
 ) -> anyhow::Result<bool> {
-    let runner: Option<(String, i64, String, Option<i64>, String)> = sqlx::query_as(
-        "SELECT state, installation_id, github_scope, github_runner_id, namespace FROM runners WHERE name = $1",
+    let runner: Option<(String, i64, String, Option<i64>, String, i64, i32)> = sqlx::query_as(
+        "SELECT state, installation_id, github_scope, github_runner_id, namespace, github_job_id, run_attempt
+         FROM runners WHERE name = $1",
     )
     .bind(name)
     .fetch_optional(db)
     .await?;
-    let Some((state, installation_id, scope, github_runner_id, namespace)) = runner else {
+    let Some((state, installation_id, scope, github_runner_id, namespace, job_id, attempt)) =
+        runner
+    else {
         return Ok(false);
     };
     if state == "deleted" {
@@ -624,6 +627,30 @@ pub async fn remove<P: Provisioner>(
     .execute(db)
     .await?;
     tracing::info!(runner = name, ?why, "runner removed");
+    if why == Removal::Idle {
+        // Its job may have been admitted again meanwhile (a slot moved away and back), and found
+        // this runner still "on its way": it needs one now, not at the next reconcile.
+        let key = JobKey {
+            github_job_id: job_id,
+            run_attempt: attempt,
+        };
+        let needs_runner: bool = sqlx::query_scalar(
+            "SELECT j.admission = 'admitted' AND j.status IN ('waiting', 'queued')
+                    AND NOT EXISTS (SELECT 1 FROM runners r WHERE r.github_job_id = j.github_job_id
+                                      AND r.run_attempt = j.run_attempt AND r.state IN ('requested', 'starting')
+                                      AND r.ran_github_job_id IS NULL)
+             FROM github_jobs j WHERE j.github_job_id = $1 AND j.run_attempt = $2",
+        )
+        .bind(key.github_job_id)
+        .bind(key.run_attempt)
+        .fetch_optional(db)
+        .await?
+        .unwrap_or(false);
+        if needs_runner {
+            let mut conn = db.acquire().await?;
+            admission::enqueue_provisioning(&mut conn, key).await?;
+        }
+    }
     Ok(true)
 }
 
