@@ -579,6 +579,17 @@ pub async fn enqueue_removal(
     .await
 }
 
+#[derive(Debug, sqlx::FromRow)]
+struct RunnerToRemove {
+    state: String,
+    installation_id: i64,
+    github_scope: String,
+    github_runner_id: Option<i64>,
+    namespace: String,
+    github_job_id: i64,
+    run_attempt: i32,
+}
+
 /// Removes runner `name`: asks GitHub whether it is busy (a busy runner is kept unless
 /// [`Removal::Expired`]), deregisters it, deletes its Kubernetes objects. Returns whether it was
 /// removed.
@@ -590,15 +601,22 @@ pub async fn remove<P: Provisioner>(
     why: Removal,
     now: DateTime<Utc>,
 ) -> anyhow::Result<bool> {
-    let runner: Option<(String, i64, String, Option<i64>, String, i64, i32)> = sqlx::query_as(
+    let runner: Option<RunnerToRemove> = sqlx::query_as(
         "SELECT state, installation_id, github_scope, github_runner_id, namespace, github_job_id, run_attempt
          FROM runners WHERE name = $1",
     )
     .bind(name)
     .fetch_optional(db)
     .await?;
-    let Some((state, installation_id, scope, github_runner_id, namespace, job_id, attempt)) =
-        runner
+    let Some(RunnerToRemove {
+        state,
+        installation_id,
+        github_scope: scope,
+        github_runner_id,
+        namespace,
+        github_job_id: job_id,
+        run_attempt: attempt,
+    }) = runner
     else {
         return Ok(false);
     };
