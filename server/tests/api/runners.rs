@@ -304,6 +304,13 @@ async fn a_queued_job_runs_on_a_just_in_time_runner_that_is_then_removed(db: PgP
         Some(name.as_str()),
         "usage keeps the runner"
     );
+    let (_, metrics) = app.get("/metrics").await;
+    for line in [
+        "runner_provision_seconds_count 1",
+        "runner_online_seconds_count 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
     eventually_within(30, "the runner was removed everywhere", || {
         let db = db.clone();
         let kubernetes = app.kubernetes.clone();

@@ -248,23 +248,23 @@ async fn workflow_job(
     };
     // The job's place in admission and its runner (SPEC §4, §5).
     if let Some(workspace_id) = workspace_id {
-        let mut tx = db.begin().await?;
-        match row.status.as_str() {
-            "waiting" | "queued" if row.admission == "pending" => {
-                admission::request_pass(&mut tx).await?;
+        match (row.status.as_str(), row.runner_name.as_deref()) {
+            ("waiting" | "queued", _) if row.admission == "pending" => {
+                let mut conn = db.acquire().await?;
+                admission::request_pass(&mut conn).await?;
             }
-            "in_progress" => {
-                if let Some(runner_name) = &row.runner_name {
-                    runners::job_started(&mut tx, workspace_id, key, runner_name, now).await?;
-                }
+            ("in_progress", Some(runner_name)) => {
+                let mut tx = db.begin().await?;
+                runners::job_started(&mut tx, workspace_id, key, runner_name, now).await?;
+                tx.commit().await?;
             }
-            "completed" => {
-                runners::job_completed(&mut tx, workspace_id, key, row.runner_name.as_deref(), now)
-                    .await?;
+            ("completed", runner_name) => {
+                let mut tx = db.begin().await?;
+                runners::job_completed(&mut tx, workspace_id, key, runner_name, now).await?;
+                tx.commit().await?;
             }
             _ => {}
         }
-        tx.commit().await?;
     }
     let mut processed = Processed::Job {
         status: row.status.clone(),

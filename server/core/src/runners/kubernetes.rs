@@ -55,6 +55,9 @@ pub enum ClusterAccess {
 pub struct Kubernetes {
     client: Client,
     image: String,
+    /// Workspaces whose namespace, quota and network policy this process has made sure of: the
+    /// three calls are not repeated for every runner.
+    prepared: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<Uuid>>>,
 }
 
 impl std::fmt::Debug for Kubernetes {
@@ -99,7 +102,16 @@ impl Kubernetes {
         Self {
             client,
             image: image.to_owned(),
+            prepared: std::sync::Arc::default(),
         }
+    }
+}
+
+impl Kubernetes {
+    fn prepared(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<Uuid>> {
+        self.prepared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -314,6 +326,9 @@ where
 impl Provisioner for Kubernetes {
     async fn prepare_workspace(&self, workspace_id: Uuid) -> Result<String, ProvisionError> {
         let namespace = namespace_of(workspace_id);
+        if self.prepared().contains(&workspace_id) {
+            return Ok(namespace);
+        }
         create_unless_exists(
             &Api::<Namespace>::all(self.client.clone()),
             &namespace_object(workspace_id),
@@ -332,6 +347,7 @@ impl Provisioner for Kubernetes {
             "creating the namespace's network policy",
         )
         .await?;
+        self.prepared().insert(workspace_id);
         Ok(namespace)
     }
 
@@ -351,7 +367,13 @@ impl Provisioner for Kubernetes {
                 .get(&spec.name)
                 .await
                 .map_err(|e| refusal("reading the runner's Job", e))?,
-            Err(e) => return Err(refusal("creating the runner's Job", e)),
+            Err(e) => {
+                if not_found(&e) {
+                    // The namespace was deleted behind this process's back: make it again next time.
+                    self.prepared().remove(&spec.workspace_id);
+                }
+                return Err(refusal("creating the runner's Job", e));
+            }
         };
         let uid = job.metadata.uid.unwrap_or_default();
         create_unless_exists(
@@ -360,6 +382,14 @@ impl Provisioner for Kubernetes {
             "creating the runner's Secret",
         )
         .await
+    }
+
+    async fn runner_exists(&self, namespace: &str, name: &str) -> Result<bool, ProvisionError> {
+        Api::<Job>::namespaced(self.client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .map(|job| job.is_some())
+            .map_err(|e| refusal("reading the runner's Job", e))
     }
 
     async fn delete_runner(&self, namespace: &str, name: &str) -> Result<(), ProvisionError> {

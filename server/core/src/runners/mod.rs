@@ -105,6 +105,12 @@ pub trait Provisioner: Send + Sync {
         spec: &RunnerSpec,
         jit_config: &SecretString,
     ) -> impl Future<Output = Result<(), ProvisionError>> + Send;
+    /// Whether the runner's objects exist.
+    fn runner_exists(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<bool, ProvisionError>> + Send;
     /// Deletes the runner's objects (gone already is fine).
     fn delete_runner(
         &self,
@@ -289,11 +295,9 @@ pub async fn provision<P: Provisioner>(
                 // its Kubernetes objects exist, else delete the registration and register again.
                 let found = find_by_name(github, job.installation_id, &scope, &name).await?;
                 let has_objects = provisioner
-                    .observe()
+                    .runner_exists(&spec.namespace, &name)
                     .await
-                    .context("looking for the runner's objects")?
-                    .iter()
-                    .any(|o| o.name == name);
+                    .context("looking for the runner's objects")?;
                 match found {
                     Some(runner) if has_objects || runner.busy => (runner, None, true),
                     Some(runner) => {
@@ -688,6 +692,15 @@ pub async fn is_tenkis(
     .await
 }
 
+#[derive(Debug, sqlx::FromRow)]
+struct StartedRunner {
+    github_job_id: i64,
+    run_attempt: i32,
+    label: String,
+    first_online: bool,
+    queued_at: Option<DateTime<Utc>>,
+}
+
 /// GitHub says job `key` started on `runner_name`: the runner is running, and if it was asked
 /// for another job, the slot follows it.
 pub async fn job_started(
@@ -697,49 +710,38 @@ pub async fn job_started(
     runner_name: &str,
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    let runner: Option<(i64, i32, String, Option<DateTime<Utc>>)> = sqlx::query_as(
-        "UPDATE runners r SET state = CASE WHEN r.state IN ('requested', 'starting') THEN 'running' ELSE r.state END,
-                ran_github_job_id = $3, updated_at = $4
-         FROM runners old
-         WHERE r.name = $1 AND r.workspace_id = $2 AND old.name = r.name AND r.state <> 'deleted'
-         RETURNING r.github_job_id, r.run_attempt, r.label, old.online_at",
+    // `online_at` equals `now` afterwards only when this is the runner's first job delivery.
+    let runner: Option<StartedRunner> = sqlx::query_as(
+        "UPDATE runners SET state = CASE WHEN state IN ('requested', 'starting') THEN 'running' ELSE state END,
+                ran_github_job_id = $3, online_at = coalesce(online_at, $4), updated_at = $4
+         WHERE name = $1 AND workspace_id = $2 AND state <> 'deleted'
+         RETURNING github_job_id, run_attempt, label, online_at = $4 AS first_online,
+                   (SELECT first_delivery_at FROM github_jobs
+                    WHERE github_job_id = $3 AND run_attempt = $5) AS queued_at",
     )
     .bind(runner_name)
     .bind(workspace_id)
     .bind(key.github_job_id)
     .bind(now)
+    .bind(key.run_attempt)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((job_id, attempt, label, online_at)) = runner else {
+    let Some(runner) = runner else {
         return Ok(());
     };
-    if online_at.is_none() {
-        sqlx::query("UPDATE runners SET online_at = $2 WHERE name = $1")
-            .bind(runner_name)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        let queued_at: Option<DateTime<Utc>> = sqlx::query_scalar(
-            "SELECT first_delivery_at FROM github_jobs WHERE github_job_id = $1 AND run_attempt = $2",
-        )
-        .bind(key.github_job_id)
-        .bind(key.run_attempt)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(queued_at) = queued_at {
-            let seconds = (now - queued_at).num_milliseconds().max(0) as f64 / 1000.0;
-            metrics::histogram!("runner_online_seconds").record(seconds);
-        }
+    if let (true, Some(queued_at)) = (runner.first_online, runner.queued_at) {
+        let seconds = (now - queued_at).num_milliseconds().max(0) as f64 / 1000.0;
+        metrics::histogram!("runner_online_seconds").record(seconds);
     }
     admission::slot_follows_runner(
         tx,
         key,
         JobKey {
-            github_job_id: job_id,
-            run_attempt: attempt,
+            github_job_id: runner.github_job_id,
+            run_attempt: runner.run_attempt,
         },
         workspace_id,
-        &label,
+        &runner.label,
         now,
     )
     .await

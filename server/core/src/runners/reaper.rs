@@ -120,12 +120,7 @@ async fn pass<P: Provisioner>(
     )
     .fetch_all(db)
     .await?;
-    let known: HashSet<String> =
-        sqlx::query_scalar("SELECT name FROM runners WHERE state <> 'deleted'")
-            .fetch_all(db)
-            .await?
-            .into_iter()
-            .collect();
+    let known: HashSet<&str> = recorded.iter().map(|r| r.name.as_str()).collect();
 
     for runner in &recorded {
         let key = JobKey {
@@ -216,7 +211,7 @@ async fn pass<P: Provisioner>(
     }
 
     // Objects with Tenki's labels and no record: from before a restart, or a lost update.
-    for orphan in observed.iter().filter(|o| !known.contains(&o.name)) {
+    for orphan in observed.iter().filter(|o| !known.contains(o.name.as_str())) {
         provisioner
             .delete_runner(&orphan.namespace, &orphan.name)
             .await
