@@ -2,6 +2,7 @@
 //! `ssr` it renders on the server and reaches `tenki-core`; with `hydrate` it compiles to WASM.
 
 pub mod auth;
+pub mod billing;
 pub mod dashboard;
 pub mod error;
 pub mod github;
@@ -20,6 +21,7 @@ use leptos_router::{SsrMode, path};
 pub use server::ServerContext;
 
 use crate::auth::{SignInPage, SignUpPage};
+use crate::billing::BillingPage;
 use crate::dashboard::{ComingSoon, DashboardLayout, OverviewPage};
 use crate::github::GitHubConnectedPage;
 use crate::jobs::JobsPage;
@@ -64,7 +66,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("jobs") view=JobsPage ssr=SsrMode::Async/>
                     <Route path=path!("usage") view=UsagePage ssr=SsrMode::Async/>
                     <Route path=path!("add-ons") view=|| view! { <ComingSoon title="Add-ons"/> } ssr=SsrMode::Async/>
-                    <Route path=path!("billing") view=|| view! { <ComingSoon title="Billing"/> } ssr=SsrMode::Async/>
+                    <Route path=path!("billing") view=BillingPage ssr=SsrMode::Async/>
                     <Route path=path!("settings") view=|| view! { <ComingSoon title="Settings"/> } ssr=SsrMode::Async/>
                 </ParentRoute>
             </Routes>

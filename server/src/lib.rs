@@ -2,6 +2,7 @@
 //! metrics) and graceful shutdown. The business lives in `tenki-core`; the pages in `app`.
 
 pub mod admin;
+pub mod billing;
 pub mod exports;
 pub mod extract;
 pub mod github_connect;
@@ -42,6 +43,19 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// `/metrics` answers only with this bearer token; `None` (the sandbox): open.
     pub metrics_token: Option<secrecy::SecretString>,
+    /// Verifies Stripe's webhook events.
+    pub stripe_webhook_secret: secrecy::SecretString,
+    /// Where customers reach this server (`TENKI_PUBLIC_URL`): Stripe sends browsers back there.
+    pub public_url: String,
+}
+
+/// The doubles a sandbox server serves, each `None` when the real service is configured (and
+/// all of them in production).
+#[derive(Debug, Clone, Default)]
+pub struct Doubles {
+    pub github: Option<sandbox::github::GitHubDouble>,
+    pub kubernetes: Option<sandbox::kubernetes::KubernetesDouble>,
+    pub stripe: Option<sandbox::stripe::StripeDouble>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -75,6 +89,8 @@ pub async fn connect_on(db: tenki_core::PgPool, settings: &Settings) -> anyhow::
     let ledger = open_ledger(settings).await?;
     let github = tenki_core::github::client::GitHubApp::new(settings.github_app_config()?)
         .context("configuring the GitHub App client")?;
+    let stripe = tenki_core::billing::stripe::Stripe::new(&settings.stripe_config())
+        .context("configuring the Stripe client (TENKI_STRIPE_SECRET_KEY, TENKI_STRIPE_API_URL)")?;
     let kubernetes = tenki_core::runners::kubernetes::Kubernetes::connect(
         &settings.cluster_access(),
         &settings.runner_image,
@@ -85,6 +101,7 @@ pub async fn connect_on(db: tenki_core::PgPool, settings: &Settings) -> anyhow::
         db,
         ledger,
         github,
+        stripe,
         kubernetes,
         capacity: settings.capacity,
     })
@@ -137,6 +154,8 @@ pub struct Application {
     pub github_double: Option<sandbox::github::GitHubDouble>,
     /// The Kubernetes double, in the sandbox.
     pub kubernetes_double: Option<sandbox::kubernetes::KubernetesDouble>,
+    /// The Stripe double, in the sandbox.
+    pub stripe_double: Option<sandbox::stripe::StripeDouble>,
     /// Tells the worker to stop (it finishes the tasks it is running).
     stop_worker: tokio::sync::watch::Sender<bool>,
 }
@@ -176,11 +195,21 @@ impl Application {
         let kubernetes_double = reachable
             .kubernetes_sandbox()
             .then(|| sandbox::kubernetes::KubernetesDouble::new(github_double.clone()));
+        let stripe_double = reachable.stripe_sandbox().then(|| {
+            sandbox::stripe::StripeDouble::new(
+                &reachable.sandbox_stripe_url(),
+                reachable_at,
+                reachable.stripe_webhook_secret.clone(),
+            )
+        });
         let router = router(
-            settings,
+            &reachable,
             core.clone(),
-            github_double.clone(),
-            kubernetes_double.clone(),
+            Doubles {
+                github: github_double.clone(),
+                kubernetes: kubernetes_double.clone(),
+                stripe: stripe_double.clone(),
+            },
         );
         Ok(Self {
             core,
@@ -188,19 +217,15 @@ impl Application {
             worker,
             github_double,
             kubernetes_double,
+            stripe_double,
             stop_worker,
         })
     }
 }
 
-/// The whole HTTP surface of Tenki; with `sandbox_github` and `sandbox_kubernetes`, the doubles
-/// too, under [`settings::SANDBOX_GITHUB_PATH`] and [`settings::SANDBOX_KUBERNETES_PATH`].
-pub fn router(
-    settings: &Settings,
-    core: Core,
-    sandbox_github: Option<sandbox::github::GitHubDouble>,
-    sandbox_kubernetes: Option<sandbox::kubernetes::KubernetesDouble>,
-) -> Router {
+/// The whole HTTP surface of Tenki, with the `doubles` given under [`settings::SANDBOX_GITHUB_PATH`],
+/// [`settings::SANDBOX_KUBERNETES_PATH`] and [`settings::SANDBOX_STRIPE_PATH`].
+pub fn router(settings: &Settings, core: Core, doubles: Doubles) -> Router {
     let leptos_options = LeptosOptions::builder()
         .output_name(BUNDLE_NAME)
         .site_root(settings.site_root.to_string_lossy().into_owned())
@@ -213,7 +238,7 @@ pub fn router(
         secure_cookies: settings.secure_cookies(),
         github_webhook_secret: settings.github_webhook_secret.clone(),
         state_key: settings.secret_key.clone(),
-        sandbox_github: sandbox_github.is_some(),
+        sandbox_github: doubles.github.is_some(),
         trusted_proxies: settings.trusted_proxies.clone(),
         sign_ups_per_address: settings.sign_ups_per_address,
     };
@@ -223,6 +248,8 @@ pub fn router(
         context: context.clone(),
         metrics: telemetry::metrics_handle(),
         metrics_token: settings.metrics_token.clone(),
+        stripe_webhook_secret: settings.stripe_webhook_secret.clone(),
+        public_url: settings.public_url.trim_end_matches('/').to_owned(),
     };
     let routes = generate_route_list(app::App);
     let provide = {
@@ -242,6 +269,7 @@ pub fn router(
     // Webhooks carry up to 25 MB; everything else is held to TENKI_MAX_BODY_BYTES.
     let webhooks = Router::new()
         .route("/webhooks/github", post(webhooks::github))
+        .route("/webhooks/stripe", post(webhooks::stripe))
         .layer(DefaultBodyLimit::max(webhooks::MAX_DELIVERY_BYTES));
     let pages = Router::new()
         .route("/healthz", get(health::healthz))
@@ -251,6 +279,9 @@ pub fn router(
         .route("/usage/export.csv", get(exports::usage_csv))
         .route("/github/connect", get(github_connect::connect))
         .route("/github/setup", get(github_connect::setup))
+        .route("/billing/add-card", post(billing::add_card))
+        .route("/billing/card-added", get(billing::card_added))
+        .route("/billing/manage", post(billing::manage))
         .leptos_routes_with_context(&state, routes, provide.clone(), {
             let leptos_options = leptos_options.clone();
             move || app::shell(leptos_options.clone())
@@ -261,12 +292,16 @@ pub fn router(
         >(provide, app::shell))
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(RequestBodyLimitLayer::new(settings.max_body_bytes));
-    let pages = match sandbox_github {
+    let pages = match doubles.github {
         Some(double) => pages.nest_service(settings::SANDBOX_GITHUB_PATH, double.router()),
         None => pages,
     };
-    let pages = match sandbox_kubernetes {
+    let pages = match doubles.kubernetes {
         Some(double) => pages.nest_service(settings::SANDBOX_KUBERNETES_PATH, double.router()),
+        None => pages,
+    };
+    let pages = match doubles.stripe {
+        Some(double) => pages.nest_service(settings::SANDBOX_STRIPE_PATH, double.router()),
         None => pages,
     };
     let header_policy = security::HeaderPolicy {

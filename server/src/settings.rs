@@ -50,6 +50,11 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Stripe's secret key (`TENKI_STRIPE_SECRET_KEY`); unset means the Stripe sandbox.
     pub stripe_secret_key: Option<SecretString>,
+    /// Verifies Stripe's webhook events (`TENKI_STRIPE_WEBHOOK_SECRET`, the endpoint's `whsec_…`);
+    /// required with a real key.
+    pub stripe_webhook_secret: SecretString,
+    /// Stripe's API address (`TENKI_STRIPE_API_URL`); unset: Stripe's own.
+    pub stripe_api_url: Option<String>,
     /// The GitHub App's webhook secret (`TENKI_GITHUB_WEBHOOK_SECRET`); required with a real App.
     pub github_webhook_secret: SecretString,
     /// Background tasks run at once by this replica (`TENKI_WORKER_CONCURRENCY`).
@@ -94,6 +99,13 @@ pub const SANDBOX_GITHUB_PATH: &str = "/sandbox/github";
 
 /// Where the sandbox serves its Kubernetes double.
 pub const SANDBOX_KUBERNETES_PATH: &str = "/sandbox/kubernetes";
+
+/// Where the sandbox's Stripe double is served.
+pub const SANDBOX_STRIPE_PATH: &str = "/sandbox/stripe";
+
+/// The Stripe webhook secret of the sandbox (the double signs its events with it). Public on
+/// purpose, and refused in production.
+pub const SANDBOX_STRIPE_WEBHOOK_SECRET: &str = "whsec_tenki_sandbox";
 
 /// The runner image when `TENKI_RUNNER_IMAGE` is unset (actions-runner-controller's).
 pub const DEFAULT_RUNNER_IMAGE: &str = "ghcr.io/actions/actions-runner:2.329.0";
@@ -174,6 +186,14 @@ impl Settings {
         }
         let github_app_id = optional("TENKI_GITHUB_APP_ID");
         let github_webhook_secret = optional("TENKI_GITHUB_WEBHOOK_SECRET");
+        let stripe_secret_key = optional("TENKI_STRIPE_SECRET_KEY").map(SecretString::from);
+        let stripe_webhook_secret = optional("TENKI_STRIPE_WEBHOOK_SECRET");
+        if stripe_secret_key.is_some() && stripe_webhook_secret.is_none() {
+            return Err(SettingsError {
+                name: "TENKI_STRIPE_WEBHOOK_SECRET",
+                problem: "required with TENKI_STRIPE_SECRET_KEY: the webhook endpoint's signing secret (whsec_…)".to_owned(),
+            });
+        }
         let required = |name: &'static str, what: &str| {
             optional(name).ok_or_else(|| SettingsError {
                 name,
@@ -234,7 +254,11 @@ impl Settings {
                 github_webhook_secret.unwrap_or_else(|| SANDBOX_WEBHOOK_SECRET.to_owned()),
             ),
             worker_concurrency: parse_setting(&get, "TENKI_WORKER_CONCURRENCY", "4")?,
-            stripe_secret_key: optional("TENKI_STRIPE_SECRET_KEY").map(SecretString::from),
+            stripe_secret_key,
+            stripe_webhook_secret: SecretString::from(
+                stripe_webhook_secret.unwrap_or_else(|| SANDBOX_STRIPE_WEBHOOK_SECRET.to_owned()),
+            ),
+            stripe_api_url: optional("TENKI_STRIPE_API_URL"),
             github_app,
             secret_key: SecretString::from(get("TENKI_SECRET_KEY", SANDBOX_SECRET_KEY)),
             kubeconfig: optional("TENKI_KUBECONFIG").map(|path| PathBuf::from(path.trim())),
@@ -300,6 +324,36 @@ impl Settings {
         }
     }
 
+    /// The Stripe Tenki talks to: the real API with `TENKI_STRIPE_SECRET_KEY`, or in the sandbox
+    /// the double served under [`SANDBOX_STRIPE_PATH`].
+    pub fn stripe_config(&self) -> tenki_core::billing::stripe::StripeConfig {
+        use tenki_core::billing::stripe::StripeConfig;
+        match &self.stripe_secret_key {
+            Some(key) => StripeConfig {
+                secret_key: key.clone(),
+                api_base: self.stripe_api_url.clone(),
+            },
+            None => StripeConfig {
+                secret_key: SecretString::from(crate::sandbox::stripe::SECRET_KEY),
+                api_base: Some(self.sandbox_stripe_url()),
+            },
+        }
+    }
+
+    /// Where the Stripe double answers on this server.
+    pub fn sandbox_stripe_url(&self) -> String {
+        format!(
+            "{}{SANDBOX_STRIPE_PATH}",
+            self.public_url.trim_end_matches('/')
+        )
+    }
+
+    /// True while no Stripe key is configured, in sandbox mode: the Stripe double answers
+    /// instead. Never in production (which requires the key).
+    pub fn stripe_sandbox(&self) -> bool {
+        self.mode == Mode::Sandbox && self.stripe_secret_key.is_none()
+    }
+
     /// True while the Kubernetes double stands in for a cluster. Never in production.
     pub fn kubernetes_sandbox(&self) -> bool {
         self.mode == Mode::Sandbox && self.kubeconfig.is_none()
@@ -327,7 +381,7 @@ impl Settings {
 fn check_production(
     optional: &impl Fn(&'static str) -> Option<String>,
 ) -> Result<(), SettingsError> {
-    const REQUIRED: [(&str, &str); 10] = [
+    const REQUIRED: [(&str, &str); 11] = [
         ("TENKI_GITHUB_APP_ID", "the GitHub App's id"),
         ("TENKI_GITHUB_APP_SLUG", "the GitHub App's URL name"),
         (
@@ -345,6 +399,10 @@ fn check_production(
         ),
         ("TENKI_STRIPE_SECRET_KEY", "Stripe's secret key"),
         (
+            "TENKI_STRIPE_WEBHOOK_SECRET",
+            "the Stripe webhook endpoint's signing secret",
+        ),
+        (
             "TENKI_SECRET_KEY",
             "a long random secret that signs onboarding links",
         ),
@@ -361,6 +419,8 @@ fn check_production(
     }
     let sandbox_values = [
         ("TENKI_SECRET_KEY", SANDBOX_SECRET_KEY),
+        ("TENKI_STRIPE_WEBHOOK_SECRET", SANDBOX_STRIPE_WEBHOOK_SECRET),
+        ("TENKI_STRIPE_SECRET_KEY", crate::sandbox::stripe::SECRET_KEY),
         ("TENKI_GITHUB_WEBHOOK_SECRET", SANDBOX_WEBHOOK_SECRET),
         (
             "TENKI_GITHUB_CLIENT_SECRET",
@@ -526,6 +586,7 @@ mod tests {
                 "real webhook secret".to_owned(),
             ),
             ("TENKI_STRIPE_SECRET_KEY", "sk_live_real".to_owned()),
+            ("TENKI_STRIPE_WEBHOOK_SECRET", "whsec_real".to_owned()),
             (
                 "TENKI_SECRET_KEY",
                 "a long random production secret".to_owned(),
@@ -560,6 +621,7 @@ mod tests {
             "TENKI_GITHUB_APP_ID",
             "TENKI_GITHUB_WEBHOOK_SECRET",
             "TENKI_STRIPE_SECRET_KEY",
+            "TENKI_STRIPE_WEBHOOK_SECRET",
             "TENKI_SECRET_KEY",
             "TENKI_METRICS_TOKEN",
             "TENKI_PUBLIC_URL",
@@ -573,6 +635,8 @@ mod tests {
     fn production_refuses_the_sandboxs_published_secrets() {
         for (name, value) in [
             ("TENKI_SECRET_KEY", SANDBOX_SECRET_KEY),
+        ("TENKI_STRIPE_WEBHOOK_SECRET", SANDBOX_STRIPE_WEBHOOK_SECRET),
+        ("TENKI_STRIPE_SECRET_KEY", crate::sandbox::stripe::SECRET_KEY),
             ("TENKI_GITHUB_WEBHOOK_SECRET", SANDBOX_WEBHOOK_SECRET),
             (
                 "TENKI_GITHUB_CLIENT_SECRET",

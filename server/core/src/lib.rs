@@ -5,6 +5,8 @@
 
 /// Which queued jobs get a runner now, and why the others wait.
 pub mod admission;
+/// Payments: the Stripe client, cards, Stripe's webhook events.
+pub mod billing;
 /// Runner SKUs and their versioned prices.
 pub mod catalog;
 /// The PostgreSQL pool and migrations.
@@ -36,13 +38,14 @@ pub mod workspaces;
 
 pub use sqlx::PgPool;
 
-/// The handles every capability needs: the database, the ledger, the GitHub App and the
+/// The handles every capability needs: the database, the ledger, the GitHub App, Stripe and the
 /// Kubernetes cluster of the runners, with the platform's capacity. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Core {
     pub db: PgPool,
     pub ledger: ledger::Ledger,
     pub github: github::client::GitHubApp,
+    pub stripe: billing::stripe::Stripe,
     pub kubernetes: runners::kubernetes::Kubernetes,
     pub capacity: admission::Capacity,
 }

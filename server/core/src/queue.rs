@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Core;
 use crate::admission::{self, ADMIT_TASK, PROVISION_RUNNER_TASK};
+use crate::billing::events::{self as stripe_events, PROCESS_EVENT_TASK};
 use crate::github::events;
 use crate::github::intake::PROCESS_DELIVERY_TASK;
 use crate::github::onboarding::{self, SYNC_REPOSITORIES_TASK};
@@ -145,6 +146,41 @@ impl TaskHandler for ProcessGithubDelivery {
                         delivery = self.delivery_id,
                         "cannot record the failure: {e}"
                     );
+                }
+                Err(message)
+            }
+        }
+    }
+}
+
+/// Processes one stored Stripe event; retried with back-off on failure.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcessStripeEvent {
+    pub event_id: String,
+}
+
+impl TaskHandler for ProcessStripeEvent {
+    const IDENTIFIER: &'static str = PROCESS_EVENT_TASK;
+
+    async fn run(self, ctx: WorkerContext) -> impl IntoTaskHandlerResult {
+        let core = core_of(&ctx)?;
+        match stripe_events::process_event(&core.db, &core.stripe, &self.event_id, Utc::now()).await
+        {
+            Ok(outcome) => {
+                tracing::debug!(event = self.event_id, ?outcome, "Stripe event processed");
+                metrics::counter!("stripe_events_processed_total", "outcome" => "processed")
+                    .increment(1);
+                Ok(())
+            }
+            Err(error) => {
+                let message = crate::error_chain(&error);
+                tracing::warn!(event = self.event_id, "processing failed: {message}");
+                metrics::counter!("stripe_events_processed_total", "outcome" => "failed")
+                    .increment(1);
+                if let Err(e) =
+                    stripe_events::record_failure(&core.db, &self.event_id, &message).await
+                {
+                    tracing::error!(event = self.event_id, "cannot record the failure: {e}");
                 }
                 Err(message)
             }
@@ -371,6 +407,7 @@ pub async fn worker(
         .shutdown_signal(shutdown)
         .add_extension(core)
         .define_job::<ProcessGithubDelivery>()
+        .define_job::<ProcessStripeEvent>()
         .define_job::<SyncGithubRepositories>()
         .define_job::<RedeliverFailedGithubDeliveries>()
         .define_job::<PollQueuedGithubJobs>()

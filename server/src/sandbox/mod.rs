@@ -4,3 +4,4 @@
 
 pub mod github;
 pub mod kubernetes;
+pub mod stripe;

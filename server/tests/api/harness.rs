@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use server::sandbox::github::GitHubDouble;
 use server::sandbox::kubernetes::KubernetesDouble;
+use server::sandbox::stripe::StripeDouble;
 use server::settings::Settings;
 use sqlx::PgPool;
 use tenki_core::Core;
@@ -18,6 +19,8 @@ pub struct TestApp {
     pub github: GitHubDouble,
     /// The Kubernetes double the server's runners start on (served under `/sandbox/kubernetes`).
     pub kubernetes: KubernetesDouble,
+    /// The Stripe double the server's payments talk to (served under `/sandbox/stripe`).
+    pub stripe: StripeDouble,
 }
 
 /// The TigerBeetle of this test run (`make test` starts it).
@@ -68,6 +71,10 @@ impl TestApp {
             .kubernetes_double
             .clone()
             .expect("tests run against the Kubernetes sandbox");
+        let stripe = application
+            .stripe_double
+            .clone()
+            .expect("tests run against the Stripe sandbox");
         tokio::spawn(server::run_until_stopped(
             application,
             listener,
@@ -79,6 +86,7 @@ impl TestApp {
             client: browser_like_client(),
             github,
             kubernetes,
+            stripe,
         }
     }
 

@@ -17,15 +17,15 @@ use uuid::Uuid;
 use crate::harness::{TestApp, eventually_within, settings};
 
 /// A signed-up customer with a linked installation of the GitHub double.
-struct Customer {
-    email: String,
-    browser: reqwest::Client,
-    workspace_id: Uuid,
-    installation_id: i64,
-    repository: String,
+pub struct Customer {
+    pub email: String,
+    pub browser: reqwest::Client,
+    pub workspace_id: Uuid,
+    pub installation_id: i64,
+    pub repository: String,
 }
 
-async fn customer(app: &TestApp, account: &str) -> Customer {
+pub async fn customer(app: &TestApp, account: &str) -> Customer {
     let email = format!("{}@{account}.test", Uuid::new_v4().simple());
     let browser = app.new_browser();
     app.sign_up(&browser, account, &email, "a long enough password")
@@ -120,7 +120,7 @@ const WAITING: &str =
      WHERE i.workspace_id = $1 AND j.admission = 'waiting'";
 const SLOTS: &str = "SELECT count(*) FROM runner_slots WHERE workspace_id = $1";
 
-async fn job_admission(db: &PgPool, id: i64) -> (String, String, Option<String>) {
+pub async fn job_admission(db: &PgPool, id: i64) -> (String, String, Option<String>) {
     sqlx::query_as(
         "SELECT status, admission, admission_reason FROM github_jobs WHERE github_job_id = $1",
     )
@@ -132,7 +132,7 @@ async fn job_admission(db: &PgPool, id: i64) -> (String, String, Option<String>)
 }
 
 /// The Jobs page as the customer's browser reads it.
-async fn jobs_page(app: &TestApp, customer: &Customer) -> Value {
+pub async fn jobs_page(app: &TestApp, customer: &Customer) -> Value {
     let response = app
         .call(&customer.browser, "jobs", &[("status", ""), ("label", "")])
         .await;
@@ -141,7 +141,7 @@ async fn jobs_page(app: &TestApp, customer: &Customer) -> Value {
 }
 
 /// Uses up the workspace's free minutes (1,000 minutes on 2 vCPUs).
-async fn use_up_free_minutes(app: &TestApp, workspace_id: Uuid) {
+pub async fn use_up_free_minutes(app: &TestApp, workspace_id: Uuid) {
     let now = Utc::now();
     let job = FinishedJob {
         workspace_id,

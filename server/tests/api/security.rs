@@ -208,13 +208,14 @@ async fn production_mounts_no_sandbox_route(db: PgPool) {
         ("TENKI_GITHUB_CLIENT_SECRET", "real client secret"),
         ("TENKI_GITHUB_WEBHOOK_SECRET", "real webhook secret"),
         ("TENKI_STRIPE_SECRET_KEY", "sk_live_real"),
+        ("TENKI_STRIPE_WEBHOOK_SECRET", "whsec_real"),
         ("TENKI_SECRET_KEY", "a long random production secret"),
         ("TENKI_METRICS_TOKEN", "metrics"),
         ("TENKI_PUBLIC_URL", "https://app.tenki.test"),
     ]);
     assert!(server::sandbox_github(&production).is_none());
     let app = TestApp::spawn(db).await;
-    let router = server::router(&production, app.core.clone(), None, None);
+    let router = server::router(&production, app.core.clone(), server::Doubles::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("port");
@@ -223,6 +224,8 @@ async fn production_mounts_no_sandbox_route(db: PgPool) {
     for path in [
         "/sandbox/github/login/oauth/authorize",
         "/sandbox/github/api/app",
+        "/sandbox/stripe/v1/customers/cus_1",
+        "/sandbox/kubernetes/api/v1/namespaces",
     ] {
         let response = reqwest::get(format!("{address}{path}"))
             .await
@@ -251,6 +254,22 @@ async fn production_mounts_no_sandbox_route(db: PgPool) {
         .await
         .expect("request");
     assert_eq!(response.status(), 401);
+    let event = r#"{"id":"evt_forged","type":"customer.updated"}"#;
+    let response = reqwest::Client::new()
+        .post(format!("{address}/webhooks/stripe"))
+        .header(
+            "stripe-signature",
+            stripe_webhook::Webhook::generate_test_header(
+                event,
+                server::settings::SANDBOX_STRIPE_WEBHOOK_SECRET,
+                None,
+            ),
+        )
+        .body(event)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 401, "the sandbox's Stripe secret signs nothing in production");
 }
 
 /// A server as `main` runs it, with `grace` to finish after the signal: its address, the signal,
