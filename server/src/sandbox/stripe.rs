@@ -371,7 +371,8 @@ async fn api_gate(
         );
     }
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    // Nested under `/v1`, which the router strips.
+    let path = format!("/v1{}", request.uri().path());
     double.state().requests.push(format!("{method} {path}"));
     let key = request
         .headers()

@@ -146,7 +146,7 @@ async fn adding_a_card_in_checkout_shows_it_on_billing_and_releases_jobs_blocked
     assert_eq!(amount, 300_000, "one paid minute on 2c: $0.003");
     assert_eq!(
         jobs_page(&app, &customer).await["jobs"][0]["status"],
-        "completed"
+        "succeeded"
     );
 
     // One Stripe customer, however many cards and clicks.
