@@ -1,0 +1,54 @@
+// Cards in the sandbox: the Billing page's "Add a card" goes through the Stripe double's Checkout
+// (Stripe's test cards), back to Billing with the card shown; a declined card says so and saves
+// nothing; "Manage billing" opens the double's billing portal, where removing the card is seen
+// back on Billing through Stripe's webhook.
+import { expect, test } from "@playwright/test";
+import { signUp, uniqueEmail, waitForHydration, watchConsole } from "./helpers";
+
+test.skip(!!process.env.BASE_URL, "the Stripe double exists only in the sandbox");
+
+test("add a card in Stripe Checkout, see it on Billing, then remove it in the billing portal", async ({ page }) => {
+  test.setTimeout(60_000);
+  const problems = watchConsole(page);
+  await signUp(page, "Billing Co", uniqueEmail("billing"), "billing password 1");
+  await page.getByRole("link", { name: "Billing" }).click();
+  await expect(page.getByRole("heading", { name: "Billing", exact: true })).toBeVisible();
+  await expect(page.getByTestId("no-card")).toContainText("No card on file");
+  await waitForHydration(page);
+  await page.screenshot({ path: "screenshots/billing-no-card.png", fullPage: true });
+
+  // A declined card: Checkout says so, nothing is saved.
+  await page.getByTestId("add-card").click();
+  await expect(page.getByRole("heading", { name: "Save a card for Tenki" })).toBeVisible();
+  await expect(page.getByText("Sandbox Stripe")).toBeVisible();
+  await page.getByLabel("Card number").fill("4000 0000 0000 0002");
+  await page.getByRole("button", { name: "Save card" }).click();
+  await expect(page.getByRole("alert")).toHaveText("Your card was declined.");
+  await page.screenshot({ path: "screenshots/stripe-checkout-declined.png", fullPage: true });
+
+  await page.getByLabel("Card number").fill("4242 4242 4242 4242");
+  await page.getByLabel("Expiry (MM / YY)").fill("12 / 34");
+  await page.getByLabel("CVC").fill("123");
+  await page.getByRole("button", { name: "Save card" }).click();
+  await expect(page).toHaveURL(/\/billing\?card=added$/);
+  await expect(page.getByTestId("billing-notice")).toContainText("Card saved");
+  const card = page.getByTestId("card");
+  await expect(card).toHaveCount(1);
+  await expect(card).toContainText("Visa ending in 4242");
+  await expect(card).toContainText("expires 12/2034");
+  await waitForHydration(page);
+  await page.screenshot({ path: "screenshots/billing-card.png", fullPage: true });
+
+  // The billing portal: remove the card, come back; Stripe's webhook tells Tenki.
+  await page.getByTestId("manage-billing").click();
+  await expect(page.getByRole("heading", { name: "Manage billing" })).toBeVisible();
+  await page.getByRole("button", { name: "Remove visa ending in 4242" }).click();
+  await expect(page.getByText("No payment methods.")).toBeVisible();
+  await page.getByRole("link", { name: "Return to Tenki" }).click();
+  await expect(page).toHaveURL(/\/billing$/);
+  await expect(async () => {
+    await page.reload();
+    await expect(page.getByTestId("no-card")).toBeVisible({ timeout: 1_000 });
+  }).toPass({ timeout: 15_000 });
+  expect(problems).toEqual([]);
+});
