@@ -1,6 +1,7 @@
 //! The product a customer sees: the Leptos pages and the server functions they call. With
 //! `ssr` it renders on the server and reaches `tenki-core`; with `hydrate` it compiles to WASM.
 
+pub mod addons;
 pub mod auth;
 pub mod billing;
 pub mod dashboard;
@@ -20,6 +21,7 @@ use leptos_router::{SsrMode, path};
 #[cfg(feature = "ssr")]
 pub use server::ServerContext;
 
+use crate::addons::AddonsPage;
 use crate::auth::{SignInPage, SignUpPage};
 use crate::billing::BillingPage;
 use crate::dashboard::{ComingSoon, DashboardLayout, OverviewPage};
@@ -65,7 +67,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("github/connected") view=GitHubConnectedPage ssr=SsrMode::Async/>
                     <Route path=path!("jobs") view=JobsPage ssr=SsrMode::Async/>
                     <Route path=path!("usage") view=UsagePage ssr=SsrMode::Async/>
-                    <Route path=path!("add-ons") view=|| view! { <ComingSoon title="Add-ons"/> } ssr=SsrMode::Async/>
+                    <Route path=path!("add-ons") view=AddonsPage ssr=SsrMode::Async/>
                     <Route path=path!("billing") view=BillingPage ssr=SsrMode::Async/>
                     <Route path=path!("settings") view=|| view! { <ComingSoon title="Settings"/> } ssr=SsrMode::Async/>
                 </ParentRoute>

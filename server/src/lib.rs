@@ -1,6 +1,7 @@
 //! The Tenki server process: settings, the HTTP router (dashboard, server functions, health,
 //! metrics) and graceful shutdown. The business lives in `tenki-core`; the pages in `app`.
 
+pub mod addons;
 pub mod admin;
 pub mod billing;
 pub mod exports;
@@ -282,6 +283,8 @@ pub fn router(settings: &Settings, core: Core, doubles: Doubles) -> Router {
         .route("/billing/add-card", post(billing::add_card))
         .route("/billing/card-added", get(billing::card_added))
         .route("/billing/manage", post(billing::manage))
+        .route("/add-ons/addon", post(addons::change_addon))
+        .route("/add-ons/slots", post(addons::change_slots))
         .leptos_routes_with_context(&state, routes, provide.clone(), {
             let leptos_options = leptos_options.clone();
             move || app::shell(leptos_options.clone())

@@ -31,7 +31,8 @@ pub const CRONTAB: &str = "*/5 * * * * redeliver_failed_github_deliveries {}
 */5 * * * * poll_queued_github_jobs {}
 17 3 * * * delete_expired_data {}
 * * * * * admit_waiting_jobs {}
-* * * * * reconcile_runners {}";
+* * * * * reconcile_runners {}
+0 * * * * end_cancelled_addons {}";
 
 /// One job to add to the queue.
 #[derive(Debug, Clone)]
@@ -246,6 +247,10 @@ scheduled_task!(
     ReconcileRunners
 );
 scheduled_task!(
+    /// Ends cancelled add-ons and applies lowered slot counts at the month's end (hourly).
+    EndCancelledAddons
+);
+scheduled_task!(
     /// Deletes what Tenki no longer keeps (daily): see [`crate::retention`].
     DeleteExpiredData
 );
@@ -290,6 +295,24 @@ impl TaskHandler for DeleteExpiredData {
                 .map_err(anyhow::Error::from),
         )?;
         tracing::info!(?deleted, "expired data deleted");
+        Ok::<(), String>(())
+    }
+}
+
+impl TaskHandler for EndCancelledAddons {
+    const IDENTIFIER: &'static str = "end_cancelled_addons";
+
+    async fn run(self, ctx: WorkerContext) -> impl IntoTaskHandlerResult {
+        let core = core_of(&ctx)?;
+        let ended = count_cron_run(
+            Self::IDENTIFIER,
+            crate::billing::addons::end_due(&core.db, Utc::now())
+                .await
+                .map_err(anyhow::Error::from),
+        )?;
+        if ended != crate::billing::addons::Ended::default() {
+            tracing::info!(?ended, "cancelled add-ons ended");
+        }
         Ok::<(), String>(())
     }
 }
@@ -413,6 +436,7 @@ pub async fn worker(
         .define_job::<PollQueuedGithubJobs>()
         .define_job::<DeleteExpiredData>()
         .define_job::<AdmitWaitingJobs>()
+        .define_job::<EndCancelledAddons>()
         .define_job::<ReconcileRunners>()
         .define_job::<ProvisionRunner>()
         .define_job::<RemoveRunner>()

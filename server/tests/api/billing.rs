@@ -63,7 +63,7 @@ async fn submit_card(customer: &Customer, checkout: &str, card: &str) -> reqwest
 }
 
 /// Adds a card through Checkout and follows Stripe's return to the Billing page.
-async fn add_card(app: &TestApp, customer: &Customer, card: &str) -> String {
+pub async fn add_card(app: &TestApp, customer: &Customer, card: &str) -> String {
     let checkout = open_checkout(app, customer).await;
     let back = location(&submit_card(customer, &checkout, card).await);
     assert!(

@@ -1,6 +1,7 @@
 //! End-to-end tests of the server over HTTP and of `tenki-core` against real PostgreSQL and
 //! TigerBeetle. One test binary: they share the harness and link once.
 
+mod addons;
 mod billing;
 mod crons;
 mod github;

@@ -167,7 +167,7 @@ pub async fn admit_waiting(
     let mut workspace_ids: Vec<Uuid> = candidates.iter().map(|c| c.workspace_id).collect();
     workspace_ids.sort_unstable();
     workspace_ids.dedup();
-    let mut workspaces = workspace_states(&mut tx, ledger, &workspace_ids).await?;
+    let mut workspaces = workspace_states(&mut tx, ledger, &workspace_ids, now).await?;
 
     // Slots held now, per workspace and class, and vCPUs in use per class (the platform's).
     let held: Vec<(Uuid, String, i64, i64)> = sqlx::query_as(
@@ -546,16 +546,20 @@ async fn workspace_states(
     tx: &mut sqlx::PgConnection,
     ledger: &Ledger,
     workspace_ids: &[Uuid],
+    now: DateTime<Utc>,
 ) -> Result<HashMap<Uuid, WorkspaceState>, AdmissionError> {
     let rows: Vec<(Uuid, String, bool, bool, bool, i64, i64)> = sqlx::query_as(
         "SELECT w.id, w.payment_method, w.suspended_at IS NOT NULL,
-                EXISTS (SELECT 1 FROM workspace_addons a WHERE a.workspace_id = w.id AND a.addon = 'macos'),
-                EXISTS (SELECT 1 FROM workspace_addons a WHERE a.workspace_id = w.id AND a.addon = 'priority_boost'),
+                EXISTS (SELECT 1 FROM workspace_addons a WHERE a.workspace_id = w.id AND a.addon = 'macos'
+                            AND (a.ends_at IS NULL OR a.ends_at > $2)),
+                EXISTS (SELECT 1 FROM workspace_addons a WHERE a.workspace_id = w.id AND a.addon = 'priority_boost'
+                            AND (a.ends_at IS NULL OR a.ends_at > $2)),
                 coalesce((SELECT slots FROM workspace_extra_slots e WHERE e.workspace_id = w.id AND e.runner_class = 'x64'), 0)::bigint,
                 coalesce((SELECT slots FROM workspace_extra_slots e WHERE e.workspace_id = w.id AND e.runner_class = 'macos'), 0)::bigint
          FROM workspaces w WHERE w.id = ANY($1)",
     )
     .bind(workspace_ids)
+    .bind(now)
     .fetch_all(&mut *tx)
     .await?;
     let mut states = HashMap::with_capacity(rows.len());
@@ -592,7 +596,7 @@ pub mod support {
     pub enum SupportError {
         #[error("no workspace is owned by {0}")]
         UnknownEmail(String),
-        #[error("{0:?} is not an add-on admission knows (macos, priority_boost)")]
+        #[error("{0:?} is not an add-on (macos, priority_boost, priority_support)")]
         UnknownAddon(String),
         #[error("database")]
         Database(#[from] sqlx::Error),
@@ -629,6 +633,7 @@ pub mod support {
         let addon = match addon {
             "macos" => "macos",
             "priority_boost" | "priority-boost" | "boost" => "priority_boost",
+            "priority_support" | "priority-support" | "support" => "priority_support",
             other => return Err(SupportError::UnknownAddon(other.to_owned())),
         };
         let workspace_id = workspace_of(db, email).await?;

@@ -1,7 +1,8 @@
-//! Payments (SPEC §9–§12): the Stripe client, the workspace's cards, and the Stripe webhook
-//! events. Invoices, the monthly cycle, add-ons sold from the dashboard and storage come next
-//! (issue 10 lists them).
+//! Payments (SPEC §9–§12): the Stripe client, the workspace's cards, the Stripe webhook events,
+//! and the add-ons and slots bought from the dashboard. Invoices, the monthly cycle and storage
+//! come next (issue 10 lists them).
 
+pub mod addons;
 pub mod cards;
 pub mod events;
 pub mod stripe;
