@@ -463,7 +463,9 @@ mod tests {
             serde_json::from_value::<DeleteExpiredData>(payload.clone())
                 .expect("retention payload");
             serde_json::from_value::<AdmitWaitingJobs>(payload.clone()).expect("admission payload");
-            serde_json::from_value::<ReconcileRunners>(payload).expect("reconcile payload");
+            serde_json::from_value::<ReconcileRunners>(payload.clone())
+                .expect("reconcile payload");
+            serde_json::from_value::<EndCancelledAddons>(payload).expect("add-ons payload");
         }
     }
 
@@ -478,7 +480,8 @@ mod tests {
                 PollQueuedGithubJobs::IDENTIFIER,
                 DeleteExpiredData::IDENTIFIER,
                 AdmitWaitingJobs::IDENTIFIER,
-                ReconcileRunners::IDENTIFIER
+                ReconcileRunners::IDENTIFIER,
+                EndCancelledAddons::IDENTIFIER,
             ]
         );
     }

@@ -88,7 +88,8 @@ async fn every_scheduled_task_runs_through_the_worker_with_a_cron_ticks_payload(
             "poll_queued_github_jobs",
             "delete_expired_data",
             "admit_waiting_jobs",
-            "reconcile_runners"
+            "reconcile_runners",
+            "end_cancelled_addons",
         ]
     );
     wait_for_jobs(&db).await;
