@@ -75,10 +75,9 @@ pub async fn addons() -> Result<AddonsView, AppError> {
                         None => ("off", "Off".to_owned()),
                         Some(a) => match a.ends_at {
                             None => ("on", format!("On since {}", date(a.active_since))),
-                            Some(ends) => (
-                                "ending",
-                                format!("On until {} (cancelled)", date(ends)),
-                            ),
+                            Some(ends) => {
+                                ("ending", format!("On until {} (cancelled)", date(ends)))
+                            }
                         },
                     };
                     AddonView {
@@ -125,7 +124,9 @@ fn notice(done: Option<String>, error: Option<String>) -> Option<(bool, &'static
         return Some((
             false,
             match error.as_str() {
-                "no_card" => "Add a card on the Billing page first: add-ons are billed monthly to it.",
+                "no_card" => {
+                    "Add a card on the Billing page first: add-ons are billed monthly to it."
+                }
                 "not_allowed" => "Only the workspace's owners and admins can change its add-ons.",
                 "bad_slots" => "Give a whole number of extra slots from 0 to 1,000.",
                 _ => "That change is not one Tenki knows.",
@@ -137,7 +138,9 @@ fn notice(done: Option<String>, error: Option<String>) -> Option<(bool, &'static
         match done?.as_str() {
             "on" => "Turned on. It takes effect within a minute.",
             "cancel" => "Cancelled. It stays on, and billed, until the end of the month.",
-            "slots" => "Slots saved. More slots apply within a minute; fewer from the 1st of next month.",
+            "slots" => {
+                "Slots saved. More slots apply within a minute; fewer from the 1st of next month."
+            }
             _ => return None,
         },
     ))
@@ -180,8 +183,10 @@ fn AddonsBody(view: AddonsView) -> impl IntoView {
             "Add-ons are billed monthly to your card. " <a href="/billing" class="font-medium underline">"Add a card"</a> " first."
         </p>
     });
-    let button = "rounded-md bg-slate-900 px-3 py-1.5 text-sm font-medium text-white hover:bg-slate-700";
-    let secondary = "rounded-md border border-slate-300 px-3 py-1.5 text-sm text-slate-700 hover:bg-slate-100";
+    let button =
+        "rounded-md bg-slate-900 px-3 py-1.5 text-sm font-medium text-white hover:bg-slate-700";
+    let secondary =
+        "rounded-md border border-slate-300 px-3 py-1.5 text-sm text-slate-700 hover:bg-slate-100";
     view! {
         {no_card}
         <section class="mt-6 grid gap-4 md:grid-cols-3">

@@ -206,7 +206,9 @@ fn OverviewCards(data: OverviewData) -> impl IntoView {
         </section>
         {exhausted.then(|| view! {
             <p role="status" data-testid="free-minutes-exhausted" class="mt-6 rounded-lg border border-amber-300 bg-amber-50 px-4 py-3 text-sm text-amber-900">
-                "Your free minutes are used up. Add a card to keep running jobs."
+                "Your free minutes are used up. "
+                <a href="/billing" class="font-medium underline">"Add a card"</a>
+                " to keep running jobs."
             </p>
         })}
         <div class="mt-6 grid gap-6 md:grid-cols-3">

@@ -52,3 +52,44 @@ test("add a card in Stripe Checkout, see it on Billing, then remove it in the bi
   }).toPass({ timeout: 15_000 });
   expect(problems).toEqual([]);
 });
+
+test("buy the macOS add-on and extra slots, then cancel the add-on: it stays on to the 1st", async ({ page }) => {
+  test.setTimeout(60_000);
+  const problems = watchConsole(page);
+  await signUp(page, "Add-ons Co", uniqueEmail("addons"), "add-ons password 1");
+  await page.getByRole("link", { name: "Add-ons" }).click();
+  await expect(page.getByRole("heading", { name: "Add-ons", exact: true })).toBeVisible();
+  await expect(page.getByTestId("addons-need-card")).toBeVisible();
+  const macos = page.locator('[data-addon="macos"]');
+  await expect(macos).toContainText("$39.00 / month");
+
+  // Without a card the add-on is refused with the way out.
+  await macos.getByRole("button", { name: "Turn on: macOS M4 runners" }).click();
+  await expect(page.getByTestId("addons-notice")).toContainText("Add a card on the Billing page first");
+
+  await page.getByRole("link", { name: "Billing" }).first().click();
+  await page.getByTestId("add-card").click();
+  await page.getByLabel("Card number").fill("4242 4242 4242 4242");
+  await page.getByRole("button", { name: "Save card" }).click();
+  await expect(page.getByTestId("card")).toContainText("Visa ending in 4242");
+
+  await page.getByRole("link", { name: "Add-ons" }).click();
+  await page.locator('[data-addon="macos"]').getByRole("button", { name: "Turn on: macOS M4 runners" }).click();
+  await expect(page.getByTestId("addons-notice")).toContainText("Turned on");
+  await expect(page.locator('[data-addon="macos"]')).toHaveAttribute("data-state", "on");
+  await expect(page.locator('[data-addon="macos"]').getByTestId("addon-status")).toContainText("On since");
+
+  await page.getByLabel("Extra x64 slots").fill("10");
+  await page.getByRole("button", { name: "Save x64 slots" }).click();
+  await expect(page.locator('[data-class="x64"]').getByTestId("slots-summary")).toHaveText(
+    "10 extra: $70.00 / month · 50 concurrent x64 jobs",
+  );
+
+  await page.locator('[data-addon="macos"]').getByRole("button", { name: "Cancel: macOS M4 runners" }).click();
+  await expect(page.getByTestId("addons-notice")).toContainText("stays on, and billed, until the end of the month");
+  await expect(page.locator('[data-addon="macos"]')).toHaveAttribute("data-state", "ending");
+  await expect(page.locator('[data-addon="macos"]').getByTestId("addon-status")).toContainText(/On until \w+ 1, \d{4} \(cancelled\)/);
+  await waitForHydration(page);
+  await page.screenshot({ path: "screenshots/add-ons.png", fullPage: true });
+  expect(problems).toEqual([]);
+});

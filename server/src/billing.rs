@@ -44,8 +44,13 @@ pub async fn add_card(State(state): State<AppState>, signed_in: Option<SignedIn>
     let Some(SignedIn { caller, .. }) = signed_in else {
         return Redirect::to("/sign-in").into_response();
     };
-    match cards::start_checkout(&state.core.db, &state.core.stripe, &caller, &return_urls(&state))
-        .await
+    match cards::start_checkout(
+        &state.core.db,
+        &state.core.stripe,
+        &caller,
+        &return_urls(&state),
+    )
+    .await
     {
         Ok(url) => Redirect::to(&url).into_response(),
         Err(error) => refused(error),
@@ -68,7 +73,10 @@ pub async fn card_added(
     let Some(SignedIn { caller, .. }) = signed_in else {
         return Redirect::to("/sign-in").into_response();
     };
-    let Some(session_id) = query.session_id.filter(|id| !id.is_empty() && id.len() <= 255) else {
+    let Some(session_id) = query
+        .session_id
+        .filter(|id| !id.is_empty() && id.len() <= 255)
+    else {
         return to_billing("missing_session");
     };
     match cards::complete_checkout(
@@ -91,7 +99,13 @@ pub async fn manage(State(state): State<AppState>, signed_in: Option<SignedIn>) 
     let Some(SignedIn { caller, .. }) = signed_in else {
         return Redirect::to("/sign-in").into_response();
     };
-    match cards::portal_url(&state.core.db, &state.core.stripe, &caller, &return_urls(&state)).await
+    match cards::portal_url(
+        &state.core.db,
+        &state.core.stripe,
+        &caller,
+        &return_urls(&state),
+    )
+    .await
     {
         Ok(url) => Redirect::to(&url).into_response(),
         Err(error) => refused(error),

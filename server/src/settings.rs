@@ -420,7 +420,10 @@ fn check_production(
     let sandbox_values = [
         ("TENKI_SECRET_KEY", SANDBOX_SECRET_KEY),
         ("TENKI_STRIPE_WEBHOOK_SECRET", SANDBOX_STRIPE_WEBHOOK_SECRET),
-        ("TENKI_STRIPE_SECRET_KEY", crate::sandbox::stripe::SECRET_KEY),
+        (
+            "TENKI_STRIPE_SECRET_KEY",
+            crate::sandbox::stripe::SECRET_KEY,
+        ),
         ("TENKI_GITHUB_WEBHOOK_SECRET", SANDBOX_WEBHOOK_SECRET),
         (
             "TENKI_GITHUB_CLIENT_SECRET",
@@ -635,8 +638,11 @@ mod tests {
     fn production_refuses_the_sandboxs_published_secrets() {
         for (name, value) in [
             ("TENKI_SECRET_KEY", SANDBOX_SECRET_KEY),
-        ("TENKI_STRIPE_WEBHOOK_SECRET", SANDBOX_STRIPE_WEBHOOK_SECRET),
-        ("TENKI_STRIPE_SECRET_KEY", crate::sandbox::stripe::SECRET_KEY),
+            ("TENKI_STRIPE_WEBHOOK_SECRET", SANDBOX_STRIPE_WEBHOOK_SECRET),
+            (
+                "TENKI_STRIPE_SECRET_KEY",
+                crate::sandbox::stripe::SECRET_KEY,
+            ),
             ("TENKI_GITHUB_WEBHOOK_SECRET", SANDBOX_WEBHOOK_SECRET),
             (
                 "TENKI_GITHUB_CLIENT_SECRET",

@@ -463,8 +463,7 @@ mod tests {
             serde_json::from_value::<DeleteExpiredData>(payload.clone())
                 .expect("retention payload");
             serde_json::from_value::<AdmitWaitingJobs>(payload.clone()).expect("admission payload");
-            serde_json::from_value::<ReconcileRunners>(payload.clone())
-                .expect("reconcile payload");
+            serde_json::from_value::<ReconcileRunners>(payload.clone()).expect("reconcile payload");
             serde_json::from_value::<EndCancelledAddons>(payload).expect("add-ons payload");
         }
     }

@@ -46,7 +46,10 @@ fn templates() -> &'static Value {
 
 /// Stripe's example `resource` with `fields` set on top.
 fn object(resource: &str, fields: Value) -> Value {
-    let mut object = templates().get(resource).cloned().unwrap_or_else(|| json!({}));
+    let mut object = templates()
+        .get(resource)
+        .cloned()
+        .unwrap_or_else(|| json!({}));
     if let (Some(object), Value::Object(fields)) = (object.as_object_mut(), fields) {
         for (name, value) in fields {
             object.insert(name, value);
@@ -78,9 +81,12 @@ struct DoubleState {
 }
 
 impl DoubleState {
+    /// A new object id, unique across restarts of the double (like Stripe's), since Tenki's
+    /// database outlives the double's memory.
     fn id(&mut self, prefix: &str) -> String {
         self.next_id += 1;
-        format!("{prefix}_sandbox{:08}", self.next_id)
+        let random = uuid::Uuid::new_v4().simple().to_string();
+        format!("{prefix}_{}{:04}", &random[..16], self.next_id)
     }
 }
 
@@ -166,7 +172,11 @@ impl StripeDouble {
     /// Saves card `number` for the Checkout session `session_id` as its hosted page does:
     /// the session completes, the card is attached to the customer, and the events follow.
     /// Returns where the browser goes next, or the message the page shows.
-    pub async fn complete_checkout(&self, session_id: &str, number: &str) -> Result<String, String> {
+    pub async fn complete_checkout(
+        &self,
+        session_id: &str,
+        number: &str,
+    ) -> Result<String, String> {
         let number: String = number.chars().filter(char::is_ascii_digit).collect();
         if number == CARD_DECLINED {
             return Err("Your card was declined.".to_owned());
@@ -208,7 +218,10 @@ impl StripeDouble {
                     },
                 }),
             );
-            let intent_id = session["setup_intent"].as_str().unwrap_or_default().to_owned();
+            let intent_id = session["setup_intent"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             let mut intent = state
                 .setup_intents
                 .get(&intent_id)
@@ -221,7 +234,9 @@ impl StripeDouble {
             if number == CARD_FAILS_WHEN_CHARGED {
                 state.fail_when_charged.insert(method_id.clone());
             }
-            state.payment_methods.insert(method_id.clone(), method.clone());
+            state
+                .payment_methods
+                .insert(method_id.clone(), method.clone());
             state.setup_intents.insert(intent_id, intent.clone());
             state
                 .checkout_sessions
@@ -324,10 +339,7 @@ impl StripeDouble {
             .route("/setup_intents/{id}", get(retrieve_setup_intent))
             .route("/payment_methods/{id}", get(retrieve_payment_method))
             .route("/billing_portal/sessions", post(create_portal_session))
-            .layer(axum::middleware::from_fn_with_state(
-                self.clone(),
-                api_gate,
-            ));
+            .layer(axum::middleware::from_fn_with_state(self.clone(), api_gate));
         Router::new()
             .nest("/v1", api)
             .route("/checkout/{id}", get(checkout_page).post(checkout_submit))
@@ -398,9 +410,10 @@ async fn api_gate(
     if let Some((first, status, answer)) = seen {
         return if first == fingerprint {
             let mut response = (status, Json(answer)).into_response();
-            response
-                .headers_mut()
-                .insert("idempotent-replayed", header::HeaderValue::from_static("true"));
+            response.headers_mut().insert(
+                "idempotent-replayed",
+                header::HeaderValue::from_static("true"),
+            );
             response
         } else {
             error(
@@ -414,7 +427,10 @@ async fn api_gate(
         };
     }
     let response = next
-        .run(axum::extract::Request::from_parts(parts, axum::body::Body::from(body)))
+        .run(axum::extract::Request::from_parts(
+            parts,
+            axum::body::Body::from(body),
+        ))
         .await;
     let (parts, body) = response.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, 1 << 20).await else {
@@ -639,8 +655,19 @@ fn checkout_form(session_id: &str, message: Option<&str>) -> Html<String> {
 async fn checkout_page(State(double): State<StripeDouble>, Path(id): Path<String>) -> Response {
     match double.state().checkout_sessions.get(&id) {
         Some(session) if session["status"] == "open" => checkout_form(&id, None).into_response(),
-        Some(_) => (StatusCode::GONE, page("Checkout", "<p>This Checkout session is no longer open.</p>")).into_response(),
-        None => (StatusCode::NOT_FOUND, page("Checkout", "<p>No such Checkout session.</p>")).into_response(),
+        Some(_) => (
+            StatusCode::GONE,
+            page(
+                "Checkout",
+                "<p>This Checkout session is no longer open.</p>",
+            ),
+        )
+            .into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            page("Checkout", "<p>No such Checkout session.</p>"),
+        )
+            .into_response(),
     }
 }
 
@@ -656,18 +683,19 @@ async fn checkout_submit(
 ) -> Response {
     match double.complete_checkout(&id, &form.card).await {
         Ok(success) => Redirect::to(&success).into_response(),
-        Err(message) => (
-            StatusCode::PAYMENT_REQUIRED,
-            checkout_form(&id, Some(&message)),
-        )
-            .into_response(),
+        // Stripe's page shows a decline inline, on a page that loaded fine.
+        Err(message) => checkout_form(&id, Some(&message)).into_response(),
     }
 }
 
 async fn portal_page(State(double): State<StripeDouble>, Path(id): Path<String>) -> Response {
     let state = double.state();
     let Some(session) = state.portal_sessions.get(&id) else {
-        return (StatusCode::NOT_FOUND, page("Billing", "<p>No such session.</p>")).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            page("Billing", "<p>No such session.</p>"),
+        )
+            .into_response();
     };
     let customer = session["customer"].clone();
     let cards: String = state
@@ -712,7 +740,10 @@ async fn portal_remove(
 ) -> Response {
     let owned = {
         let state = double.state();
-        let customer = state.portal_sessions.get(&id).map(|s| s["customer"].clone());
+        let customer = state
+            .portal_sessions
+            .get(&id)
+            .map(|s| s["customer"].clone());
         customer.is_some_and(|customer| {
             state
                 .payment_methods
@@ -721,7 +752,11 @@ async fn portal_remove(
         })
     };
     if !owned || !double.detach(&form.payment_method).await {
-        return (StatusCode::NOT_FOUND, page("Billing", "<p>No such payment method.</p>")).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            page("Billing", "<p>No such payment method.</p>"),
+        )
+            .into_response();
     }
     Redirect::to(&format!("{}/portal/{id}", double.own_url)).into_response()
 }
@@ -741,7 +776,10 @@ mod tests {
     #[test]
     fn stripe_clients_form_bodies_are_read_with_their_brackets() {
         let form = params(b"email=a%40b.c&metadata[workspace_id]=w1");
-        assert_eq!(form.get("metadata[workspace_id]").map(String::as_str), Some("w1"));
+        assert_eq!(
+            form.get("metadata[workspace_id]").map(String::as_str),
+            Some("w1")
+        );
         assert_eq!(form.get("email").map(String::as_str), Some("a@b.c"));
     }
 

@@ -13,7 +13,12 @@ use crate::billing::add_card;
 use crate::harness::{TestApp, eventually_within};
 use crate::runners::{Customer, customer, job_admission};
 
-async fn post_form(app: &TestApp, customer: &Customer, path: &str, form: &[(&str, &str)]) -> String {
+async fn post_form(
+    app: &TestApp,
+    customer: &Customer,
+    path: &str,
+    form: &[(&str, &str)],
+) -> String {
     let response = customer
         .browser
         .post(format!("{}{path}", app.address))
@@ -69,13 +74,17 @@ async fn the_macos_addon_needs_a_card_starts_blocked_jobs_and_once_cancelled_sta
     eventually_within(30, "blocked for the add-on", || {
         let db = db.clone();
         async move {
-            job_admission(&db, id).await.2.as_deref() == Some("blocked: macOS needs the macOS add-on")
+            job_admission(&db, id).await.2.as_deref()
+                == Some("blocked: macOS needs the macOS add-on")
         }
     })
     .await;
 
     let on = [("addon", "macos"), ("action", "on")];
-    assert_eq!(post_form(&app, &customer, "/add-ons/addon", &on).await, "/add-ons?error=no_card");
+    assert_eq!(
+        post_form(&app, &customer, "/add-ons/addon", &on).await,
+        "/add-ons?error=no_card"
+    );
     assert_eq!(addon(&page(&app, &customer).await, "macos")["state"], "off");
 
     add_card(&app, &customer, "4242 4242 4242 4242").await;
@@ -107,7 +116,10 @@ async fn the_macos_addon_needs_a_card_starts_blocked_jobs_and_once_cancelled_sta
         .await
         .expect("end");
     assert_eq!(ended.addons, 0);
-    assert_eq!(addon(&page(&app, &customer).await, "macos")["state"], "ending");
+    assert_eq!(
+        addon(&page(&app, &customer).await, "macos")["state"],
+        "ending"
+    );
     let ended = addons::end_due(&db, first).await.expect("end");
     assert_eq!(ended.addons, 1);
     assert_eq!(addon(&page(&app, &customer).await, "macos")["state"], "off");
@@ -156,7 +168,11 @@ async fn ten_extra_x64_slots_cost_70_dollars_and_five_macos_slots_245_and_fewer_
     post_form(&app, &customer, "/add-ons/slots", &set("x64", "5")).await;
     let first = start_of_next_month(Utc::now());
     let listed = page(&app, &customer).await;
-    assert_eq!(slots(&listed, "x64")["slots"], 10, "paid for to the end of the month");
+    assert_eq!(
+        slots(&listed, "x64")["slots"],
+        10,
+        "paid for to the end of the month"
+    );
     assert_eq!(
         slots(&listed, "x64")["next"],
         format!("Lowered to 5 from {}", first.format("%B %-d, %Y"))

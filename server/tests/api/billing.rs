@@ -67,7 +67,10 @@ pub async fn add_card(app: &TestApp, customer: &Customer, card: &str) -> String 
     let checkout = open_checkout(app, customer).await;
     let back = location(&submit_card(customer, &checkout, card).await);
     assert!(
-        back.starts_with(&format!("{}/billing/card-added?session_id=cs_test_", app.address)),
+        back.starts_with(&format!(
+            "{}/billing/card-added?session_id=cs_test_",
+            app.address
+        )),
         "{back}"
     );
     let response = customer.browser.get(&back).send().await.expect("return");
@@ -124,16 +127,22 @@ async fn adding_a_card_in_checkout_shows_it_on_billing_and_releases_jobs_blocked
     .fetch_one(&db)
     .await
     .expect("card row");
-    assert_eq!(stored, ("visa".to_owned(), "4242".to_owned()), "never the number");
+    assert_eq!(
+        stored,
+        ("visa".to_owned(), "4242".to_owned()),
+        "never the number"
+    );
 
     eventually_within(60, "released, run and billed", || {
         let db = db.clone();
         async move {
-            sqlx::query_scalar::<_, bool>("SELECT metered FROM github_jobs WHERE github_job_id = $1")
-                .bind(id)
-                .fetch_optional(&db)
-                .await
-                .expect("job")
+            sqlx::query_scalar::<_, bool>(
+                "SELECT metered FROM github_jobs WHERE github_job_id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&db)
+            .await
+            .expect("job")
                 == Some(true)
         }
     })
@@ -158,7 +167,12 @@ async fn adding_a_card_in_checkout_shows_it_on_billing_and_releases_jobs_blocked
         .filter(|r| *r == "POST /v1/customers")
         .count();
     assert_eq!(creates, 1);
-    assert_eq!(billing(&app, &customer).await["cards"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        billing(&app, &customer).await["cards"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -167,11 +181,20 @@ async fn a_declined_card_saves_nothing_and_checkout_says_why(db: PgPool) {
     let customer = customer(&app, "declined-co").await;
     let checkout = open_checkout(&app, &customer).await;
     let response = submit_card(&customer, &checkout, "4000 0000 0000 0002").await;
-    assert_eq!(response.status(), 402);
-    assert!(response.text().await.expect("page").contains("Your card was declined."));
+    assert_eq!(response.status(), 200, "shown inline, as on Stripe's page");
+    assert!(
+        response
+            .text()
+            .await
+            .expect("page")
+            .contains("Your card was declined.")
+    );
     assert_eq!(billing(&app, &customer).await["cards"], json!([]));
     assert_eq!(payment_method_flag(&db, &customer).await, "none");
-    assert!(app.stripe.events().is_empty(), "no event for a declined card");
+    assert!(
+        app.stripe.events().is_empty(),
+        "no event for a declined card"
+    );
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -189,7 +212,11 @@ async fn the_webhook_records_the_card_when_the_browser_never_comes_back(db: PgPo
         let db = db.clone();
         let workspace_id = customer.workspace_id;
         async move {
-            cards::cards_of(&db, workspace_id).await.expect("cards").len() == 1
+            cards::cards_of(&db, workspace_id)
+                .await
+                .expect("cards")
+                .len()
+                == 1
         }
     })
     .await;
@@ -202,7 +229,11 @@ async fn the_webhook_records_the_card_when_the_browser_never_comes_back(db: PgPo
     let types: Vec<&str> = processed.iter().map(|(t, _)| t.as_str()).collect();
     assert_eq!(
         types,
-        ["payment_method.attached", "setup_intent.succeeded", "checkout.session.completed"]
+        [
+            "payment_method.attached",
+            "setup_intent.succeeded",
+            "checkout.session.completed"
+        ]
     );
     eventually_within(30, "every event processed", || {
         let db = db.clone();
@@ -254,11 +285,20 @@ async fn removing_the_last_card_in_the_billing_portal_is_seen_through_its_webhoo
         .expect("remove");
     assert!(removed.status().is_redirection());
 
-    eventually_within(30, "the removal seen through payment_method.detached", || {
-        let db = db.clone();
-        let workspace_id = customer.workspace_id;
-        async move { cards::cards_of(&db, workspace_id).await.expect("cards").is_empty() }
-    })
+    eventually_within(
+        30,
+        "the removal seen through payment_method.detached",
+        || {
+            let db = db.clone();
+            let workspace_id = customer.workspace_id;
+            async move {
+                cards::cards_of(&db, workspace_id)
+                    .await
+                    .expect("cards")
+                    .is_empty()
+            }
+        },
+    )
     .await;
     assert_eq!(payment_method_flag(&db, &customer).await, "none");
     assert_eq!(billing(&app, &customer).await["cards"], json!([]));
@@ -268,7 +308,11 @@ async fn removing_the_last_card_in_the_billing_portal_is_seen_through_its_webhoo
         .into_iter()
         .find(|e| e["type"] == "payment_method.detached")
         .expect("event");
-    assert_eq!(detached["data"]["object"]["customer"], Value::Null, "as Stripe sends it");
+    assert_eq!(
+        detached["data"]["object"]["customer"],
+        Value::Null,
+        "as Stripe sends it"
+    );
 }
 
 /// A signed event body for the intake.
@@ -303,17 +347,25 @@ async fn stored_events(db: &PgPool) -> i64 {
 }
 
 #[sqlx::test(migrations = "../migrations")]
-async fn a_stripe_event_with_a_bad_or_stale_signature_is_refused_and_nothing_is_stored(
-    db: PgPool,
-) {
+async fn a_stripe_event_with_a_bad_or_stale_signature_is_refused_and_nothing_is_stored(db: PgPool) {
     let app = TestApp::spawn(db.clone()).await;
     let secret = server::settings::SANDBOX_STRIPE_WEBHOOK_SECRET;
-    let body = event("evt_bad", "customer.updated", json!({"id": "cus_x", "object": "customer"}));
+    let body = event(
+        "evt_bad",
+        "customer.updated",
+        json!({"id": "cus_x", "object": "customer"}),
+    );
     let now = chrono::Utc::now().timestamp();
     let other_secret = Webhook::generate_test_header(&body, "whsec_someone_else", None);
     let stale = Webhook::generate_test_header(&body, secret, Some(now - 301));
     let tampered = Webhook::generate_test_header(&body.replace("cus_x", "cus_y"), secret, None);
-    for signature in ["", "t=1,v1=00", other_secret.as_str(), stale.as_str(), tampered.as_str()] {
+    for signature in [
+        "",
+        "t=1,v1=00",
+        other_secret.as_str(),
+        stale.as_str(),
+        tampered.as_str(),
+    ] {
         let (status, _) = post_event(&app, &body, signature).await;
         assert_eq!(status, 401, "signature {signature:?}");
     }
@@ -334,27 +386,44 @@ async fn the_same_stripe_event_twice_is_stored_once_and_unknown_types_are_kept_a
 ) {
     let app = TestApp::spawn(db.clone()).await;
     let secret = server::settings::SANDBOX_STRIPE_WEBHOOK_SECRET;
-    let body = event("evt_twice", "customer.updated", json!({"id": "cus_nobody", "object": "customer"}));
+    let body = event(
+        "evt_twice",
+        "customer.updated",
+        json!({"id": "cus_nobody", "object": "customer"}),
+    );
     let signature = Webhook::generate_test_header(&body, secret, None);
-    assert_eq!(post_event(&app, &body, &signature).await, (200, "queued".to_owned()));
+    assert_eq!(
+        post_event(&app, &body, &signature).await,
+        (200, "queued".to_owned())
+    );
     assert_eq!(
         post_event(&app, &body, &signature).await,
         (200, "already received".to_owned())
     );
     assert_eq!(stored_events(&db).await, 1);
-    eventually_within(30, "processed (a customer no workspace has: nothing to do)", || {
-        let db = db.clone();
-        async move {
-            sqlx::query_scalar::<_, String>("SELECT status FROM stripe_events WHERE event_id = 'evt_twice'")
+    eventually_within(
+        30,
+        "processed (a customer no workspace has: nothing to do)",
+        || {
+            let db = db.clone();
+            async move {
+                sqlx::query_scalar::<_, String>(
+                    "SELECT status FROM stripe_events WHERE event_id = 'evt_twice'",
+                )
                 .fetch_one(&db)
                 .await
                 .expect("status")
-                == "processed"
-        }
-    })
+                    == "processed"
+            }
+        },
+    )
     .await;
 
-    let unknown = event("evt_plan", "plan.created", json!({"id": "plan_1", "object": "plan"}));
+    let unknown = event(
+        "evt_plan",
+        "plan.created",
+        json!({"id": "plan_1", "object": "plan"}),
+    );
     let signature = Webhook::generate_test_header(&unknown, secret, None);
     let (status, text) = post_event(&app, &unknown, &signature).await;
     assert_eq!(status, 200, "{text}");
@@ -410,7 +479,10 @@ async fn a_checkout_session_of_another_workspace_records_nothing_here(db: PgPool
         .expect("saved");
     let response = intruder
         .browser
-        .get(format!("{}/billing/card-added?session_id={session}", app.address))
+        .get(format!(
+            "{}/billing/card-added?session_id={session}",
+            app.address
+        ))
         .send()
         .await
         .expect("return");
@@ -429,9 +501,22 @@ async fn the_stripe_double_honours_idempotency_keys_like_stripe(db: PgPool) {
             .form(&[("email", email)])
             .send()
     };
-    let first: Value = post("k1", "a@b.test").await.expect("first").json().await.expect("json");
-    let again: Value = post("k1", "a@b.test").await.expect("again").json().await.expect("json");
-    assert_eq!(first["id"], again["id"], "the same answer, not a second customer");
+    let first: Value = post("k1", "a@b.test")
+        .await
+        .expect("first")
+        .json()
+        .await
+        .expect("json");
+    let again: Value = post("k1", "a@b.test")
+        .await
+        .expect("again")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        first["id"], again["id"],
+        "the same answer, not a second customer"
+    );
     let other = post("k1", "other@b.test").await.expect("other");
     assert_eq!(other.status(), 400);
     let other: Value = other.json().await.expect("json");
@@ -439,10 +524,43 @@ async fn the_stripe_double_honours_idempotency_keys_like_stripe(db: PgPool) {
     assert_eq!(app.stripe.customers().len(), 1);
     let unauthorized = app
         .client
-        .get(format!("{}/sandbox/stripe/v1/customers/{}", app.address, first["id"].as_str().expect("id")))
+        .get(format!(
+            "{}/sandbox/stripe/v1/customers/{}",
+            app.address,
+            first["id"].as_str().expect("id")
+        ))
         .bearer_auth("sk_test_wrong")
         .send()
         .await
         .expect("request");
     assert_eq!(unauthorized.status(), 401);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_customer_stripe_no_longer_has_is_replaced_when_a_card_is_added(db: PgPool) {
+    // The sandbox's double forgets its customers on restart; in Stripe a customer can be deleted.
+    let app = TestApp::spawn(db.clone()).await;
+    let customer = customer(&app, "gone-co").await;
+    sqlx::query("UPDATE workspaces SET stripe_customer_id = 'cus_gone' WHERE id = $1")
+        .bind(customer.workspace_id)
+        .execute(&db)
+        .await
+        .expect("stale customer");
+    assert_eq!(
+        add_card(&app, &customer, "4242 4242 4242 4242").await,
+        "/billing?card=added"
+    );
+    let stored: String =
+        sqlx::query_scalar("SELECT stripe_customer_id FROM workspaces WHERE id = $1")
+            .bind(customer.workspace_id)
+            .fetch_one(&db)
+            .await
+            .expect("customer");
+    assert_ne!(stored, "cus_gone");
+    assert_eq!(
+        billing(&app, &customer).await["cards"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
 }

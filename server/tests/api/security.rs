@@ -269,7 +269,11 @@ async fn production_mounts_no_sandbox_route(db: PgPool) {
         .send()
         .await
         .expect("request");
-    assert_eq!(response.status(), 401, "the sandbox's Stripe secret signs nothing in production");
+    assert_eq!(
+        response.status(),
+        401,
+        "the sandbox's Stripe secret signs nothing in production"
+    );
 }
 
 /// A server as `main` runs it, with `grace` to finish after the signal: its address, the signal,

@@ -54,7 +54,9 @@ impl Addon {
     /// What it gives, in one line.
     pub fn description(self) -> &'static str {
         match self {
-            Addon::Macos => "Run jobs on tenki-macos-m4 labels (40 concurrent macOS jobs included).",
+            Addon::Macos => {
+                "Run jobs on tenki-macos-m4 labels (40 concurrent macOS jobs included)."
+            }
             Addon::PriorityBoost => {
                 "When the platform is short of capacity, your waiting jobs start first."
             }
@@ -228,7 +230,11 @@ async fn require_card(tx: &mut sqlx::PgConnection, workspace_id: Uuid) -> Result
     .fetch_one(&mut *tx)
     .await?
     .unwrap_or(false);
-    if has_card { Ok(()) } else { Err(AddonError::NoCard) }
+    if has_card {
+        Ok(())
+    } else {
+        Err(AddonError::NoCard)
+    }
 }
 
 /// Turns `addon` on for the caller's workspace, or keeps a cancelled one on after all.
@@ -376,8 +382,15 @@ mod tests {
 
     #[test]
     fn a_cancelled_addon_ends_on_the_first_of_the_next_month_utc() {
-        let at = |y, m, d, h| Utc.with_ymd_and_hms(y, m, d, h, 0, 0).single().expect("time");
-        assert_eq!(start_of_next_month(at(2026, 11, 29, 15)), at(2026, 12, 1, 0));
+        let at = |y, m, d, h| {
+            Utc.with_ymd_and_hms(y, m, d, h, 0, 0)
+                .single()
+                .expect("time")
+        };
+        assert_eq!(
+            start_of_next_month(at(2026, 11, 29, 15)),
+            at(2026, 12, 1, 0)
+        );
         assert_eq!(start_of_next_month(at(2026, 12, 31, 23)), at(2027, 1, 1, 0));
         assert_eq!(start_of_next_month(at(2027, 1, 1, 0)), at(2027, 2, 1, 0));
     }

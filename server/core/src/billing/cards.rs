@@ -9,9 +9,11 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use stripe::StripeRequest as _;
-use stripe_checkout::checkout_session::{CreateCheckoutSession, RetrieveCheckoutSession};
-use stripe_core::customer::{CreateCustomer, ListPaymentMethodsCustomer, ListPaymentMethodsCustomerType};
 use stripe_billing::billing_portal_session::CreateBillingPortalSession;
+use stripe_checkout::checkout_session::{CreateCheckoutSession, RetrieveCheckoutSession};
+use stripe_core::customer::{
+    CreateCustomer, ListPaymentMethodsCustomer, ListPaymentMethodsCustomerType,
+};
 use stripe_shared::{CheckoutSessionMode, CheckoutSessionStatus};
 use uuid::Uuid;
 
@@ -92,13 +94,26 @@ pub async fn cards_of(db: &PgPool, workspace_id: Uuid) -> Result<Vec<Card>, sqlx
 }
 
 /// The workspace's Stripe customer, created on first need. The idempotency key is the
-/// workspace, so two first clicks at once create one customer.
+/// workspace, so two first clicks at once create one customer. `gone` is a stored customer Stripe
+/// no longer has (deleted in Stripe's dashboard, or the sandbox's double restarted): it is
+/// forgotten and a new one created, under a key of its own.
 async fn customer_of(
     db: &PgPool,
     stripe: &Stripe,
     caller: &Caller,
+    gone: Option<&str>,
 ) -> Result<String, CardError> {
     let workspace_id = caller.member.workspace_id;
+    if let Some(gone) = gone {
+        sqlx::query!(
+            "UPDATE workspaces SET stripe_customer_id = NULL
+             WHERE id = $1 AND stripe_customer_id = $2",
+            workspace_id,
+            gone,
+        )
+        .execute(db)
+        .await?;
+    }
     let existing = sqlx::query_scalar!(
         "SELECT stripe_customer_id FROM workspaces WHERE id = $1",
         workspace_id,
@@ -108,12 +123,16 @@ async fn customer_of(
     if let Some(id) = existing {
         return Ok(id);
     }
+    let key = match gone {
+        None => format!("customer:{workspace_id}"),
+        Some(gone) => format!("customer:{workspace_id}:after:{gone}"),
+    };
     let customer = CreateCustomer::new()
         .email(caller.user.email.clone())
         .name(caller.member.workspace_name.clone())
         .metadata([("workspace_id".to_owned(), workspace_id.to_string())])
         .customize()
-        .request_strategy(idempotent(&format!("customer:{workspace_id}"))?)
+        .request_strategy(idempotent(&key)?)
         .send(stripe.client())
         .await
         .map_err(|e| StripeCallError::of("creating the customer", e))?;
@@ -128,6 +147,11 @@ async fn customer_of(
     Ok(stored.unwrap_or_else(|| customer.id.to_string()))
 }
 
+/// True when Stripe answered that the customer named in the request does not exist.
+fn customer_missing(error: &StripeCallError) -> bool {
+    matches!(error, StripeCallError::Refused { status: 404, .. })
+}
+
 /// "Add a card": a Checkout session in setup mode for the caller's workspace; the browser goes
 /// to the returned address.
 pub async fn start_checkout(
@@ -137,24 +161,33 @@ pub async fn start_checkout(
     urls: &ReturnUrls,
 ) -> Result<String, CardError> {
     may_change_billing(caller)?;
-    let customer = customer_of(db, stripe, caller).await?;
     // One session per click: the click is the business key.
     let click = Uuid::new_v4();
-    let session = CreateCheckoutSession::new()
-        .mode(CheckoutSessionMode::Setup)
-        .customer(customer)
-        .currency(stripe_types::Currency::USD)
-        .client_reference_id(caller.member.workspace_id.to_string())
-        .success_url(urls.card_added.clone())
-        .cancel_url(urls.billing_page.clone())
-        .customize()
-        .request_strategy(idempotent(&format!(
-            "checkout-session:{}:{click}",
-            caller.member.workspace_id
-        ))?)
-        .send(stripe.client())
-        .await
-        .map_err(|e| StripeCallError::of("creating the Checkout session", e))?;
+    // The key names the customer too: a retry with a new customer is another request.
+    let session = |customer: String| async move {
+        CreateCheckoutSession::new()
+            .mode(CheckoutSessionMode::Setup)
+            .customer(customer.clone())
+            .currency(stripe_types::Currency::USD)
+            .client_reference_id(caller.member.workspace_id.to_string())
+            .success_url(urls.card_added.clone())
+            .cancel_url(urls.billing_page.clone())
+            .customize()
+            .request_strategy(idempotent(&format!(
+                "checkout-session:{}:{click}:{customer}",
+                caller.member.workspace_id
+            ))?)
+            .send(stripe.client())
+            .await
+            .map_err(|e| StripeCallError::of("creating the Checkout session", e))
+    };
+    let customer = customer_of(db, stripe, caller, None).await?;
+    let session = match session(customer.clone()).await {
+        Err(e) if customer_missing(&e) => {
+            session(customer_of(db, stripe, caller, Some(&customer)).await?).await?
+        }
+        other => other?,
+    };
     session.url.ok_or(CardError::NoCheckoutUrl)
 }
 
@@ -198,19 +231,27 @@ pub async fn portal_url(
     urls: &ReturnUrls,
 ) -> Result<String, CardError> {
     may_change_billing(caller)?;
-    let customer = customer_of(db, stripe, caller).await?;
     let click = Uuid::new_v4();
-    let session = CreateBillingPortalSession::new()
-        .customer(customer)
-        .return_url(urls.billing_page.clone())
-        .customize()
-        .request_strategy(idempotent(&format!(
-            "portal-session:{}:{click}",
-            caller.member.workspace_id
-        ))?)
-        .send(stripe.client())
-        .await
-        .map_err(|e| StripeCallError::of("creating the billing portal session", e))?;
+    let session = |customer: String| async move {
+        CreateBillingPortalSession::new()
+            .customer(customer.clone())
+            .return_url(urls.billing_page.clone())
+            .customize()
+            .request_strategy(idempotent(&format!(
+                "portal-session:{}:{click}:{customer}",
+                caller.member.workspace_id
+            ))?)
+            .send(stripe.client())
+            .await
+            .map_err(|e| StripeCallError::of("creating the billing portal session", e))
+    };
+    let customer = customer_of(db, stripe, caller, None).await?;
+    let session = match session(customer.clone()).await {
+        Err(e) if customer_missing(&e) => {
+            session(customer_of(db, stripe, caller, Some(&customer)).await?).await?
+        }
+        other => other?,
+    };
     Ok(session.url)
 }
 

@@ -153,7 +153,9 @@ pub async fn process_event(
         None => None,
     };
     let outcome = match customer {
-        Some(customer) => Processed::CardsSynced(cards::sync_cards(db, stripe, &customer, now).await?),
+        Some(customer) => {
+            Processed::CardsSynced(cards::sync_cards(db, stripe, &customer, now).await?)
+        }
         None => Processed::NoCustomer,
     };
     sqlx::query!(
@@ -218,7 +220,10 @@ mod tests {
     #[test]
     fn a_customer_event_names_the_customer_itself() {
         let body = serde_json::json!({"data": {"object": {"id": "cus_1", "object": "customer"}}});
-        assert_eq!(customer_named("customer.updated", &body).as_deref(), Some("cus_1"));
+        assert_eq!(
+            customer_named("customer.updated", &body).as_deref(),
+            Some("cus_1")
+        );
     }
 
     #[test]
