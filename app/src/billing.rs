@@ -58,6 +58,7 @@ pub async fn billing() -> Result<BillingView, AppError> {
 }
 
 /// Stripe's brand codes as people write them.
+#[cfg(feature = "ssr")]
 fn brand_name(code: &str) -> String {
     match code {
         "visa" => "Visa".to_owned(),
