@@ -20,12 +20,30 @@ pub struct CardView {
     pub expires: String,
 }
 
+/// An invoice as the page shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvoiceView {
+    /// "October 2026".
+    pub month: String,
+    /// "Paid", "Payment failed: tried again on December 4", "Carried to next month"…
+    pub status: String,
+    /// "$12.34".
+    pub total: String,
+    pub hosted_invoice_url: Option<String>,
+    pub invoice_pdf: Option<String>,
+    /// (description, "$1.23").
+    pub lines: Vec<(String, String)>,
+}
+
 /// Everything the Billing page shows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BillingView {
     pub cards: Vec<CardView>,
     /// The caller is an owner or admin: the buttons are theirs.
     pub can_change: bool,
+    pub invoices: Vec<InvoiceView>,
+    /// What the owner was told (payment failed, suspended), newest first.
+    pub notifications: Vec<String>,
 }
 
 /// The caller's workspace's cards.
@@ -41,7 +59,54 @@ pub async fn billing() -> Result<BillingView, AppError> {
                 tenki_core::billing::cards::cards_of(&context.core.db, caller.member.workspace_id)
                     .await
                     .map_err(|e| AppError::internal_error(&e))?;
+            let invoices = tenki_core::billing::invoices::invoices_of(
+                &context.core.db,
+                caller.member.workspace_id,
+            )
+            .await
+            .map_err(|e| AppError::internal_error(&e))?;
+            let notifications = tenki_core::billing::invoices::notifications_of(
+                &context.core.db,
+                caller.member.workspace_id,
+            )
+            .await
+            .map_err(|e| AppError::internal_error(&e))?;
+            let dollars = |cents: i64| {
+                format!(
+                    "${}",
+                    tenki_core::money::dollars(cents * tenki_core::money::MICRO_CENTS_PER_CENT, 2)
+                )
+            };
             Ok(BillingView {
+                invoices: invoices
+                    .into_iter()
+                    .map(|invoice| InvoiceView {
+                        month: invoice.month.format("%B %Y").to_string(),
+                        status: match invoice.state.as_str() {
+                            "paid" => "Paid".to_owned(),
+                            "nothing_due" => "Nothing due".to_owned(),
+                            "carried" => "Under the $0.50 minimum: carried to next month".to_owned(),
+                            "payment_failed" => match invoice.next_attempt_at {
+                                Some(at) => format!("Payment failed: tried again on {}", at.format("%B %-d")),
+                                None => "Payment failed".to_owned(),
+                            },
+                            "uncollectible" => "Unpaid: pay it from the invoice page".to_owned(),
+                            _ => "Being issued".to_owned(),
+                        },
+                        total: dollars(invoice.total_cents.unwrap_or(0)),
+                        hosted_invoice_url: invoice.hosted_invoice_url,
+                        invoice_pdf: invoice.invoice_pdf,
+                        lines: invoice
+                            .lines
+                            .into_iter()
+                            .map(|(description, cents)| (description, dollars(cents)))
+                            .collect(),
+                    })
+                    .collect(),
+                notifications: notifications
+                    .into_iter()
+                    .map(|(at, message)| format!("{}: {message}", at.format("%B %-d, %Y")))
+                    .collect(),
                 cards: cards
                     .into_iter()
                     .map(|card| CardView {
@@ -125,7 +190,11 @@ pub fn BillingPage() -> impl IntoView {
         <Suspense fallback=|| view! { <p class="mt-6 text-slate-500">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
-                    Ok(view) => view! { <PaymentMethod view/> }.into_any(),
+                    Ok(view) => view! {
+                        <Notifications notifications=view.notifications.clone()/>
+                        <PaymentMethod view=view.clone()/>
+                        <Invoices invoices=view.invoices/>
+                    }.into_any(),
                     Err(error) => view! { <ErrorNotice error/> }.into_any(),
                 }
             })}
@@ -183,6 +252,61 @@ fn PaymentMethod(view: BillingView) -> impl IntoView {
             {cards}
             {actions}
             <p class="mt-4 text-xs text-slate-500">"Cards are kept by Stripe; Tenki never sees the number."</p>
+        </section>
+    }
+}
+
+#[component]
+fn Notifications(notifications: Vec<String>) -> impl IntoView {
+    (!notifications.is_empty()).then(|| view! {
+        <section class="mt-6 rounded-xl border border-amber-300 bg-amber-50 p-6" data-testid="notifications">
+            <h2 class="text-sm font-medium text-amber-900">"Notifications"</h2>
+            <ul class="mt-2 space-y-1 text-sm text-amber-900">
+                {notifications.into_iter().map(|n| view! { <li>{n}</li> }).collect_view()}
+            </ul>
+        </section>
+    })
+}
+
+#[component]
+fn Invoices(invoices: Vec<InvoiceView>) -> impl IntoView {
+    let body = if invoices.is_empty() {
+        view! { <p class="mt-2 text-sm text-slate-600">"No invoices yet. Each month is invoiced on the 1st (UTC)."</p> }.into_any()
+    } else {
+        view! {
+            <ul class="mt-3 space-y-3">
+                {invoices.into_iter().map(|invoice| view! {
+                    <li class="rounded-lg border border-slate-200 px-4 py-3" data-testid="invoice">
+                        <details>
+                            <summary class="flex cursor-pointer flex-wrap items-baseline gap-x-3">
+                                <span class="font-medium text-slate-900">{invoice.month}</span>
+                                <span class="font-semibold text-slate-900" data-testid="invoice-total">{invoice.total}</span>
+                                <span class="text-sm text-slate-600" data-testid="invoice-status">{invoice.status}</span>
+                            </summary>
+                            <table class="mt-3 w-full text-left text-sm">
+                                <tbody>
+                                    {invoice.lines.into_iter().map(|(description, amount)| view! {
+                                        <tr class="border-t border-slate-100">
+                                            <td class="py-1 pr-4 text-slate-700">{description}</td>
+                                            <td class="py-1 text-right text-slate-900">{amount}</td>
+                                        </tr>
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                            <p class="mt-2 flex gap-4 text-sm">
+                                {invoice.hosted_invoice_url.map(|url| view! { <a href=url rel="external" class="font-medium text-indigo-600 hover:text-indigo-800">"View invoice"</a> })}
+                                {invoice.invoice_pdf.map(|url| view! { <a href=url rel="external" class="font-medium text-indigo-600 hover:text-indigo-800">"PDF"</a> })}
+                            </p>
+                        </details>
+                    </li>
+                }).collect_view()}
+            </ul>
+        }.into_any()
+    };
+    view! {
+        <section class="mt-6 rounded-xl border border-slate-200 bg-white p-6 shadow-sm" data-testid="invoices">
+            <h2 class="text-sm font-medium text-slate-500">"Invoices"</h2>
+            {body}
         </section>
     }
 }

@@ -67,6 +67,24 @@ pub enum AdminCommand {
         /// The GitHub job id; default: a fresh one.
         #[arg(long)]
         job_id: Option<i64>,
+        /// When it finished (RFC 3339); default: now. A past month can have usage to invoice.
+        #[arg(long)]
+        completed_at: Option<chrono::DateTime<Utc>>,
+    },
+    /// Run the monthly cycle for a month now (running it again changes nothing) and wait until
+    /// its invoices settle or wait for a retry.
+    RunBilling {
+        /// The month billed, YYYY-MM; default: the previous month.
+        #[arg(long)]
+        month: Option<String>,
+    },
+    /// Print each invoice of a person's workspace: status, lines, totals.
+    Invoices {
+        #[arg(long)]
+        email: String,
+        /// Only this month, YYYY-MM.
+        #[arg(long)]
+        month: Option<String>,
     },
     /// Record whether a person's workspace has a valid payment method (admission's free-minute
     /// gate; the Billing page sets it once cards are sold).
@@ -308,10 +326,12 @@ pub async fn run(core: &Core, command: AdminCommand) -> anyhow::Result<bool> {
             repository,
             workflow,
             job_id,
+            completed_at,
         } => {
             let workspace_id = workspaces::first_workspace_of_email(&core.db, &email)
                 .await?
                 .with_context(|| format!("no workspace for {email}"))?;
+            let now = completed_at.unwrap_or(now);
             let job = FinishedJob {
                 workspace_id,
                 key: JobKey {
@@ -334,7 +354,78 @@ pub async fn run(core: &Core, command: AdminCommand) -> anyhow::Result<bool> {
             );
             Ok(true)
         }
+        AdminCommand::RunBilling { month } => {
+            use tenki_core::billing::invoices;
+            let month = match month {
+                Some(month) => parse_month(&month)?,
+                None => invoices::previous_month(now),
+            };
+            let report = invoices::run_cycle(&core.db, month, now).await?;
+            println!(
+                "{}: {} invoices created, {} to move forward",
+                month.format("%B %Y"),
+                report.created,
+                report.enqueued
+            );
+            // The server's workers move them; this command waits for them, so support sees the
+            // outcome (bounded: 60 s).
+            for _ in 0..600 {
+                let open: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM invoices WHERE month = $1
+                       AND state IN ('draft', 'lines_built', 'stripe_created', 'items_added', 'finalized')",
+                )
+                .bind(month)
+                .fetch_one(&core.db)
+                .await?;
+                if open == 0 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            let states: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT state, count(*) FROM invoices WHERE month = $1 GROUP BY state ORDER BY state",
+            )
+            .bind(month)
+            .fetch_all(&core.db)
+            .await?;
+            for (state, count) in states {
+                println!("  {state}: {count}");
+            }
+            Ok(true)
+        }
+        AdminCommand::Invoices { email, month } => {
+            let workspace_id = workspaces::first_workspace_of_email(&core.db, &email)
+                .await?
+                .with_context(|| format!("no workspace for {email}"))?;
+            let month = month.as_deref().map(parse_month).transpose()?;
+            let all = tenki_core::billing::invoices::invoices_of(&core.db, workspace_id).await?;
+            for invoice in all.iter().filter(|i| month.is_none_or(|m| i.month == m)) {
+                println!(
+                    "{} {}: {}, total ${}",
+                    invoice.month.format("%B %Y"),
+                    invoice.id,
+                    invoice.state,
+                    money::dollars(invoice.total_cents.unwrap_or(0) * money::MICRO_CENTS_PER_CENT, 2)
+                );
+                for (description, cents) in &invoice.lines {
+                    println!(
+                        "  {description}: ${}",
+                        money::dollars(cents * money::MICRO_CENTS_PER_CENT, 2)
+                    );
+                }
+                if let Some(url) = &invoice.hosted_invoice_url {
+                    println!("  {url}");
+                }
+            }
+            Ok(true)
+        }
     }
+}
+
+/// "2026-10" → 2026-10-01.
+fn parse_month(month: &str) -> anyhow::Result<chrono::NaiveDate> {
+    chrono::NaiveDate::parse_from_str(&format!("{}-01", month.trim()), "%Y-%m-%d")
+        .with_context(|| format!("{month:?} is not a month (YYYY-MM)"))
 }
 
 /// Credits (`sign` 1) or deducts (`sign` -1) a positive dollar amount.

@@ -204,7 +204,8 @@ impl Application {
             )
         });
         let router = router(
-            &reachable,
+            settings,
+            reachable_at,
             core.clone(),
             Doubles {
                 github: github_double.clone(),
@@ -226,7 +227,10 @@ impl Application {
 
 /// The whole HTTP surface of Tenki, with the `doubles` given under [`settings::SANDBOX_GITHUB_PATH`],
 /// [`settings::SANDBOX_KUBERNETES_PATH`] and [`settings::SANDBOX_STRIPE_PATH`].
-pub fn router(settings: &Settings, core: Core, doubles: Doubles) -> Router {
+///
+/// `reachable_at` is where browsers reach this server (`TENKI_PUBLIC_URL`, or the address a test
+/// bound): Stripe sends them back there.
+pub fn router(settings: &Settings, reachable_at: &str, core: Core, doubles: Doubles) -> Router {
     let leptos_options = LeptosOptions::builder()
         .output_name(BUNDLE_NAME)
         .site_root(settings.site_root.to_string_lossy().into_owned())
@@ -250,7 +254,7 @@ pub fn router(settings: &Settings, core: Core, doubles: Doubles) -> Router {
         metrics: telemetry::metrics_handle(),
         metrics_token: settings.metrics_token.clone(),
         stripe_webhook_secret: settings.stripe_webhook_secret.clone(),
-        public_url: settings.public_url.trim_end_matches('/').to_owned(),
+        public_url: reachable_at.trim_end_matches('/').to_owned(),
     };
     let routes = generate_route_list(app::App);
     let provide = {

@@ -32,7 +32,10 @@ pub const CRONTAB: &str = "*/5 * * * * redeliver_failed_github_deliveries {}
 17 3 * * * delete_expired_data {}
 * * * * * admit_waiting_jobs {}
 * * * * * reconcile_runners {}
-0 * * * * end_cancelled_addons {}";
+0 * * * * end_cancelled_addons {}
+5 0 1 * * run_monthly_billing {}
+20 * * * * resume_invoices {}
+30 0 * * * suspend_unpaid_workspaces {}";
 
 /// One job to add to the queue.
 #[derive(Debug, Clone)]
@@ -165,7 +168,14 @@ impl TaskHandler for ProcessStripeEvent {
 
     async fn run(self, ctx: WorkerContext) -> impl IntoTaskHandlerResult {
         let core = core_of(&ctx)?;
-        match stripe_events::process_event(&core.db, &core.stripe, &self.event_id, Utc::now()).await
+        match stripe_events::process_event(
+            &core.db,
+            &core.stripe,
+            &core.ledger,
+            &self.event_id,
+            Utc::now(),
+        )
+        .await
         {
             Ok(outcome) => {
                 tracing::debug!(event = self.event_id, ?outcome, "Stripe event processed");
@@ -251,6 +261,18 @@ scheduled_task!(
     EndCancelledAddons
 );
 scheduled_task!(
+    /// Invoices the previous month of every workspace (the 1st, 00:05 UTC).
+    RunMonthlyBilling
+);
+scheduled_task!(
+    /// Re-enqueues invoices stuck in a step and payments whose retry is due (hourly).
+    ResumeInvoices
+);
+scheduled_task!(
+    /// Suspends workspaces still unpaid on the 10th (daily).
+    SuspendUnpaidWorkspaces
+);
+scheduled_task!(
     /// Deletes what Tenki no longer keeps (daily): see [`crate::retention`].
     DeleteExpiredData
 );
@@ -314,6 +336,94 @@ impl TaskHandler for EndCancelledAddons {
             tracing::info!(?ended, "cancelled add-ons ended");
         }
         Ok::<(), String>(())
+    }
+}
+
+impl TaskHandler for RunMonthlyBilling {
+    const IDENTIFIER: &'static str = "run_monthly_billing";
+
+    async fn run(self, ctx: WorkerContext) -> impl IntoTaskHandlerResult {
+        use crate::billing::invoices;
+        let core = core_of(&ctx)?;
+        let now = Utc::now();
+        let report = count_cron_run(
+            Self::IDENTIFIER,
+            invoices::run_cycle(&core.db, invoices::previous_month(now), now)
+                .await
+                .map_err(anyhow::Error::from),
+        )?;
+        tracing::info!(?report, "monthly billing");
+        Ok::<(), String>(())
+    }
+}
+
+impl TaskHandler for ResumeInvoices {
+    const IDENTIFIER: &'static str = "resume_invoices";
+
+    async fn run(self, ctx: WorkerContext) -> impl IntoTaskHandlerResult {
+        let core = core_of(&ctx)?;
+        let resumed = count_cron_run(
+            Self::IDENTIFIER,
+            crate::billing::invoices::resume_stuck(&core.db, Utc::now())
+                .await
+                .map_err(anyhow::Error::from),
+        )?;
+        if resumed > 0 {
+            tracing::info!(resumed, "invoices resumed");
+        }
+        Ok::<(), String>(())
+    }
+}
+
+impl TaskHandler for SuspendUnpaidWorkspaces {
+    const IDENTIFIER: &'static str = "suspend_unpaid_workspaces";
+
+    async fn run(self, ctx: WorkerContext) -> impl IntoTaskHandlerResult {
+        let core = core_of(&ctx)?;
+        let suspended = count_cron_run(
+            Self::IDENTIFIER,
+            crate::billing::invoices::suspend_unpaid(&core.db, Utc::now())
+                .await
+                .map_err(anyhow::Error::from),
+        )?;
+        if suspended > 0 {
+            tracing::warn!(suspended, "workspaces suspended for non-payment");
+        }
+        Ok::<(), String>(())
+    }
+}
+
+/// Moves one invoice forward through its steps; retried with back-off on failure.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdvanceInvoice {
+    pub invoice_id: uuid::Uuid,
+}
+
+impl TaskHandler for AdvanceInvoice {
+    const IDENTIFIER: &'static str = crate::billing::invoices::ADVANCE_TASK;
+
+    async fn run(self, ctx: WorkerContext) -> impl IntoTaskHandlerResult {
+        let core = core_of(&ctx)?;
+        match crate::billing::invoices::advance(
+            &core.db,
+            &core.stripe,
+            &core.ledger,
+            self.invoice_id,
+            Utc::now(),
+            usize::MAX,
+        )
+        .await
+        {
+            Ok(outcome) => {
+                tracing::info!(invoice = %self.invoice_id, ?outcome, "invoice advanced");
+                Ok(())
+            }
+            Err(error) => {
+                let message = crate::error_chain(&error);
+                tracing::warn!(invoice = %self.invoice_id, "invoice step failed: {message}");
+                Err(message)
+            }
+        }
     }
 }
 
@@ -437,6 +547,10 @@ pub async fn worker(
         .define_job::<DeleteExpiredData>()
         .define_job::<AdmitWaitingJobs>()
         .define_job::<EndCancelledAddons>()
+        .define_job::<RunMonthlyBilling>()
+        .define_job::<ResumeInvoices>()
+        .define_job::<SuspendUnpaidWorkspaces>()
+        .define_job::<AdvanceInvoice>()
         .define_job::<ReconcileRunners>()
         .define_job::<ProvisionRunner>()
         .define_job::<RemoveRunner>()
@@ -464,7 +578,10 @@ mod tests {
                 .expect("retention payload");
             serde_json::from_value::<AdmitWaitingJobs>(payload.clone()).expect("admission payload");
             serde_json::from_value::<ReconcileRunners>(payload.clone()).expect("reconcile payload");
-            serde_json::from_value::<EndCancelledAddons>(payload).expect("add-ons payload");
+            serde_json::from_value::<EndCancelledAddons>(payload.clone()).expect("add-ons payload");
+            serde_json::from_value::<RunMonthlyBilling>(payload.clone()).expect("billing payload");
+            serde_json::from_value::<ResumeInvoices>(payload.clone()).expect("resume payload");
+            serde_json::from_value::<SuspendUnpaidWorkspaces>(payload).expect("suspend payload");
         }
     }
 
@@ -481,6 +598,9 @@ mod tests {
                 AdmitWaitingJobs::IDENTIFIER,
                 ReconcileRunners::IDENTIFIER,
                 EndCancelledAddons::IDENTIFIER,
+                RunMonthlyBilling::IDENTIFIER,
+                ResumeInvoices::IDENTIFIER,
+                SuspendUnpaidWorkspaces::IDENTIFIER,
             ]
         );
     }

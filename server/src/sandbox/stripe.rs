@@ -70,6 +70,10 @@ struct DoubleState {
     setup_intents: BTreeMap<String, Value>,
     checkout_sessions: BTreeMap<String, Value>,
     portal_sessions: BTreeMap<String, Value>,
+    invoices: BTreeMap<String, Value>,
+    invoice_items: BTreeMap<String, Value>,
+    /// The next this many invoice payments fail as declined, whatever the card (a switch).
+    fail_next_payments: u32,
     /// Idempotency key → (SHA-256 of method, path and body; status; answer).
     idempotency: HashMap<String, (String, StatusCode, Value)>,
     /// Cards saved with the test number that fails when charged.
@@ -324,6 +328,41 @@ impl StripeDouble {
         }
     }
 
+    /// Makes the next `count` invoice payments fail as declined (then they succeed again): a
+    /// payment that fails and later succeeds.
+    pub fn fail_next_payments(&self, count: u32) {
+        self.state().fail_next_payments = count;
+    }
+
+    /// Every invoice created so far.
+    pub fn invoices(&self) -> Vec<Value> {
+        self.state().invoices.values().cloned().collect()
+    }
+
+    /// Pays an open invoice as its hosted page does (the customer paid by hand) and sends
+    /// `invoice.paid`.
+    pub async fn pay_by_hand(&self, invoice_id: &str) -> bool {
+        let paid = {
+            let mut state = self.state();
+            match state.invoices.get_mut(invoice_id) {
+                Some(invoice) if invoice["status"] == "open" => {
+                    invoice["status"] = json!("paid");
+                    invoice["amount_paid"] = invoice["amount_due"].clone();
+                    invoice["amount_remaining"] = json!(0);
+                    Some(invoice.clone())
+                }
+                _ => None,
+            }
+        };
+        match paid {
+            Some(invoice) => {
+                self.send_event("invoice.paid", invoice, None).await;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The double's routes, to be nested under [`crate::settings::SANDBOX_STRIPE_PATH`]: the API
     /// under `/v1`, the hosted pages at the root.
     pub fn router(&self) -> Router {
@@ -339,12 +378,19 @@ impl StripeDouble {
             .route("/setup_intents/{id}", get(retrieve_setup_intent))
             .route("/payment_methods/{id}", get(retrieve_payment_method))
             .route("/billing_portal/sessions", post(create_portal_session))
+            .route("/invoices", post(create_invoice))
+            .route("/invoices/{id}", get(retrieve_invoice))
+            .route("/invoices/{id}/finalize", post(finalize_invoice))
+            .route("/invoices/{id}/pay", post(pay_invoice))
+            .route("/invoiceitems", post(create_invoice_item))
             .layer(axum::middleware::from_fn_with_state(self.clone(), api_gate));
         Router::new()
             .nest("/v1", api)
             .route("/checkout/{id}", get(checkout_page).post(checkout_submit))
             .route("/portal/{id}", get(portal_page))
             .route("/portal/{id}/remove", post(portal_remove))
+            .route("/invoice/{id}", get(invoice_page))
+            .route("/switches/fail-next-payments", post(switch_fail_payments))
             .with_state(self.clone())
     }
 }
@@ -759,6 +805,227 @@ async fn portal_remove(
             .into_response();
     }
     Redirect::to(&format!("{}/portal/{id}", double.own_url)).into_response()
+}
+
+fn missing(param: &str) -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        "invalid_request_error",
+        Some("parameter_missing"),
+        &format!("Missing required param: {param}."),
+    )
+}
+
+async fn create_invoice(State(double): State<StripeDouble>, body: Bytes) -> Response {
+    let form = params(&body);
+    let Some(customer) = form.get("customer").cloned() else {
+        return missing("customer");
+    };
+    let metadata: serde_json::Map<String, Value> = form
+        .iter()
+        .filter_map(|(name, value)| {
+            let key = name.strip_prefix("metadata[")?.strip_suffix(']')?;
+            Some((key.to_owned(), json!(value)))
+        })
+        .collect();
+    let mut state = double.state();
+    if !state.customers.contains_key(&customer) {
+        return not_found("customer", &customer);
+    }
+    let id = state.id("in");
+    let invoice = object(
+        "invoice",
+        json!({
+            "id": id, "created": now(), "customer": customer, "status": "draft",
+            "auto_advance": form.get("auto_advance").map(|v| v == "true"),
+            "collection_method": form.get("collection_method").cloned().unwrap_or_else(|| "charge_automatically".to_owned()),
+            "description": form.get("description"), "metadata": metadata, "livemode": false,
+            "amount_due": 0, "amount_paid": 0, "amount_remaining": 0, "subtotal": 0, "total": 0,
+            "currency": "usd", "hosted_invoice_url": null, "invoice_pdf": null, "number": null,
+            "lines": {"object": "list", "data": [], "has_more": false, "url": format!("/v1/invoices/{id}/lines")},
+        }),
+    );
+    state.invoices.insert(id, invoice.clone());
+    Json(invoice).into_response()
+}
+
+async fn retrieve_invoice(State(double): State<StripeDouble>, Path(id): Path<String>) -> Response {
+    match double.state().invoices.get(&id) {
+        Some(invoice) => Json(invoice.clone()).into_response(),
+        None => not_found("invoice", &id),
+    }
+}
+
+async fn create_invoice_item(State(double): State<StripeDouble>, body: Bytes) -> Response {
+    let form = params(&body);
+    let (Some(customer), Some(invoice_id)) = (form.get("customer").cloned(), form.get("invoice").cloned())
+    else {
+        return missing("customer and invoice");
+    };
+    let Some(amount) = form.get("amount").and_then(|a| a.parse::<i64>().ok()) else {
+        return missing("amount");
+    };
+    let mut state = double.state();
+    let id = state.id("ii");
+    let Some(invoice) = state.invoices.get_mut(&invoice_id) else {
+        return not_found("invoice", &invoice_id);
+    };
+    if invoice["status"] != "draft" {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            Some("invoice_not_editable"),
+            "You can only add invoice items to draft invoices.",
+        );
+    }
+    let item = object(
+        "invoiceitem",
+        json!({
+            "id": id, "amount": amount, "currency": "usd", "customer": customer, "date": now(),
+            "description": form.get("description"), "invoice": invoice_id, "livemode": false,
+            "metadata": {}, "quantity": 1, "parent": null, "net_amount": amount,
+        }),
+    );
+    let total = invoice["total"].as_i64().unwrap_or(0) + amount;
+    for field in ["amount_due", "amount_remaining", "subtotal", "total"] {
+        invoice[field] = json!(total);
+    }
+    if let Some(lines) = invoice["lines"]["data"].as_array_mut() {
+        lines.push(json!({"id": format!("il_{id}"), "amount": amount, "description": form.get("description")}));
+    }
+    state.invoice_items.insert(id, item.clone());
+    Json(item).into_response()
+}
+
+async fn finalize_invoice(State(double): State<StripeDouble>, Path(id): Path<String>) -> Response {
+    let finalized = {
+        let mut state = double.state();
+        let count = state.invoices.values().filter(|i| i["number"].is_string()).count();
+        let Some(invoice) = state.invoices.get_mut(&id) else {
+            return not_found("invoice", &id);
+        };
+        if invoice["status"] != "draft" {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                Some("invoice_not_editable"),
+                "This invoice is already finalized.",
+            );
+        }
+        invoice["status"] = json!("open");
+        invoice["number"] = json!(format!("TENKI-{:04}", count + 1));
+        invoice["hosted_invoice_url"] = json!(format!("{}/invoice/{id}", double.own_url));
+        invoice["invoice_pdf"] = json!(format!("{}/invoice/{id}?pdf=1", double.own_url));
+        invoice.clone()
+    };
+    double.send_event("invoice.finalized", finalized.clone(), None).await;
+    Json(finalized).into_response()
+}
+
+async fn pay_invoice(State(double): State<StripeDouble>, Path(id): Path<String>) -> Response {
+    let outcome = {
+        let mut state = double.state();
+        let Some(invoice) = state.invoices.get(&id).cloned() else {
+            return not_found("invoice", &id);
+        };
+        if invoice["status"] == "paid" {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                Some("invoice_already_paid"),
+                "Invoice is already paid.",
+            );
+        }
+        if invoice["status"] != "open" {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                Some("invoice_not_open"),
+                "You can only pay open invoices.",
+            );
+        }
+        let customer = invoice["customer"].clone();
+        let cards: Vec<String> = state
+            .payment_methods
+            .values()
+            .filter(|m| m["customer"] == customer)
+            .filter_map(|m| m["id"].as_str().map(str::to_owned))
+            .collect();
+        let declined = cards.is_empty()
+            || cards.iter().all(|card| state.fail_when_charged.contains(card))
+            || state.fail_next_payments > 0;
+        if declined {
+            state.fail_next_payments = state.fail_next_payments.saturating_sub(1);
+            Err(invoice)
+        } else {
+            let invoice = state.invoices.get_mut(&id).map(|invoice| {
+                invoice["status"] = json!("paid");
+                invoice["amount_paid"] = invoice["amount_due"].clone();
+                invoice["amount_remaining"] = json!(0);
+                invoice.clone()
+            });
+            Ok(invoice.unwrap_or_default())
+        }
+    };
+    match outcome {
+        Ok(paid) => {
+            double.send_event("invoice.paid", paid.clone(), None).await;
+            Json(paid).into_response()
+        }
+        Err(open) => {
+            double.send_event("invoice.payment_failed", open, None).await;
+            error(
+                StatusCode::PAYMENT_REQUIRED,
+                "card_error",
+                Some("card_declined"),
+                "Your card was declined.",
+            )
+        }
+    }
+}
+
+async fn invoice_page(State(double): State<StripeDouble>, Path(id): Path<String>) -> Response {
+    let Some(invoice) = double.state().invoices.get(&id).cloned() else {
+        return (StatusCode::NOT_FOUND, page("Invoice", "<p>No such invoice.</p>")).into_response();
+    };
+    let lines: String = invoice["lines"]["data"]
+        .as_array()
+        .map(|lines| {
+            lines
+                .iter()
+                .map(|line| {
+                    format!(
+                        "<li>{}: ${:.2}</li>",
+                        html_escape(line["description"].as_str().unwrap_or_default()),
+                        line["amount"].as_f64().unwrap_or(0.0) / 100.0
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    page(
+        "Invoice",
+        &format!(
+            "<h1>Invoice {}</h1><p>Status: {}</p><ul>{lines}</ul><p><strong>Total ${:.2}</strong></p>",
+            html_escape(invoice["number"].as_str().unwrap_or("(draft)")),
+            html_escape(invoice["status"].as_str().unwrap_or_default()),
+            invoice["total"].as_f64().unwrap_or(0.0) / 100.0
+        ),
+    )
+    .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct SwitchQuery {
+    count: u32,
+}
+
+async fn switch_fail_payments(
+    State(double): State<StripeDouble>,
+    axum::extract::Query(query): axum::extract::Query<SwitchQuery>,
+) -> StatusCode {
+    double.fail_next_payments(query.count);
+    StatusCode::NO_CONTENT
 }
 
 fn html_escape(value: &str) -> String {

@@ -90,6 +90,9 @@ async fn every_scheduled_task_runs_through_the_worker_with_a_cron_ticks_payload(
             "admit_waiting_jobs",
             "reconcile_runners",
             "end_cancelled_addons",
+            "run_monthly_billing",
+            "resume_invoices",
+            "suspend_unpaid_workspaces",
         ]
     );
     wait_for_jobs(&db).await;

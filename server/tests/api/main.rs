@@ -6,6 +6,7 @@ mod billing;
 mod crons;
 mod github;
 mod harness;
+mod invoices;
 mod health;
 mod identity;
 mod metering;

@@ -215,7 +215,12 @@ async fn production_mounts_no_sandbox_route(db: PgPool) {
     ]);
     assert!(server::sandbox_github(&production).is_none());
     let app = TestApp::spawn(db).await;
-    let router = server::router(&production, app.core.clone(), server::Doubles::default());
+    let router = server::router(
+        &production,
+        &production.public_url,
+        app.core.clone(),
+        server::Doubles::default(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("port");

@@ -362,7 +362,9 @@ pub async fn end_due(db: &PgPool, now: DateTime<Utc>) -> Result<Ended, sqlx::Err
     .await?
     .rows_affected();
     let slot_changes = sqlx::query!(
-        "UPDATE workspace_extra_slots SET slots = next_slots, next_slots = NULL, next_slots_from = NULL
+        "UPDATE workspace_extra_slots
+         SET previous_slots = slots, previous_until = next_slots_from,
+             slots = next_slots, next_slots = NULL, next_slots_from = NULL
          WHERE next_slots_from <= $1",
         now,
     )

@@ -17,14 +17,18 @@ pub const PROCESS_EVENT_TASK: &str = "process_stripe_event";
 /// Attempts before an event's processing is given up (graphile_worker's back-off: ~1 day).
 const MAX_ATTEMPTS: i16 = 25;
 
-/// The events Tenki acts on now. Others are stored as `ignored`. (The invoice and charge events
-/// are acted on once invoices exist: issue 10.)
-pub const HANDLED_EVENTS: [&str; 5] = [
+/// The events Tenki processes. Others are stored as `ignored`.
+pub const HANDLED_EVENTS: [&str; 10] = [
     "checkout.session.completed",
     "setup_intent.succeeded",
     "payment_method.attached",
     "payment_method.detached",
     "customer.updated",
+    "invoice.paid",
+    "invoice.finalized",
+    "invoice.payment_failed",
+    "charge.refunded",
+    "charge.dispute.created",
 ];
 
 /// What storing an event did.
@@ -109,6 +113,11 @@ pub enum Processed {
     CardsSynced(Synced),
     /// The event names no customer Tenki can find (nothing to do).
     NoCustomer,
+    /// An invoice's payment recorded from Stripe's word (`true`), or it was not paid after all.
+    InvoicePaid(bool),
+    /// Kept for support; Tenki's own steps already did what the event reports (invoice finalized,
+    /// payment failed), or support acts on it (refunds, disputes: `tenki admin`).
+    Noted,
     /// Processed before.
     AlreadyDone,
 }
@@ -120,6 +129,8 @@ pub enum EventError {
     Unknown(String),
     #[error("cards")]
     Cards(#[from] CardError),
+    #[error("invoice")]
+    Invoice(#[from] super::invoices::InvoiceError),
     #[error("database")]
     Database(#[from] sqlx::Error),
 }
@@ -128,6 +139,7 @@ pub enum EventError {
 pub async fn process_event(
     db: &PgPool,
     stripe: &Stripe,
+    ledger: &crate::ledger::Ledger,
     event_id: &str,
     now: DateTime<Utc>,
 ) -> Result<Processed, EventError> {
@@ -143,20 +155,15 @@ pub async fn process_event(
     if row.status == "processed" {
         return Ok(Processed::AlreadyDone);
     }
-    let customer = match customer_named(&row.kind, &row.body) {
-        Some(customer) => Some(customer),
-        // A detached card no longer names its customer; Tenki's records do.
-        None if row.kind == "payment_method.detached" => match object_id(&row.body) {
-            Some(card) => cards::customer_of_card(db, card).await?,
-            None => None,
+    let outcome = match row.kind.as_str() {
+        "invoice.paid" => match object_id(&row.body) {
+            Some(invoice) => Processed::InvoicePaid(
+                super::invoices::paid_in_stripe(db, stripe, ledger, invoice, now).await?,
+            ),
+            None => Processed::Noted,
         },
-        None => None,
-    };
-    let outcome = match customer {
-        Some(customer) => {
-            Processed::CardsSynced(cards::sync_cards(db, stripe, &customer, now).await?)
-        }
-        None => Processed::NoCustomer,
+        kind if kind.starts_with("invoice.") || kind.starts_with("charge.") => Processed::Noted,
+        _ => sync_customer(db, stripe, &row.kind, &row.body, now).await?,
     };
     sqlx::query!(
         "UPDATE stripe_events SET status = 'processed', processed_at = $2, last_error = NULL
@@ -167,6 +174,31 @@ pub async fn process_event(
     .execute(db)
     .await?;
     Ok(outcome)
+}
+
+/// A card event: the customer's cards read from Stripe and recorded.
+async fn sync_customer(
+    db: &PgPool,
+    stripe: &Stripe,
+    kind: &str,
+    body: &Value,
+    now: DateTime<Utc>,
+) -> Result<Processed, EventError> {
+    let customer = match customer_named(kind, body) {
+        Some(customer) => Some(customer),
+        // A detached card no longer names its customer; Tenki's records do.
+        None if kind == "payment_method.detached" => match object_id(body) {
+            Some(card) => cards::customer_of_card(db, card).await?,
+            None => None,
+        },
+        None => None,
+    };
+    Ok(match customer {
+        Some(customer) => {
+            Processed::CardsSynced(cards::sync_cards(db, stripe, &customer, now).await?)
+        }
+        None => Processed::NoCustomer,
+    })
 }
 
 /// Notes a failed attempt on the event (the queue retries it).

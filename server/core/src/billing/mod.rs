@@ -1,8 +1,8 @@
 //! Payments (SPEC §9–§12): the Stripe client, the workspace's cards, the Stripe webhook events,
-//! and the add-ons and slots bought from the dashboard. Invoices, the monthly cycle and storage
-//! come next (issue 10 lists them).
+//! the add-ons and slots bought from the dashboard, and the invoices of the monthly cycle.
 
 pub mod addons;
 pub mod cards;
 pub mod events;
+pub mod invoices;
 pub mod stripe;

@@ -40,6 +40,11 @@ pub mod account_code {
 
 /// Transfer codes of SPEC §8 used so far.
 pub mod transfer_code {
+    /// A Stripe payment into the workspace's account, and Stripe's fee out of the receivable.
+    pub const STRIPE_PAYMENT: u16 = 1002;
+    /// An add-on or slot charge of an invoice (Tenki's addition to SPEC §8's codes, next to the
+    /// runner charge).
+    pub const SUBSCRIPTION_CHARGE: u16 = 2020;
     /// A job's usage: money on the money ledger, free minutes on the free-minute ledger.
     pub const RUNNER_CHARGE: u16 = 2001;
     pub const USAGE_REVERSAL: u16 = 2003;
@@ -377,6 +382,61 @@ impl Ledger {
             .with_user_data_128(u128::from_be_bytes(*workspace_id.as_bytes()));
         self.create_transfers(vec![transfer]).await?;
         Ok(id)
+    }
+
+    /// An invoice's add-on or slot charge: the workspace's account → REVENUE (code 2020), one
+    /// transfer whose id derives from `key` (invoice and line).
+    pub async fn post_subscription_charge(
+        &self,
+        workspace_id: Uuid,
+        key: &str,
+        amount: i64,
+    ) -> Result<u128, LedgerError> {
+        let id = derive_id("subscription-charge", key.as_bytes());
+        let transfer = tb::Transfer::new(id)
+            .with_debit_account_id(WorkspaceAccounts::of(workspace_id).money)
+            .with_credit_account_id(fixed_account::REVENUE)
+            .with_amount(u128::from(amount.unsigned_abs()))
+            .with_ledger(MONEY_LEDGER)
+            .with_code(transfer_code::SUBSCRIPTION_CHARGE)
+            .with_user_data_128(u128::from_be_bytes(*workspace_id.as_bytes()));
+        self.create_transfers(vec![transfer]).await?;
+        Ok(id)
+    }
+
+    /// A Stripe payment of an invoice (SPEC §8): `amount` debited to STRIPE_RECEIVABLE and
+    /// credited to the workspace's account, and Stripe's `fee` debited to STRIPE_FEE and credited
+    /// to STRIPE_RECEIVABLE. Both code 1002, linked, ids derived from `invoice_key`.
+    pub async fn post_stripe_payment(
+        &self,
+        workspace_id: Uuid,
+        invoice_key: &str,
+        amount: i64,
+        fee: i64,
+    ) -> Result<(), LedgerError> {
+        let user = u128::from_be_bytes(*workspace_id.as_bytes());
+        let mut chain = vec![
+            tb::Transfer::new(derive_id("stripe-payment", invoice_key.as_bytes()))
+                .with_debit_account_id(fixed_account::STRIPE_RECEIVABLE)
+                .with_credit_account_id(WorkspaceAccounts::of(workspace_id).money)
+                .with_amount(u128::from(amount.unsigned_abs()))
+                .with_ledger(MONEY_LEDGER)
+                .with_code(transfer_code::STRIPE_PAYMENT)
+                .with_user_data_128(user),
+        ];
+        if fee > 0 {
+            chain.push(
+                tb::Transfer::new(derive_id("stripe-fee", invoice_key.as_bytes()))
+                    .with_debit_account_id(fixed_account::STRIPE_FEE)
+                    .with_credit_account_id(fixed_account::STRIPE_RECEIVABLE)
+                    .with_amount(u128::from(fee.unsigned_abs()))
+                    .with_ledger(MONEY_LEDGER)
+                    .with_code(transfer_code::STRIPE_PAYMENT)
+                    .with_user_data_128(user),
+            );
+        }
+        link(&mut chain);
+        self.create_transfers(chain).await
     }
 
     /// The posted debits and credits of an account, or `None` if it does not exist.

@@ -120,11 +120,11 @@ pub async fn reconcile(
     }
     if matches!(scope, Scope::Everything) {
         let (revenue_debits, revenue_credits) = totals(ledger, fixed_account::REVENUE).await?;
-        let net_usage = platform.usage_amount;
+        let net_usage = platform.usage_amount + platform.subscriptions;
         if revenue_credits - revenue_debits != net_usage {
             report.differences.push(Difference {
                 workspace_id: None,
-                what: "REVENUE from runner charges (micro-cents)".to_owned(),
+                what: "REVENUE from runner charges and subscriptions (micro-cents)".to_owned(),
                 database: net_usage,
                 ledger: revenue_credits - revenue_debits,
             });
@@ -151,11 +151,14 @@ struct Expected {
     free_credits: i128,
     /// Charges of usage records still standing (reversed ones excluded).
     usage_amount: i128,
+    /// Add-on and slot charges of the invoices (SPEC §10).
+    subscriptions: i128,
 }
 
 impl Expected {
     fn add(&mut self, other: &Expected) {
         self.usage_amount += other.usage_amount;
+        self.subscriptions += other.subscriptions;
     }
 }
 
@@ -183,8 +186,22 @@ async fn expected_for(db: &PgPool, workspace_id: Uuid) -> Result<Expected, sqlx:
     )
     .fetch_all(db)
     .await?;
+    // Invoices: their add-on and slot lines were charged to the workspace, their payments
+    // credited to it.
+    let billed = sqlx::query!(
+        r#"SELECT
+             (SELECT coalesce(sum(l.amount_micro_cents), 0)::bigint FROM invoice_lines l
+              JOIN invoices i ON i.id = l.invoice_id
+              WHERE i.workspace_id = $1 AND l.kind IN ('addon', 'slots')) AS "subscriptions!",
+             (SELECT coalesce(sum(amount_cents), 0)::bigint FROM payments WHERE workspace_id = $1) AS "paid_cents!""#,
+        workspace_id,
+    )
+    .fetch_one(db)
+    .await?;
     let mut expected = Expected {
-        money_debits: i128::from(usage.amount),
+        money_debits: i128::from(usage.amount) + i128::from(billed.subscriptions),
+        money_credits: i128::from(billed.paid_cents) * i128::from(crate::money::MICRO_CENTS_PER_CENT),
+        subscriptions: i128::from(billed.subscriptions),
         free_debits: i128::from(usage.free),
         free_credits: i128::from(grants),
         usage_amount: i128::from(usage.amount),
