@@ -449,8 +449,13 @@ async fn api_gate(
             "The body could not be read.",
         );
     };
+    // Stripe compares the parameters, not the bytes: their order does not matter.
+    let parameters: Vec<String> = params(&body)
+        .into_iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect();
     let fingerprint = hex::encode(Sha256::digest(
-        [method.as_str().as_bytes(), path.as_bytes(), &body].concat(),
+        [method.as_str(), path.as_str(), &parameters.join("&")].concat(),
     ));
     let seen = double.state().idempotency.get(&key).cloned();
     if let Some((first, status, answer)) = seen {
@@ -891,7 +896,14 @@ async fn create_invoice_item(State(double): State<StripeDouble>, body: Bytes) ->
         invoice[field] = json!(total);
     }
     if let Some(lines) = invoice["lines"]["data"].as_array_mut() {
-        lines.push(json!({"id": format!("il_{id}"), "amount": amount, "description": form.get("description")}));
+        lines.push(object(
+            "line_item",
+            json!({
+                "id": format!("il_{id}"), "amount": amount, "currency": "usd",
+                "description": form.get("description"), "invoice": invoice_id, "livemode": false,
+                "metadata": {}, "quantity": 1,
+            }),
+        ));
     }
     state.invoice_items.insert(id, item.clone());
     Json(item).into_response()

@@ -473,10 +473,8 @@ async fn create_step(
         .collection_method(InvoiceCollectionMethod::ChargeAutomatically)
         .pending_invoice_items_behavior(CreateInvoicePendingInvoiceItemsBehavior::Exclude)
         .description(format!("Tenki, {}", invoice.month.format("%B %Y")))
-        .metadata([
-            ("tenki_invoice_id".to_owned(), invoice_id.to_string()),
-            ("workspace_id".to_owned(), invoice.workspace_id.to_string()),
-        ])
+        // One key only: the client sends metadata from a HashMap, in no fixed order.
+        .metadata([("tenki_invoice_id".to_owned(), invoice_id.to_string())])
         .customize()
         .request_strategy(idempotent(&format!("invoice:{invoice_id}:create"))?)
         .send(stripe.client())

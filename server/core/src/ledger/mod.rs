@@ -406,7 +406,7 @@ impl Ledger {
 
     /// A Stripe payment of an invoice (SPEC §8): `amount` debited to STRIPE_RECEIVABLE and
     /// credited to the workspace's account, and Stripe's `fee` debited to STRIPE_FEE and credited
-    /// to STRIPE_RECEIVABLE. Both code 1002, linked, ids derived from `invoice_key`.
+    /// to STRIPE_RECEIVABLE. Both code 1002, ids derived from `invoice_key`.
     pub async fn post_stripe_payment(
         &self,
         workspace_id: Uuid,
@@ -415,7 +415,7 @@ impl Ledger {
         fee: i64,
     ) -> Result<(), LedgerError> {
         let user = u128::from_be_bytes(*workspace_id.as_bytes());
-        let mut chain = vec![
+        let mut transfers = vec![
             tb::Transfer::new(derive_id("stripe-payment", invoice_key.as_bytes()))
                 .with_debit_account_id(fixed_account::STRIPE_RECEIVABLE)
                 .with_credit_account_id(WorkspaceAccounts::of(workspace_id).money)
@@ -425,7 +425,7 @@ impl Ledger {
                 .with_user_data_128(user),
         ];
         if fee > 0 {
-            chain.push(
+            transfers.push(
                 tb::Transfer::new(derive_id("stripe-fee", invoice_key.as_bytes()))
                     .with_debit_account_id(fixed_account::STRIPE_FEE)
                     .with_credit_account_id(fixed_account::STRIPE_RECEIVABLE)
@@ -435,8 +435,9 @@ impl Ledger {
                     .with_user_data_128(user),
             );
         }
-        link(&mut chain);
-        self.create_transfers(chain).await
+        // Not linked: a retry finds both existing, which a linked chain would refuse as a whole
+        // ("linked event failed"); each is idempotent by its id.
+        self.create_transfers(transfers).await
     }
 
     /// The posted debits and credits of an account, or `None` if it does not exist.
