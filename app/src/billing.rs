@@ -42,6 +42,8 @@ pub struct BillingView {
     /// The caller is an owner or admin: the buttons are theirs.
     pub can_change: bool,
     pub invoices: Vec<InvoiceView>,
+    /// The running month so far: "November 2026", its lines and total.
+    pub preview: InvoiceView,
     /// What the owner was told (payment failed, suspended), newest first.
     pub notifications: Vec<String>,
 }
@@ -77,7 +79,27 @@ pub async fn billing() -> Result<BillingView, AppError> {
                     tenki_core::money::dollars(cents * tenki_core::money::MICRO_CENTS_PER_CENT, 2)
                 )
             };
+            let now = chrono::Utc::now();
+            let (preview_lines, preview_total) =
+                tenki_core::billing::invoices::preview(&context.core.db, caller.member.workspace_id, now)
+                    .await
+                    .map_err(|e| AppError::internal_error(&e))?;
+            let preview = InvoiceView {
+                month: now.format("%B %Y").to_string(),
+                status: "So far this month; invoiced on the 1st".to_owned(),
+                total: dollars(preview_total),
+                hosted_invoice_url: None,
+                invoice_pdf: None,
+                lines: preview_lines
+                    .into_iter()
+                    .map(|line| {
+                        let cents = tenki_core::billing::invoices::to_cents(line.amount_micro_cents);
+                        (line.description, dollars(cents))
+                    })
+                    .collect(),
+            };
             Ok(BillingView {
+                preview,
                 invoices: invoices
                     .into_iter()
                     .map(|invoice| InvoiceView {
@@ -193,6 +215,7 @@ pub fn BillingPage() -> impl IntoView {
                     Ok(view) => view! {
                         <Notifications notifications=view.notifications.clone()/>
                         <PaymentMethod view=view.clone()/>
+                        <Preview preview=view.preview.clone()/>
                         <Invoices invoices=view.invoices/>
                     }.into_any(),
                     Err(error) => view! { <ErrorNotice error/> }.into_any(),
@@ -307,6 +330,36 @@ fn Invoices(invoices: Vec<InvoiceView>) -> impl IntoView {
         <section class="mt-6 rounded-xl border border-slate-200 bg-white p-6 shadow-sm" data-testid="invoices">
             <h2 class="text-sm font-medium text-slate-500">"Invoices"</h2>
             {body}
+        </section>
+    }
+}
+
+#[component]
+fn Preview(preview: InvoiceView) -> impl IntoView {
+    let empty = preview.lines.is_empty();
+    view! {
+        <section class="mt-6 rounded-xl border border-slate-200 bg-white p-6 shadow-sm" data-testid="preview">
+            <div class="flex flex-wrap items-baseline justify-between gap-3">
+                <h2 class="text-sm font-medium text-slate-500">{format!("{} so far", preview.month)}</h2>
+                <p class="text-2xl font-bold text-slate-900" data-testid="preview-total">{preview.total}</p>
+            </div>
+            {if empty {
+                view! { <p class="mt-2 text-sm text-slate-600">"Nothing to bill yet this month."</p> }.into_any()
+            } else {
+                view! {
+                    <table class="mt-3 w-full text-left text-sm">
+                        <tbody>
+                            {preview.lines.into_iter().map(|(description, amount)| view! {
+                                <tr class="border-t border-slate-100">
+                                    <td class="py-1 pr-4 text-slate-700">{description}</td>
+                                    <td class="py-1 text-right text-slate-900">{amount}</td>
+                                </tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                }.into_any()
+            }}
+            <p class="mt-2 text-xs text-slate-500">{preview.status}</p>
         </section>
     }
 }

@@ -426,3 +426,33 @@ async fn an_addon_cancelled_mid_month_is_billed_the_full_month_and_ten_x64_slots
     assert_eq!(lines(&db, december).await, [("10 extra x64 concurrency slots".to_owned(), 7_000)]);
     assert_balanced(&app, &customer).await;
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn an_invoice_without_a_card_fails_says_add_a_card_and_is_paid_on_the_retry_after_one_is_added(
+    db: PgPool,
+) {
+    let app = TestApp::spawn(db.clone()).await;
+    let customer = customer(&app, "nocard-co").await;
+    meter(&app, &customer, "tenki-standard-2c", 1_200, at(2027, 1, 15, 12)).await;
+    let invoice_id = manual_invoice(&db, &customer, month(2027, 1)).await;
+    let first = at(2027, 2, 1, 0);
+    assert_eq!(
+        invoices::advance(&db, &app.core.stripe, &app.core.ledger, invoice_id, first, 10).await.expect("advance"),
+        Advanced::RetryAt(first + Duration::days(3))
+    );
+    let page: Value = app.call(&customer.browser, "billing", &[]).await.json().await.expect("JSON");
+    assert!(
+        page["notifications"][0].as_str().is_some_and(|n| n.contains("no card on file")),
+        "{page}"
+    );
+    assert_eq!(page["invoices"][0]["status"], "Payment failed: tried again on February 4");
+    add_card(&app, &customer, "4242 4242 4242 4242").await;
+    assert_eq!(
+        invoices::advance(&db, &app.core.stripe, &app.core.ledger, invoice_id, first + Duration::days(3), 10)
+            .await
+            .expect("retry"),
+        Advanced::Settled("paid".to_owned())
+    );
+    assert_eq!(stripe_invoices_of(&app, &stripe_customer(&db, &customer).await).len(), 1);
+    assert_balanced(&app, &customer).await;
+}

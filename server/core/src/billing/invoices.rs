@@ -302,6 +302,21 @@ pub async fn build_lines(
     Ok(lines)
 }
 
+/// The running month so far, as its invoice would read if it were issued now: its lines and
+/// their total in cents (SPEC §9's preview).
+pub async fn preview(
+    db: &PgPool,
+    workspace_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(Vec<Line>, i64), sqlx::Error> {
+    let month = NaiveDate::from_ymd_opt(now.year(), now.month(), 1).unwrap_or_default();
+    let mut connection = db.acquire().await?;
+    // No invoice exists for the running month: the nil id takes no carried amount for itself.
+    let lines = build_lines(&mut connection, Uuid::nil(), workspace_id, month).await?;
+    let total = lines.iter().map(|l| to_cents(l.amount_micro_cents)).sum();
+    Ok((lines, total))
+}
+
 /// The stored state of an invoice a step needs.
 #[derive(Debug, sqlx::FromRow)]
 struct InvoiceRow {
@@ -361,11 +376,36 @@ pub async fn advance(
         let invoice = load(db, invoice_id).await?;
         match invoice.state.as_str() {
             "draft" => build_step(db, ledger, invoice_id, &invoice, now).await?,
-            "lines_built" => create_step(db, stripe, invoice_id, &invoice, now).await?,
+            "lines_built" => match customer_of(db, invoice.workspace_id).await {
+                Ok(customer) => create_step(db, stripe, invoice_id, &invoice, &customer, now).await?,
+                // No card was ever added: the payment fails now, with the usual retries and the
+                // owner told to add a card.
+                Err(InvoiceError::NoCustomer(_)) => {
+                    let attempt = invoice.attempts + 1;
+                    record_failure(db, invoice_id, &invoice, attempt, "no card on file", now).await?;
+                }
+                Err(other) => return Err(other),
+            },
             "stripe_created" => items_step(db, stripe, invoice_id, &invoice, now).await?,
             "items_added" => finalize_step(db, stripe, invoice_id, &invoice, now).await?,
             "finalized" => pay_step(db, stripe, ledger, invoice_id, &invoice, now).await?,
             "payment_failed" => match invoice.next_attempt_at {
+                // It failed before it reached Stripe (no card then): from the start of Stripe's part.
+                Some(at) if at <= now && invoice.stripe_invoice_id.is_none() => {
+                    set_state(db, invoice_id, "lines_built", now).await?;
+                    let invoice = load(db, invoice_id).await?;
+                    match customer_of(db, invoice.workspace_id).await {
+                        Ok(customer) => {
+                            create_step(db, stripe, invoice_id, &invoice, &customer, now).await?
+                        }
+                        Err(InvoiceError::NoCustomer(_)) => {
+                            let attempt = invoice.attempts + 1;
+                            record_failure(db, invoice_id, &invoice, attempt, "no card on file", now)
+                                .await?;
+                        }
+                        Err(other) => return Err(other),
+                    }
+                }
                 Some(at) if at <= now => pay_step(db, stripe, ledger, invoice_id, &invoice, now).await?,
                 Some(at) => return Ok(Advanced::RetryAt(at)),
                 None => return Ok(Advanced::Settled("uncollectible".to_owned())),
@@ -464,11 +504,11 @@ async fn create_step(
     stripe: &Stripe,
     invoice_id: Uuid,
     invoice: &InvoiceRow,
+    customer: &str,
     now: DateTime<Utc>,
 ) -> Result<(), InvoiceError> {
-    let customer = customer_of(db, invoice.workspace_id).await?;
     let created = CreateInvoice::new()
-        .customer(customer)
+        .customer(customer.to_owned())
         .auto_advance(false)
         .collection_method(InvoiceCollectionMethod::ChargeAutomatically)
         .pending_invoice_items_behavior(CreateInvoicePendingInvoiceItemsBehavior::Exclude)
@@ -483,7 +523,7 @@ async fn create_step(
     let stripe_id = created.id.map(|id| id.to_string()).unwrap_or_default();
     sqlx::query(
         "UPDATE invoices SET stripe_invoice_id = $2, state = 'stripe_created', updated_at = $3
-         WHERE id = $1 AND state = 'lines_built'",
+         WHERE id = $1 AND state IN ('lines_built', 'payment_failed')",
     )
     .bind(invoice_id)
     .bind(stripe_id)
