@@ -3,7 +3,7 @@
 // nothing; "Manage billing" opens the double's billing portal, where removing the card is seen
 // back on Billing through Stripe's webhook.
 import { expect, test } from "@playwright/test";
-import { signUp, uniqueEmail, waitForHydration, watchConsole } from "./helpers";
+import { signUp, tenki, uniqueEmail, waitForHydration, watchConsole } from "./helpers";
 
 test.skip(!!process.env.BASE_URL, "the Stripe double exists only in the sandbox");
 
@@ -91,5 +91,49 @@ test("buy the macOS add-on and extra slots, then cancel the add-on: it stays on 
   await expect(page.locator('[data-addon="macos"]').getByTestId("addon-status")).toContainText(/On until \w+ 1, \d{4} \(cancelled\)/);
   await waitForHydration(page);
   await page.screenshot({ path: "screenshots/add-ons.png", fullPage: true });
+  expect(problems).toEqual([]);
+});
+
+test("last month's invoice is issued, charged and listed with its lines; the running month shows as a preview", async ({ page }) => {
+  test.setTimeout(90_000);
+  const problems = watchConsole(page);
+  const email = uniqueEmail("invoice");
+  await signUp(page, "Invoice Co", email, "invoice password 1");
+  await page.getByRole("link", { name: "Billing" }).click();
+  await page.getByTestId("add-card").click();
+  await page.getByLabel("Card number").fill("4242 4242 4242 4242");
+  await page.getByRole("button", { name: "Save card" }).click();
+  await expect(page.getByTestId("card")).toContainText("Visa ending in 4242");
+
+  // Last month: 1,200 minutes on 2 vCPUs, 1,000 of them free → $0.60.
+  const now = new Date();
+  const last = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 1, 15, 12));
+  const lastMonth = last.toISOString().slice(0, 7);
+  tenki("admin", "meter-job", "--email", email, "--label", "tenki-standard-2c", "--seconds", "72000",
+    "--completed-at", last.toISOString());
+  // This month so far: 10 paid minutes → $0.03.
+  tenki("admin", "meter-job", "--email", email, "--label", "tenki-standard-2c", "--seconds", "600");
+  const cycle = tenki("admin", "run-billing", "--month", lastMonth);
+  expect(cycle).toContain("paid");
+
+  await page.reload();
+  await waitForHydration(page);
+  const preview = page.getByTestId("preview");
+  await expect(preview).toContainText("so far");
+  await expect(preview).toContainText("tenki-standard-2c: 10 min");
+  await expect(page.getByTestId("preview-total")).toHaveText("$0.03");
+
+  const invoice = page.getByTestId("invoice").first();
+  await expect(invoice.getByTestId("invoice-total")).toHaveText("$0.60");
+  await expect(invoice.getByTestId("invoice-status")).toHaveText("Paid");
+  await invoice.locator("summary").click();
+  await expect(invoice).toContainText("tenki-standard-2c: 1200 min");
+  await expect(invoice).toContainText("tenki-standard-2c: 1000 free minutes used");
+  await page.screenshot({ path: "screenshots/billing-invoice.png", fullPage: true });
+
+  // Stripe's hosted invoice page.
+  await invoice.getByRole("link", { name: "View invoice" }).click();
+  await expect(page.getByRole("heading", { name: /Invoice TENKI-/ })).toBeVisible();
+  await expect(page.getByText("Total $0.60")).toBeVisible();
   expect(problems).toEqual([]);
 });
