@@ -80,10 +80,13 @@ pub async fn billing() -> Result<BillingView, AppError> {
                 )
             };
             let now = chrono::Utc::now();
-            let (preview_lines, preview_total) =
-                tenki_core::billing::invoices::preview(&context.core.db, caller.member.workspace_id, now)
-                    .await
-                    .map_err(|e| AppError::internal_error(&e))?;
+            let (preview_lines, preview_total) = tenki_core::billing::invoices::preview(
+                &context.core.db,
+                caller.member.workspace_id,
+                now,
+            )
+            .await
+            .map_err(|e| AppError::internal_error(&e))?;
             let preview = InvoiceView {
                 month: now.format("%B %Y").to_string(),
                 status: "So far this month; invoiced on the 1st".to_owned(),
@@ -93,7 +96,8 @@ pub async fn billing() -> Result<BillingView, AppError> {
                 lines: preview_lines
                     .into_iter()
                     .map(|line| {
-                        let cents = tenki_core::billing::invoices::to_cents(line.amount_micro_cents);
+                        let cents =
+                            tenki_core::billing::invoices::to_cents(line.amount_micro_cents);
                         (line.description, dollars(cents))
                     })
                     .collect(),
@@ -107,9 +111,14 @@ pub async fn billing() -> Result<BillingView, AppError> {
                         status: match invoice.state.as_str() {
                             "paid" => "Paid".to_owned(),
                             "nothing_due" => "Nothing due".to_owned(),
-                            "carried" => "Under the $0.50 minimum: carried to next month".to_owned(),
+                            "carried" => {
+                                "Under the $0.50 minimum: carried to next month".to_owned()
+                            }
                             "payment_failed" => match invoice.next_attempt_at {
-                                Some(at) => format!("Payment failed: tried again on {}", at.format("%B %-d")),
+                                Some(at) => format!(
+                                    "Payment failed: tried again on {}",
+                                    at.format("%B %-d")
+                                ),
                                 None => "Payment failed".to_owned(),
                             },
                             "uncollectible" => "Unpaid: pay it from the invoice page".to_owned(),

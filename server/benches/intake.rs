@@ -98,7 +98,12 @@ async fn run(url: &str) -> anyhow::Result<()> {
     let baseline = DELIVERIES as f64 / started.elapsed().as_secs_f64();
     baseline_latencies.sort();
 
-    let router = server::router(&settings, &settings.public_url, core, server::Doubles::default());
+    let router = server::router(
+        &settings,
+        &settings.public_url,
+        core,
+        server::Doubles::default(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = format!("http://{}/webhooks/github", listener.local_addr()?);
     tokio::spawn(server::serve(listener, router, std::future::pending()));

@@ -405,7 +405,10 @@ pub async fn run(core: &Core, command: AdminCommand) -> anyhow::Result<bool> {
                     invoice.month.format("%B %Y"),
                     invoice.id,
                     invoice.state,
-                    money::dollars(invoice.total_cents.unwrap_or(0) * money::MICRO_CENTS_PER_CENT, 2)
+                    money::dollars(
+                        invoice.total_cents.unwrap_or(0) * money::MICRO_CENTS_PER_CENT,
+                        2
+                    )
                 );
                 for (description, cents) in &invoice.lines {
                     println!(

@@ -863,7 +863,8 @@ async fn retrieve_invoice(State(double): State<StripeDouble>, Path(id): Path<Str
 
 async fn create_invoice_item(State(double): State<StripeDouble>, body: Bytes) -> Response {
     let form = params(&body);
-    let (Some(customer), Some(invoice_id)) = (form.get("customer").cloned(), form.get("invoice").cloned())
+    let (Some(customer), Some(invoice_id)) =
+        (form.get("customer").cloned(), form.get("invoice").cloned())
     else {
         return missing("customer and invoice");
     };
@@ -912,7 +913,11 @@ async fn create_invoice_item(State(double): State<StripeDouble>, body: Bytes) ->
 async fn finalize_invoice(State(double): State<StripeDouble>, Path(id): Path<String>) -> Response {
     let finalized = {
         let mut state = double.state();
-        let count = state.invoices.values().filter(|i| i["number"].is_string()).count();
+        let count = state
+            .invoices
+            .values()
+            .filter(|i| i["number"].is_string())
+            .count();
         let Some(invoice) = state.invoices.get_mut(&id) else {
             return not_found("invoice", &id);
         };
@@ -930,7 +935,9 @@ async fn finalize_invoice(State(double): State<StripeDouble>, Path(id): Path<Str
         invoice["invoice_pdf"] = json!(format!("{}/invoice/{id}?pdf=1", double.own_url));
         invoice.clone()
     };
-    double.send_event("invoice.finalized", finalized.clone(), None).await;
+    double
+        .send_event("invoice.finalized", finalized.clone(), None)
+        .await;
     Json(finalized).into_response()
 }
 
@@ -964,7 +971,9 @@ async fn pay_invoice(State(double): State<StripeDouble>, Path(id): Path<String>)
             .filter_map(|m| m["id"].as_str().map(str::to_owned))
             .collect();
         let declined = cards.is_empty()
-            || cards.iter().all(|card| state.fail_when_charged.contains(card))
+            || cards
+                .iter()
+                .all(|card| state.fail_when_charged.contains(card))
             || state.fail_next_payments > 0;
         if declined {
             state.fail_next_payments = state.fail_next_payments.saturating_sub(1);
@@ -985,7 +994,9 @@ async fn pay_invoice(State(double): State<StripeDouble>, Path(id): Path<String>)
             Json(paid).into_response()
         }
         Err(open) => {
-            double.send_event("invoice.payment_failed", open, None).await;
+            double
+                .send_event("invoice.payment_failed", open, None)
+                .await;
             error(
                 StatusCode::PAYMENT_REQUIRED,
                 "card_error",
@@ -998,7 +1009,11 @@ async fn pay_invoice(State(double): State<StripeDouble>, Path(id): Path<String>)
 
 async fn invoice_page(State(double): State<StripeDouble>, Path(id): Path<String>) -> Response {
     let Some(invoice) = double.state().invoices.get(&id).cloned() else {
-        return (StatusCode::NOT_FOUND, page("Invoice", "<p>No such invoice.</p>")).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            page("Invoice", "<p>No such invoice.</p>"),
+        )
+            .into_response();
     };
     let lines: String = invoice["lines"]["data"]
         .as_array()

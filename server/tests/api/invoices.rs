@@ -15,7 +15,9 @@ use crate::harness::{TestApp, eventually_within};
 use crate::runners::{Customer, customer};
 
 fn at(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(y, m, d, h, 0, 0).single().expect("time")
+    Utc.with_ymd_and_hms(y, m, d, h, 0, 0)
+        .single()
+        .expect("time")
 }
 
 fn month(y: i32, m: u32) -> NaiveDate {
@@ -23,11 +25,18 @@ fn month(y: i32, m: u32) -> NaiveDate {
 }
 
 /// Meters one finished job of `minutes` on `label`, completed at `completed_at`.
-async fn meter(app: &TestApp, customer: &Customer, label: &str, minutes: i64, completed_at: DateTime<Utc>) {
+async fn meter(
+    app: &TestApp,
+    customer: &Customer,
+    label: &str,
+    minutes: i64,
+    completed_at: DateTime<Utc>,
+) {
     let job = FinishedJob {
         workspace_id: customer.workspace_id,
         key: JobKey {
-            github_job_id: i64::try_from(Uuid::new_v4().as_u128() % 1_000_000_000_000).expect("fits"),
+            github_job_id: i64::try_from(Uuid::new_v4().as_u128() % 1_000_000_000_000)
+                .expect("fits"),
             run_attempt: 1,
         },
         label: label.to_owned(),
@@ -43,9 +52,30 @@ async fn meter(app: &TestApp, customer: &Customer, label: &str, minutes: i64, co
 
 /// 1,000 free minutes used up on 2c, then $0.60 more on 2c and $0.60 on 4c: $1.20.
 async fn october_usage(app: &TestApp, customer: &Customer) {
-    meter(app, customer, "tenki-standard-2c", 1_000, at(2026, 10, 10, 12)).await;
-    meter(app, customer, "tenki-standard-2c", 200, at(2026, 10, 12, 12)).await;
-    meter(app, customer, "tenki-standard-4c", 100, at(2026, 10, 20, 12)).await;
+    meter(
+        app,
+        customer,
+        "tenki-standard-2c",
+        1_000,
+        at(2026, 10, 10, 12),
+    )
+    .await;
+    meter(
+        app,
+        customer,
+        "tenki-standard-2c",
+        200,
+        at(2026, 10, 12, 12),
+    )
+    .await;
+    meter(
+        app,
+        customer,
+        "tenki-standard-4c",
+        100,
+        at(2026, 10, 20, 12),
+    )
+    .await;
 }
 
 /// An invoice row with no queue job, moved by hand (the worker never touches it).
@@ -116,7 +146,9 @@ async fn the_monthly_cycle_invoices_usage_per_label_charges_the_card_once_and_re
     add_card(&app, &customer, "4242 4242 4242 4242").await;
     october_usage(&app, &customer).await;
 
-    let report = invoices::run_cycle(&db, month(2026, 10), Utc::now()).await.expect("cycle");
+    let report = invoices::run_cycle(&db, month(2026, 10), Utc::now())
+        .await
+        .expect("cycle");
     assert_eq!(report.created, 1);
     let invoice_id: Uuid = sqlx::query_scalar("SELECT id FROM invoices WHERE workspace_id = $1")
         .bind(customer.workspace_id)
@@ -149,13 +181,21 @@ async fn the_monthly_cycle_invoices_usage_per_label_charges_the_card_once_and_re
     assert_eq!(in_stripe.len(), 1);
     assert_eq!(in_stripe[0]["status"], "paid");
     assert_eq!(in_stripe[0]["total"], 120);
-    assert_eq!(in_stripe[0]["auto_advance"], false, "Tenki owns the retries");
+    assert_eq!(
+        in_stripe[0]["auto_advance"], false,
+        "Tenki owns the retries"
+    );
     assert_balanced(&app, &customer).await;
 
     // The same month again: nothing new.
-    let again = invoices::run_cycle(&db, month(2026, 10), Utc::now()).await.expect("cycle");
+    let again = invoices::run_cycle(&db, month(2026, 10), Utc::now())
+        .await
+        .expect("cycle");
     assert_eq!(again.created, 0);
-    assert_eq!(stripe_invoices_of(&app, &stripe_customer(&db, &customer).await).len(), 1);
+    assert_eq!(
+        stripe_invoices_of(&app, &stripe_customer(&db, &customer).await).len(),
+        1
+    );
 
     // The Billing page lists it with its lines and Stripe's page.
     let page: Value = app
@@ -168,7 +208,11 @@ async fn the_monthly_cycle_invoices_usage_per_label_charges_the_card_once_and_re
     assert_eq!(listed["month"], "October 2026");
     assert_eq!(listed["total"], "$1.20");
     assert_eq!(listed["status"], "Paid");
-    assert!(listed["hosted_invoice_url"].as_str().is_some_and(|u| u.contains("/sandbox/stripe/invoice/in_")));
+    assert!(
+        listed["hosted_invoice_url"]
+            .as_str()
+            .is_some_and(|u| u.contains("/sandbox/stripe/invoice/in_"))
+    );
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -181,12 +225,25 @@ async fn a_crash_after_any_stripe_call_resumes_without_a_second_invoice_item_or_
 
     // Each step runs, then its database write is lost (the process died after Stripe answered):
     // the step runs again from the state before, with the same idempotency keys.
-    let steps = ["draft", "lines_built", "stripe_created", "items_added", "finalized"];
+    let steps = [
+        "draft",
+        "lines_built",
+        "stripe_created",
+        "items_added",
+        "finalized",
+    ];
     for before in steps {
         assert_eq!(state(&db, invoice_id).await, before);
-        invoices::advance(&db, &app.core.stripe, &app.core.ledger, invoice_id, Utc::now(), 1)
-            .await
-            .expect("step");
+        invoices::advance(
+            &db,
+            &app.core.stripe,
+            &app.core.ledger,
+            invoice_id,
+            Utc::now(),
+            1,
+        )
+        .await
+        .expect("step");
         let after = state(&db, invoice_id).await;
         sqlx::query("UPDATE invoices SET state = $2 WHERE id = $1")
             .bind(invoice_id)
@@ -195,21 +252,34 @@ async fn a_crash_after_any_stripe_call_resumes_without_a_second_invoice_item_or_
             .await
             .expect("lose the write");
         if before == "stripe_created" {
-            sqlx::query("UPDATE invoice_lines SET stripe_invoice_item_id = NULL WHERE invoice_id = $1")
-                .bind(invoice_id)
-                .execute(&db)
-                .await
-                .expect("lose the item ids");
-        }
-        invoices::advance(&db, &app.core.stripe, &app.core.ledger, invoice_id, Utc::now(), 1)
+            sqlx::query(
+                "UPDATE invoice_lines SET stripe_invoice_item_id = NULL WHERE invoice_id = $1",
+            )
+            .bind(invoice_id)
+            .execute(&db)
             .await
-            .expect("step again");
+            .expect("lose the item ids");
+        }
+        invoices::advance(
+            &db,
+            &app.core.stripe,
+            &app.core.ledger,
+            invoice_id,
+            Utc::now(),
+            1,
+        )
+        .await
+        .expect("step again");
         assert_eq!(state(&db, invoice_id).await, after, "after {before} again");
     }
     assert_eq!(state(&db, invoice_id).await, "paid");
     let in_stripe = stripe_invoices_of(&app, &stripe_customer(&db, &customer).await);
     assert_eq!(in_stripe.len(), 1, "one Stripe invoice");
-    assert_eq!(in_stripe[0]["lines"]["data"].as_array().map(Vec::len), Some(3), "one item per line");
+    assert_eq!(
+        in_stripe[0]["lines"]["data"].as_array().map(Vec::len),
+        Some(3),
+        "one item per line"
+    );
     assert_eq!(in_stripe[0]["total"], 120);
     let payments: i64 = sqlx::query_scalar("SELECT count(*) FROM payments WHERE invoice_id = $1")
         .bind(invoice_id)
@@ -250,12 +320,26 @@ async fn a_declined_payment_is_retried_3_5_7_14_21_days_after_suspends_on_the_10
     let customer = customer(&app, "declined-co").await;
     add_card(&app, &customer, "4000 0000 0000 0341").await;
     // A month in the future, so the retries the worker is given are not due in real time.
-    meter(&app, &customer, "tenki-standard-2c", 1_200, at(2027, 1, 15, 12)).await;
+    meter(
+        &app,
+        &customer,
+        "tenki-standard-2c",
+        1_200,
+        at(2027, 1, 15, 12),
+    )
+    .await;
     let invoice_id = manual_invoice(&db, &customer, month(2027, 1)).await;
     let first = at(2027, 2, 1, 0);
-    let outcome = invoices::advance(&db, &app.core.stripe, &app.core.ledger, invoice_id, first, 10)
-        .await
-        .expect("advance");
+    let outcome = invoices::advance(
+        &db,
+        &app.core.stripe,
+        &app.core.ledger,
+        invoice_id,
+        first,
+        10,
+    )
+    .await
+    .expect("advance");
     assert_eq!(outcome, Advanced::RetryAt(first + Duration::days(3)));
     assert_eq!(state(&db, invoice_id).await, "payment_failed");
 
@@ -270,9 +354,16 @@ async fn a_declined_payment_is_retried_3_5_7_14_21_days_after_suspends_on_the_10
                 seen.push((next - first).num_days());
                 // Not due a second before.
                 assert_eq!(
-                    invoices::advance(&db, &app.core.stripe, &app.core.ledger, invoice_id, next - Duration::seconds(1), 10)
-                        .await
-                        .expect("early"),
+                    invoices::advance(
+                        &db,
+                        &app.core.stripe,
+                        &app.core.ledger,
+                        invoice_id,
+                        next - Duration::seconds(1),
+                        10
+                    )
+                    .await
+                    .expect("early"),
                     Advanced::RetryAt(next)
                 );
                 now = next;
@@ -284,7 +375,11 @@ async fn a_declined_payment_is_retried_3_5_7_14_21_days_after_suspends_on_the_10
             other => panic!("{other:?}"),
         }
     }
-    assert_eq!(seen, [5, 7, 14, 21], "retries after 3 (the first), 5, 7, 14 and 21 days");
+    assert_eq!(
+        seen,
+        [5, 7, 14, 21],
+        "retries after 3 (the first), 5, 7, 14 and 21 days"
+    );
     assert_eq!(state(&db, invoice_id).await, "uncollectible");
     let notified: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM notifications WHERE workspace_id = $1 AND kind = 'payment_failed'",
@@ -296,31 +391,45 @@ async fn a_declined_payment_is_retried_3_5_7_14_21_days_after_suspends_on_the_10
     assert_eq!(notified, 6, "the owner is told of every failed attempt");
 
     // Still unpaid on the 9th: nothing; on the 10th: suspended, and admission says why.
-    assert_eq!(invoices::suspend_unpaid(&db, at(2027, 2, 9, 23)).await.expect("suspend"), 0);
-    assert_eq!(invoices::suspend_unpaid(&db, at(2027, 2, 10, 0)).await.expect("suspend"), 1);
-    let suspended: Option<String> = sqlx::query_scalar("SELECT suspended_reason FROM workspaces WHERE id = $1")
-        .bind(customer.workspace_id)
-        .fetch_one(&db)
-        .await
-        .expect("workspace");
+    assert_eq!(
+        invoices::suspend_unpaid(&db, at(2027, 2, 9, 23))
+            .await
+            .expect("suspend"),
+        0
+    );
+    assert_eq!(
+        invoices::suspend_unpaid(&db, at(2027, 2, 10, 0))
+            .await
+            .expect("suspend"),
+        1
+    );
+    let suspended: Option<String> =
+        sqlx::query_scalar("SELECT suspended_reason FROM workspaces WHERE id = $1")
+            .bind(customer.workspace_id)
+            .fetch_one(&db)
+            .await
+            .expect("workspace");
     assert!(suspended.is_some_and(|r| r.contains("January 2027 is unpaid")));
 
     // The customer pays on Stripe's invoice page: the webhook lifts the suspension.
-    let stripe_id: String = sqlx::query_scalar("SELECT stripe_invoice_id FROM invoices WHERE id = $1")
-        .bind(invoice_id)
-        .fetch_one(&db)
-        .await
-        .expect("stripe id");
+    let stripe_id: String =
+        sqlx::query_scalar("SELECT stripe_invoice_id FROM invoices WHERE id = $1")
+            .bind(invoice_id)
+            .fetch_one(&db)
+            .await
+            .expect("stripe id");
     assert!(app.stripe.pay_by_hand(&stripe_id).await);
     eventually_within(30, "paid and the suspension lifted", || {
         let db = db.clone();
         let workspace_id = customer.workspace_id;
         async move {
-            sqlx::query_scalar::<_, bool>("SELECT suspended_at IS NULL FROM workspaces WHERE id = $1")
-                .bind(workspace_id)
-                .fetch_one(&db)
-                .await
-                .expect("workspace")
+            sqlx::query_scalar::<_, bool>(
+                "SELECT suspended_at IS NULL FROM workspaces WHERE id = $1",
+            )
+            .bind(workspace_id)
+            .fetch_one(&db)
+            .await
+            .expect("workspace")
         }
     })
     .await;
@@ -333,38 +442,85 @@ async fn a_payment_that_fails_once_then_succeeds_is_paid_on_the_first_retry(db: 
     let app = TestApp::spawn(db.clone()).await;
     let customer = customer(&app, "flaky-co").await;
     add_card(&app, &customer, "4242 4242 4242 4242").await;
-    meter(&app, &customer, "tenki-standard-2c", 1_200, at(2027, 1, 15, 12)).await;
+    meter(
+        &app,
+        &customer,
+        "tenki-standard-2c",
+        1_200,
+        at(2027, 1, 15, 12),
+    )
+    .await;
     let invoice_id = manual_invoice(&db, &customer, month(2027, 1)).await;
     app.stripe.fail_next_payments(1);
     let first = at(2027, 2, 1, 0);
     assert_eq!(
-        invoices::advance(&db, &app.core.stripe, &app.core.ledger, invoice_id, first, 10).await.expect("advance"),
+        invoices::advance(
+            &db,
+            &app.core.stripe,
+            &app.core.ledger,
+            invoice_id,
+            first,
+            10
+        )
+        .await
+        .expect("advance"),
         Advanced::RetryAt(first + Duration::days(3))
     );
     assert_eq!(
-        invoices::advance(&db, &app.core.stripe, &app.core.ledger, invoice_id, first + Duration::days(3), 10)
-            .await
-            .expect("retry"),
+        invoices::advance(
+            &db,
+            &app.core.stripe,
+            &app.core.ledger,
+            invoice_id,
+            first + Duration::days(3),
+            10
+        )
+        .await
+        .expect("retry"),
         Advanced::Settled("paid".to_owned())
     );
     assert_balanced(&app, &customer).await;
 }
 
 #[sqlx::test(migrations = "../migrations")]
-async fn a_zero_total_is_not_charged_and_one_under_the_minimum_is_carried_to_next_month(db: PgPool) {
+async fn a_zero_total_is_not_charged_and_one_under_the_minimum_is_carried_to_next_month(
+    db: PgPool,
+) {
     let app = TestApp::spawn(db.clone()).await;
     let customer = customer(&app, "small-co").await;
     add_card(&app, &customer, "4242 4242 4242 4242").await;
     // August: free minutes only → $0. September: 10 paid minutes → $0.03. October: $1.20.
-    meter(&app, &customer, "tenki-standard-2c", 1_000, at(2026, 8, 10, 12)).await;
-    meter(&app, &customer, "tenki-standard-2c", 10, at(2026, 9, 10, 12)).await;
-    meter(&app, &customer, "tenki-standard-2c", 200, at(2026, 10, 10, 12)).await;
+    meter(
+        &app,
+        &customer,
+        "tenki-standard-2c",
+        1_000,
+        at(2026, 8, 10, 12),
+    )
+    .await;
+    meter(
+        &app,
+        &customer,
+        "tenki-standard-2c",
+        10,
+        at(2026, 9, 10, 12),
+    )
+    .await;
+    meter(
+        &app,
+        &customer,
+        "tenki-standard-2c",
+        200,
+        at(2026, 10, 10, 12),
+    )
+    .await;
     let mut states = Vec::new();
     for m in [8, 9, 10] {
         let id = manual_invoice(&db, &customer, month(2026, m)).await;
-        let outcome = invoices::advance(&db, &app.core.stripe, &app.core.ledger, id, Utc::now(), 10)
-            .await
-            .expect("advance");
+        let outcome =
+            invoices::advance(&db, &app.core.stripe, &app.core.ledger, id, Utc::now(), 10)
+                .await
+                .expect("advance");
         states.push((outcome, lines(&db, id).await));
     }
     assert_eq!(states[0].0, Advanced::Settled("nothing_due".to_owned()));
@@ -379,12 +535,18 @@ async fn a_zero_total_is_not_charged_and_one_under_the_minimum_is_carried_to_nex
         ]
     );
     let in_stripe = stripe_invoices_of(&app, &stripe_customer(&db, &customer).await);
-    assert_eq!(in_stripe.len(), 1, "August and September never reached Stripe");
+    assert_eq!(
+        in_stripe.len(),
+        1,
+        "August and September never reached Stripe"
+    );
     assert_eq!(in_stripe[0]["total"], 63);
 }
 
 #[sqlx::test(migrations = "../migrations")]
-async fn an_addon_cancelled_mid_month_is_billed_the_full_month_and_ten_x64_slots_70_dollars(db: PgPool) {
+async fn an_addon_cancelled_mid_month_is_billed_the_full_month_and_ten_x64_slots_70_dollars(
+    db: PgPool,
+) {
     let app = TestApp::spawn(db.clone()).await;
     let customer = customer(&app, "subs-co").await;
     add_card(&app, &customer, "4242 4242 4242 4242").await;
@@ -405,11 +567,20 @@ async fn an_addon_cancelled_mid_month_is_billed_the_full_month_and_ten_x64_slots
         .execute(&db)
         .await
         .expect("slots");
-    tenki_core::billing::addons::end_due(&db, at(2026, 12, 1, 0)).await.expect("ended on the 1st");
-    let invoice_id = manual_invoice(&db, &customer, month(2026, 11)).await;
-    let outcome = invoices::advance(&db, &app.core.stripe, &app.core.ledger, invoice_id, Utc::now(), 10)
+    tenki_core::billing::addons::end_due(&db, at(2026, 12, 1, 0))
         .await
-        .expect("advance");
+        .expect("ended on the 1st");
+    let invoice_id = manual_invoice(&db, &customer, month(2026, 11)).await;
+    let outcome = invoices::advance(
+        &db,
+        &app.core.stripe,
+        &app.core.ledger,
+        invoice_id,
+        Utc::now(),
+        10,
+    )
+    .await
+    .expect("advance");
     assert_eq!(outcome, Advanced::Settled("paid".to_owned()));
     assert_eq!(
         lines(&db, invoice_id).await,
@@ -420,10 +591,20 @@ async fn an_addon_cancelled_mid_month_is_billed_the_full_month_and_ten_x64_slots
     );
     // December: the add-on is gone, the slots stay.
     let december = manual_invoice(&db, &customer, month(2026, 12)).await;
-    invoices::advance(&db, &app.core.stripe, &app.core.ledger, december, Utc::now(), 1)
-        .await
-        .expect("lines");
-    assert_eq!(lines(&db, december).await, [("10 extra x64 concurrency slots".to_owned(), 7_000)]);
+    invoices::advance(
+        &db,
+        &app.core.stripe,
+        &app.core.ledger,
+        december,
+        Utc::now(),
+        1,
+    )
+    .await
+    .expect("lines");
+    assert_eq!(
+        lines(&db, december).await,
+        [("10 extra x64 concurrency slots".to_owned(), 7_000)]
+    );
     assert_balanced(&app, &customer).await;
 }
 
@@ -433,26 +614,111 @@ async fn an_invoice_without_a_card_fails_says_add_a_card_and_is_paid_on_the_retr
 ) {
     let app = TestApp::spawn(db.clone()).await;
     let customer = customer(&app, "nocard-co").await;
-    meter(&app, &customer, "tenki-standard-2c", 1_200, at(2027, 1, 15, 12)).await;
+    meter(
+        &app,
+        &customer,
+        "tenki-standard-2c",
+        1_200,
+        at(2027, 1, 15, 12),
+    )
+    .await;
     let invoice_id = manual_invoice(&db, &customer, month(2027, 1)).await;
     let first = at(2027, 2, 1, 0);
     assert_eq!(
-        invoices::advance(&db, &app.core.stripe, &app.core.ledger, invoice_id, first, 10).await.expect("advance"),
+        invoices::advance(
+            &db,
+            &app.core.stripe,
+            &app.core.ledger,
+            invoice_id,
+            first,
+            10
+        )
+        .await
+        .expect("advance"),
         Advanced::RetryAt(first + Duration::days(3))
     );
-    let page: Value = app.call(&customer.browser, "billing", &[]).await.json().await.expect("JSON");
+    let page: Value = app
+        .call(&customer.browser, "billing", &[])
+        .await
+        .json()
+        .await
+        .expect("JSON");
     assert!(
-        page["notifications"][0].as_str().is_some_and(|n| n.contains("no card on file")),
+        page["notifications"][0]
+            .as_str()
+            .is_some_and(|n| n.contains("no card on file")),
         "{page}"
     );
-    assert_eq!(page["invoices"][0]["status"], "Payment failed: tried again on February 4");
+    assert_eq!(
+        page["invoices"][0]["status"],
+        "Payment failed: tried again on February 4"
+    );
     add_card(&app, &customer, "4242 4242 4242 4242").await;
     assert_eq!(
-        invoices::advance(&db, &app.core.stripe, &app.core.ledger, invoice_id, first + Duration::days(3), 10)
-            .await
-            .expect("retry"),
+        invoices::advance(
+            &db,
+            &app.core.stripe,
+            &app.core.ledger,
+            invoice_id,
+            first + Duration::days(3),
+            10
+        )
+        .await
+        .expect("retry"),
         Advanced::Settled("paid".to_owned())
     );
-    assert_eq!(stripe_invoices_of(&app, &stripe_customer(&db, &customer).await).len(), 1);
+    assert_eq!(
+        stripe_invoices_of(&app, &stripe_customer(&db, &customer).await).len(),
+        1
+    );
     assert_balanced(&app, &customer).await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn an_invoice_for_a_customer_stripe_no_longer_has_fails_as_no_card_instead_of_retrying_forever(
+    db: PgPool,
+) {
+    let app = TestApp::spawn(db.clone()).await;
+    let customer = customer(&app, "deleted-co").await;
+    meter(
+        &app,
+        &customer,
+        "tenki-standard-2c",
+        1_200,
+        at(2027, 1, 15, 12),
+    )
+    .await;
+    sqlx::query("UPDATE workspaces SET stripe_customer_id = 'cus_deleted' WHERE id = $1")
+        .bind(customer.workspace_id)
+        .execute(&db)
+        .await
+        .expect("deleted customer");
+    let invoice_id = manual_invoice(&db, &customer, month(2027, 1)).await;
+    let first = at(2027, 2, 1, 0);
+    assert_eq!(
+        invoices::advance(
+            &db,
+            &app.core.stripe,
+            &app.core.ledger,
+            invoice_id,
+            first,
+            10
+        )
+        .await
+        .expect("advance"),
+        Advanced::RetryAt(first + Duration::days(3))
+    );
+    let (customer_id, error): (Option<String>, Option<String>) = sqlx::query_as(
+        "SELECT w.stripe_customer_id, i.last_error FROM invoices i JOIN workspaces w ON w.id = i.workspace_id
+         WHERE i.id = $1",
+    )
+    .bind(invoice_id)
+    .fetch_one(&db)
+    .await
+    .expect("invoice");
+    assert_eq!(
+        customer_id, None,
+        "forgotten: the next card creates a new customer"
+    );
+    assert_eq!(error.as_deref(), Some("no card on file"));
 }

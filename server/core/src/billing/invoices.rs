@@ -269,7 +269,11 @@ pub async fn build_lines(
             continue;
         };
         if held > 0 {
-            let name = if class == SlotClass::X64 { "x64" } else { "macOS" };
+            let name = if class == SlotClass::X64 {
+                "x64"
+            } else {
+                "macOS"
+            };
             lines.push(Line {
                 kind: "slots",
                 description: format!("{held} extra {name} concurrency slots"),
@@ -342,7 +346,12 @@ async fn load(db: &PgPool, invoice_id: Uuid) -> Result<InvoiceRow, InvoiceError>
     .ok_or(InvoiceError::Unknown(invoice_id))
 }
 
-async fn set_state(db: &PgPool, invoice_id: Uuid, state: &str, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+async fn set_state(
+    db: &PgPool,
+    invoice_id: Uuid,
+    state: &str,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE invoices SET state = $2, updated_at = $3 WHERE id = $1")
         .bind(invoice_id)
         .bind(state)
@@ -376,37 +385,18 @@ pub async fn advance(
         let invoice = load(db, invoice_id).await?;
         match invoice.state.as_str() {
             "draft" => build_step(db, ledger, invoice_id, &invoice, now).await?,
-            "lines_built" => match customer_of(db, invoice.workspace_id).await {
-                Ok(customer) => create_step(db, stripe, invoice_id, &invoice, &customer, now).await?,
-                // No card was ever added: the payment fails now, with the usual retries and the
-                // owner told to add a card.
-                Err(InvoiceError::NoCustomer(_)) => {
-                    let attempt = invoice.attempts + 1;
-                    record_failure(db, invoice_id, &invoice, attempt, "no card on file", now).await?;
-                }
-                Err(other) => return Err(other),
-            },
+            "lines_built" => create_or_fail(db, stripe, invoice_id, &invoice, now).await?,
             "stripe_created" => items_step(db, stripe, invoice_id, &invoice, now).await?,
             "items_added" => finalize_step(db, stripe, invoice_id, &invoice, now).await?,
             "finalized" => pay_step(db, stripe, ledger, invoice_id, &invoice, now).await?,
             "payment_failed" => match invoice.next_attempt_at {
                 // It failed before it reached Stripe (no card then): from the start of Stripe's part.
                 Some(at) if at <= now && invoice.stripe_invoice_id.is_none() => {
-                    set_state(db, invoice_id, "lines_built", now).await?;
-                    let invoice = load(db, invoice_id).await?;
-                    match customer_of(db, invoice.workspace_id).await {
-                        Ok(customer) => {
-                            create_step(db, stripe, invoice_id, &invoice, &customer, now).await?
-                        }
-                        Err(InvoiceError::NoCustomer(_)) => {
-                            let attempt = invoice.attempts + 1;
-                            record_failure(db, invoice_id, &invoice, attempt, "no card on file", now)
-                                .await?;
-                        }
-                        Err(other) => return Err(other),
-                    }
+                    create_or_fail(db, stripe, invoice_id, &invoice, now).await?
                 }
-                Some(at) if at <= now => pay_step(db, stripe, ledger, invoice_id, &invoice, now).await?,
+                Some(at) if at <= now => {
+                    pay_step(db, stripe, ledger, invoice_id, &invoice, now).await?
+                }
                 Some(at) => return Ok(Advanced::RetryAt(at)),
                 None => return Ok(Advanced::Settled("uncollectible".to_owned())),
             },
@@ -491,11 +481,49 @@ async fn build_step(
 }
 
 async fn customer_of(db: &PgPool, workspace_id: Uuid) -> Result<String, InvoiceError> {
-    sqlx::query_scalar::<_, Option<String>>("SELECT stripe_customer_id FROM workspaces WHERE id = $1")
-        .bind(workspace_id)
-        .fetch_one(db)
-        .await?
-        .ok_or(InvoiceError::NoCustomer(workspace_id))
+    sqlx::query_scalar::<_, Option<String>>(
+        "SELECT stripe_customer_id FROM workspaces WHERE id = $1",
+    )
+    .bind(workspace_id)
+    .fetch_one(db)
+    .await?
+    .ok_or(InvoiceError::NoCustomer(workspace_id))
+}
+
+/// The Stripe invoice for an invoice whose lines are built; without a card (no Stripe customer,
+/// or one Stripe no longer has) the payment fails now, with the usual retries and the owner told
+/// to add a card.
+async fn create_or_fail(
+    db: &PgPool,
+    stripe: &Stripe,
+    invoice_id: Uuid,
+    invoice: &InvoiceRow,
+    now: DateTime<Utc>,
+) -> Result<(), InvoiceError> {
+    let created = match customer_of(db, invoice.workspace_id).await {
+        Ok(customer) => match create_step(db, stripe, invoice_id, invoice, &customer, now).await {
+            Err(InvoiceError::Stripe(StripeCallError::Refused { status: 404, .. })) => {
+                sqlx::query(
+                    "UPDATE workspaces SET stripe_customer_id = NULL
+                     WHERE id = $1 AND stripe_customer_id = $2",
+                )
+                .bind(invoice.workspace_id)
+                .bind(&customer)
+                .execute(db)
+                .await?;
+                Err(InvoiceError::NoCustomer(invoice.workspace_id))
+            }
+            other => other,
+        },
+        Err(error) => Err(error),
+    };
+    match created {
+        Err(InvoiceError::NoCustomer(_)) => {
+            let attempt = invoice.attempts + 1;
+            record_failure(db, invoice_id, invoice, attempt, "no card on file", now).await
+        }
+        other => other,
+    }
 }
 
 /// lines_built → stripe_created: the Stripe invoice, its id saved.
@@ -558,7 +586,9 @@ async fn items_step(
             .currency(stripe_types::Currency::USD)
             .description(description)
             .customize()
-            .request_strategy(idempotent(&format!("invoice:{invoice_id}:item:{position}"))?)
+            .request_strategy(idempotent(&format!(
+                "invoice:{invoice_id}:item:{position}"
+            ))?)
             .send(stripe.client())
             .await
             .map_err(|e| StripeCallError::of("adding an invoice item", e))?;
@@ -663,7 +693,11 @@ async fn record_failure(
         .ok()
         .and_then(|i| RETRY_DAYS.get(i))
         .map(|days| first_failed_at + Duration::days(*days));
-    let state = if next.is_some() { "payment_failed" } else { "uncollectible" };
+    let state = if next.is_some() {
+        "payment_failed"
+    } else {
+        "uncollectible"
+    };
     let mut tx = db.begin().await?;
     sqlx::query(
         "UPDATE invoices SET state = $2, attempts = $3, first_failed_at = $4, next_attempt_at = $5,
@@ -795,12 +829,11 @@ pub async fn paid_in_stripe(
     stripe_invoice_id: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, InvoiceError> {
-    let Some(invoice_id) = sqlx::query_scalar::<_, Uuid>(
-        "SELECT id FROM invoices WHERE stripe_invoice_id = $1",
-    )
-    .bind(stripe_invoice_id)
-    .fetch_optional(db)
-    .await?
+    let Some(invoice_id) =
+        sqlx::query_scalar::<_, Uuid>("SELECT id FROM invoices WHERE stripe_invoice_id = $1")
+            .bind(stripe_invoice_id)
+            .fetch_optional(db)
+            .await?
     else {
         return Ok(false);
     };
@@ -887,14 +920,21 @@ pub struct InvoiceView {
 
 /// A workspace's invoices, newest first, with their lines (description, cents).
 pub async fn invoices_of(db: &PgPool, workspace_id: Uuid) -> Result<Vec<InvoiceView>, sqlx::Error> {
-    let rows: Vec<(Uuid, NaiveDate, String, Option<i64>, Option<String>, Option<String>, Option<DateTime<Utc>>)> =
-        sqlx::query_as(
-            "SELECT id, month, state, total_cents, hosted_invoice_url, invoice_pdf, next_attempt_at
+    let rows: Vec<(
+        Uuid,
+        NaiveDate,
+        String,
+        Option<i64>,
+        Option<String>,
+        Option<String>,
+        Option<DateTime<Utc>>,
+    )> = sqlx::query_as(
+        "SELECT id, month, state, total_cents, hosted_invoice_url, invoice_pdf, next_attempt_at
              FROM invoices WHERE workspace_id = $1 ORDER BY month DESC",
-        )
-        .bind(workspace_id)
-        .fetch_all(db)
-        .await?;
+    )
+    .bind(workspace_id)
+    .fetch_all(db)
+    .await?;
     let mut views = Vec::with_capacity(rows.len());
     for (id, month, state, total_cents, hosted_invoice_url, invoice_pdf, next_attempt_at) in rows {
         let lines: Vec<(String, i64)> = sqlx::query_as(
@@ -951,8 +991,18 @@ mod tests {
 
     #[test]
     fn the_cycle_on_the_first_bills_the_previous_month() {
-        let at = |y, m, d| Utc.with_ymd_and_hms(y, m, d, 0, 5, 0).single().expect("time");
-        assert_eq!(previous_month(at(2026, 12, 1)), NaiveDate::from_ymd_opt(2026, 11, 1).expect("date"));
-        assert_eq!(previous_month(at(2027, 1, 1)), NaiveDate::from_ymd_opt(2026, 12, 1).expect("date"));
+        let at = |y, m, d| {
+            Utc.with_ymd_and_hms(y, m, d, 0, 5, 0)
+                .single()
+                .expect("time")
+        };
+        assert_eq!(
+            previous_month(at(2026, 12, 1)),
+            NaiveDate::from_ymd_opt(2026, 11, 1).expect("date")
+        );
+        assert_eq!(
+            previous_month(at(2027, 1, 1)),
+            NaiveDate::from_ymd_opt(2026, 12, 1).expect("date")
+        );
     }
 }

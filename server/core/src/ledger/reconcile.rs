@@ -200,7 +200,8 @@ async fn expected_for(db: &PgPool, workspace_id: Uuid) -> Result<Expected, sqlx:
     .await?;
     let mut expected = Expected {
         money_debits: i128::from(usage.amount) + i128::from(billed.subscriptions),
-        money_credits: i128::from(billed.paid_cents) * i128::from(crate::money::MICRO_CENTS_PER_CENT),
+        money_credits: i128::from(billed.paid_cents)
+            * i128::from(crate::money::MICRO_CENTS_PER_CENT),
         subscriptions: i128::from(billed.subscriptions),
         free_debits: i128::from(usage.free),
         free_credits: i128::from(grants),
