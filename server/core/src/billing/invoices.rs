@@ -253,19 +253,26 @@ pub async fn build_lines(
     }
     // Slots: the count held at the end of the month (raising is immediate, lowering waits for
     // the 1st, so this is the most held in the month).
-    let slots: Vec<(String, i32, Option<i32>, Option<DateTime<Utc>>)> = sqlx::query_as(
+    #[derive(sqlx::FromRow)]
+    struct Slots {
+        runner_class: String,
+        slots: i32,
+        previous_slots: Option<i32>,
+        previous_until: Option<DateTime<Utc>>,
+    }
+    let slots: Vec<Slots> = sqlx::query_as(
         "SELECT runner_class, slots, previous_slots, previous_until FROM workspace_extra_slots
          WHERE workspace_id = $1 ORDER BY runner_class DESC",
     )
     .bind(workspace_id)
     .fetch_all(&mut *db)
     .await?;
-    for (class, slots, previous, previous_until) in slots {
-        let held = match (previous, previous_until) {
+    for row in slots {
+        let held = match (row.previous_slots, row.previous_until) {
             (Some(previous), Some(until)) if until == end => previous,
-            _ => slots,
+            _ => row.slots,
         };
-        let Some(class) = SlotClass::from_key(&class) else {
+        let Some(class) = SlotClass::from_key(&row.runner_class) else {
             continue;
         };
         if held > 0 {
@@ -920,37 +927,39 @@ pub struct InvoiceView {
 
 /// A workspace's invoices, newest first, with their lines (description, cents).
 pub async fn invoices_of(db: &PgPool, workspace_id: Uuid) -> Result<Vec<InvoiceView>, sqlx::Error> {
-    let rows: Vec<(
-        Uuid,
-        NaiveDate,
-        String,
-        Option<i64>,
-        Option<String>,
-        Option<String>,
-        Option<DateTime<Utc>>,
-    )> = sqlx::query_as(
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        id: Uuid,
+        month: NaiveDate,
+        state: String,
+        total_cents: Option<i64>,
+        hosted_invoice_url: Option<String>,
+        invoice_pdf: Option<String>,
+        next_attempt_at: Option<DateTime<Utc>>,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT id, month, state, total_cents, hosted_invoice_url, invoice_pdf, next_attempt_at
-             FROM invoices WHERE workspace_id = $1 ORDER BY month DESC",
+         FROM invoices WHERE workspace_id = $1 ORDER BY month DESC",
     )
     .bind(workspace_id)
     .fetch_all(db)
     .await?;
     let mut views = Vec::with_capacity(rows.len());
-    for (id, month, state, total_cents, hosted_invoice_url, invoice_pdf, next_attempt_at) in rows {
+    for row in rows {
         let lines: Vec<(String, i64)> = sqlx::query_as(
             "SELECT description, amount_cents FROM invoice_lines WHERE invoice_id = $1 ORDER BY position",
         )
-        .bind(id)
+        .bind(row.id)
         .fetch_all(db)
         .await?;
         views.push(InvoiceView {
-            id,
-            month,
-            state,
-            total_cents,
-            hosted_invoice_url,
-            invoice_pdf,
-            next_attempt_at,
+            id: row.id,
+            month: row.month,
+            state: row.state,
+            total_cents: row.total_cents,
+            hosted_invoice_url: row.hosted_invoice_url,
+            invoice_pdf: row.invoice_pdf,
+            next_attempt_at: row.next_attempt_at,
             lines,
         });
     }

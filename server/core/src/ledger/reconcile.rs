@@ -206,7 +206,6 @@ async fn expected_for(db: &PgPool, workspace_id: Uuid) -> Result<Expected, sqlx:
         free_debits: i128::from(usage.free),
         free_credits: i128::from(grants),
         usage_amount: i128::from(usage.amount),
-        ..Expected::default()
     };
     for row in adjustments {
         let (amount, free) = (i128::from(row.amount), i128::from(row.free));
