@@ -44,6 +44,9 @@ pub struct BillingView {
     pub invoices: Vec<InvoiceView>,
     /// The running month so far: "November 2026", its lines and total.
     pub preview: InvoiceView,
+    /// Storage now, in words: "20.00 GB of artifacts and data", "cache 4.00 GB of 10 GB included",
+    /// "projected this month $2.00".
+    pub storage: Vec<String>,
     /// What the owner was told (payment failed, suspended), newest first.
     pub notifications: Vec<String>,
 }
@@ -102,7 +105,51 @@ pub async fn billing() -> Result<BillingView, AppError> {
                     })
                     .collect(),
             };
+            let storage = {
+                use tenki_core::billing::storage::{self, INCLUDED_CACHE_BYTES, gigabytes};
+                let mut connection = context
+                    .core
+                    .db
+                    .acquire()
+                    .await
+                    .map_err(|e| AppError::internal_error(&e))?;
+                let month = chrono::NaiveDate::from_ymd_opt(
+                    chrono::Datelike::year(&now),
+                    chrono::Datelike::month(&now),
+                    1,
+                )
+                .unwrap_or_default();
+                let used =
+                    storage::month_usage(&mut connection, caller.member.workspace_id, month, now)
+                        .await
+                        .map_err(|e| AppError::internal_error(&e))?;
+                let mut words = vec![
+                    format!(
+                        "{} of artifacts and data",
+                        gigabytes(used.latest_artifact_bytes)
+                    ),
+                    format!(
+                        "dependency cache {} of {} included (never billed)",
+                        gigabytes(used.latest_cache_bytes),
+                        gigabytes(INCLUDED_CACHE_BYTES)
+                    ),
+                ];
+                if used.cache_evicted_bytes > 0 {
+                    words.push(format!(
+                        "the cache evicted {} of least recently used entries this month",
+                        gigabytes(used.cache_evicted_bytes)
+                    ));
+                }
+                words.push(format!(
+                    "storage projected for this month: {}",
+                    dollars(tenki_core::billing::invoices::to_cents(
+                        used.projected_amount
+                    ))
+                ));
+                words
+            };
             Ok(BillingView {
+                storage,
                 preview,
                 invoices: invoices
                     .into_iter()
@@ -225,6 +272,7 @@ pub fn BillingPage() -> impl IntoView {
                         <Notifications notifications=view.notifications.clone()/>
                         <PaymentMethod view=view.clone()/>
                         <Preview preview=view.preview.clone()/>
+                        <Storage storage=view.storage.clone()/>
                         <Invoices invoices=view.invoices/>
                     }.into_any(),
                     Err(error) => view! { <ErrorNotice error/> }.into_any(),
@@ -369,6 +417,18 @@ fn Preview(preview: InvoiceView) -> impl IntoView {
                 }.into_any()
             }}
             <p class="mt-2 text-xs text-slate-500">{preview.status}</p>
+        </section>
+    }
+}
+
+#[component]
+fn Storage(storage: Vec<String>) -> impl IntoView {
+    view! {
+        <section class="mt-6 rounded-xl border border-slate-200 bg-white p-6 shadow-sm" data-testid="storage">
+            <h2 class="text-sm font-medium text-slate-500">"Storage now ($0.20 per GB-month of the daily average)"</h2>
+            <ul class="mt-2 space-y-1 text-sm text-slate-700">
+                {storage.into_iter().map(|line| view! { <li>{line}</li> }).collect_view()}
+            </ul>
         </section>
     }
 }

@@ -8,6 +8,7 @@ pub mod exports;
 pub mod extract;
 pub mod github_connect;
 pub mod health;
+pub mod internal;
 pub mod sandbox;
 pub mod security;
 pub mod settings;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub stripe_webhook_secret: secrecy::SecretString,
     /// Where customers reach this server (`TENKI_PUBLIC_URL`): Stripe sends browsers back there.
     pub public_url: String,
+    /// The bearer token of `/internal/*` (`TENKI_INTERNAL_TOKEN`); `None`: they answer nobody.
+    pub internal_token: Option<secrecy::SecretString>,
 }
 
 /// The doubles a sandbox server serves, each `None` when the real service is configured (and
@@ -255,6 +258,7 @@ pub fn router(settings: &Settings, reachable_at: &str, core: Core, doubles: Doub
         metrics_token: settings.metrics_token.clone(),
         stripe_webhook_secret: settings.stripe_webhook_secret.clone(),
         public_url: reachable_at.trim_end_matches('/').to_owned(),
+        internal_token: settings.internal_token.clone(),
     };
     let routes = generate_route_list(app::App);
     let provide = {
@@ -275,6 +279,7 @@ pub fn router(settings: &Settings, reachable_at: &str, core: Core, doubles: Doub
     let webhooks = Router::new()
         .route("/webhooks/github", post(webhooks::github))
         .route("/webhooks/stripe", post(webhooks::stripe))
+        .route("/internal/storage-samples", post(internal::storage_samples))
         .layer(DefaultBodyLimit::max(webhooks::MAX_DELIVERY_BYTES));
     let pages = Router::new()
         .route("/healthz", get(health::healthz))

@@ -55,6 +55,9 @@ pub struct Settings {
     pub stripe_webhook_secret: SecretString,
     /// Stripe's API address (`TENKI_STRIPE_API_URL`); unset: Stripe's own.
     pub stripe_api_url: Option<String>,
+    /// The bearer token of `/internal/*` (`TENKI_INTERNAL_TOKEN`); unset: the sandbox's in
+    /// sandbox mode, and in production those endpoints answer nobody.
+    pub internal_token: Option<SecretString>,
     /// The GitHub App's webhook secret (`TENKI_GITHUB_WEBHOOK_SECRET`); required with a real App.
     pub github_webhook_secret: SecretString,
     /// Background tasks run at once by this replica (`TENKI_WORKER_CONCURRENCY`).
@@ -106,6 +109,9 @@ pub const SANDBOX_STRIPE_PATH: &str = "/sandbox/stripe";
 /// The Stripe webhook secret of the sandbox (the double signs its events with it). Public on
 /// purpose, and refused in production.
 pub const SANDBOX_STRIPE_WEBHOOK_SECRET: &str = "whsec_tenki_sandbox";
+
+/// The internal token of the sandbox. Public on purpose, and refused in production.
+pub const SANDBOX_INTERNAL_TOKEN: &str = "tenki-sandbox-internal-token";
 
 /// The runner image when `TENKI_RUNNER_IMAGE` is unset (actions-runner-controller's).
 pub const DEFAULT_RUNNER_IMAGE: &str = "ghcr.io/actions/actions-runner:2.329.0";
@@ -259,6 +265,9 @@ impl Settings {
                 stripe_webhook_secret.unwrap_or_else(|| SANDBOX_STRIPE_WEBHOOK_SECRET.to_owned()),
             ),
             stripe_api_url: optional("TENKI_STRIPE_API_URL"),
+            internal_token: optional("TENKI_INTERNAL_TOKEN")
+                .or_else(|| (mode == Mode::Sandbox).then(|| SANDBOX_INTERNAL_TOKEN.to_owned()))
+                .map(SecretString::from),
             github_app,
             secret_key: SecretString::from(get("TENKI_SECRET_KEY", SANDBOX_SECRET_KEY)),
             kubeconfig: optional("TENKI_KUBECONFIG").map(|path| PathBuf::from(path.trim())),
@@ -424,6 +433,7 @@ fn check_production(
             "TENKI_STRIPE_SECRET_KEY",
             crate::sandbox::stripe::SECRET_KEY,
         ),
+        ("TENKI_INTERNAL_TOKEN", SANDBOX_INTERNAL_TOKEN),
         ("TENKI_GITHUB_WEBHOOK_SECRET", SANDBOX_WEBHOOK_SECRET),
         (
             "TENKI_GITHUB_CLIENT_SECRET",
@@ -643,6 +653,7 @@ mod tests {
                 "TENKI_STRIPE_SECRET_KEY",
                 crate::sandbox::stripe::SECRET_KEY,
             ),
+            ("TENKI_INTERNAL_TOKEN", SANDBOX_INTERNAL_TOKEN),
             ("TENKI_GITHUB_WEBHOOK_SECRET", SANDBOX_WEBHOOK_SECRET),
             (
                 "TENKI_GITHUB_CLIENT_SECRET",

@@ -79,7 +79,7 @@ async fn october_usage(app: &TestApp, customer: &Customer) {
 }
 
 /// An invoice row with no queue job, moved by hand (the worker never touches it).
-async fn manual_invoice(db: &PgPool, customer: &Customer, month: NaiveDate) -> Uuid {
+pub async fn manual_invoice(db: &PgPool, customer: &Customer, month: NaiveDate) -> Uuid {
     let id = Uuid::new_v4();
     sqlx::query(
         "INSERT INTO invoices (id, workspace_id, month, state, created_at, updated_at)
@@ -102,7 +102,7 @@ async fn state(db: &PgPool, invoice_id: Uuid) -> String {
         .expect("invoice")
 }
 
-async fn lines(db: &PgPool, invoice_id: Uuid) -> Vec<(String, i64)> {
+pub async fn lines(db: &PgPool, invoice_id: Uuid) -> Vec<(String, i64)> {
     sqlx::query_as("SELECT description, amount_cents FROM invoice_lines WHERE invoice_id = $1 ORDER BY position")
         .bind(invoice_id)
         .fetch_all(db)

@@ -12,4 +12,5 @@ mod invoices;
 mod metering;
 mod runners;
 mod security;
+mod storage;
 mod webhooks;

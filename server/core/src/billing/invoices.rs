@@ -148,6 +148,8 @@ pub async fn run_cycle(
                            AND p.started_at < $3 AND p.ended_at > $2)
             OR EXISTS (SELECT 1 FROM workspace_extra_slots e WHERE e.workspace_id = w.id
                            AND (e.slots > 0 OR (e.previous_until = $3 AND e.previous_slots > 0)))
+            OR EXISTS (SELECT 1 FROM storage_samples s WHERE s.workspace_id = w.id
+                           AND s.day >= $1 AND s.day < $3::date AND s.artifact_bytes > 0)
             OR EXISTS (SELECT 1 FROM invoices i WHERE i.workspace_id = w.id AND i.state = 'carried'
                            AND i.month < $1 AND i.carried_into IS NULL)
          ON CONFLICT (workspace_id, month) DO NOTHING",
@@ -288,6 +290,19 @@ pub async fn build_lines(
                 amount_micro_cents: i64::from(held) * class.monthly_price_per_slot(),
             });
         }
+    }
+    // Storage: the month's average of daily samples; the cache is never billed.
+    let storage = super::storage::month_usage(&mut *db, workspace_id, month, end).await?;
+    if storage.average_bytes > 0 {
+        lines.push(Line {
+            kind: "storage",
+            description: format!(
+                "Storage: {} on average",
+                super::storage::gigabytes(storage.average_bytes)
+            ),
+            quantity: storage.average_bytes,
+            amount_micro_cents: storage.amount,
+        });
     }
     // Amounts under the minimum from earlier months, not yet on a later invoice: this invoice
     // takes them (the caller's transaction marks them taken).
