@@ -70,6 +70,15 @@ pub async fn billing() -> Result<BillingView, AppError> {
             )
             .await
             .map_err(|e| AppError::internal_error(&e))?;
+            // The spending alerts are due the moment usage crossed them; the minute's check
+            // may not have run yet.
+            tenki_core::billing::spending::check(
+                &context.core.db,
+                caller.member.workspace_id,
+                chrono::Utc::now(),
+            )
+            .await
+            .map_err(|e| AppError::internal_error(&e))?;
             let notifications = tenki_core::billing::invoices::notifications_of(
                 &context.core.db,
                 caller.member.workspace_id,

@@ -11,6 +11,7 @@ pub mod jobs;
 pub mod runners;
 #[cfg(feature = "ssr")]
 pub mod server;
+pub mod settings;
 pub mod usage;
 
 use leptos::prelude::*;
@@ -28,6 +29,7 @@ use crate::dashboard::{ComingSoon, DashboardLayout, OverviewPage};
 use crate::github::GitHubConnectedPage;
 use crate::jobs::JobsPage;
 use crate::runners::RunnersPage;
+use crate::settings::SettingsPage;
 use crate::usage::UsagePage;
 
 /// The HTML document around the app, rendered on the server.
@@ -69,7 +71,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("usage") view=UsagePage ssr=SsrMode::Async/>
                     <Route path=path!("add-ons") view=AddonsPage ssr=SsrMode::Async/>
                     <Route path=path!("billing") view=BillingPage ssr=SsrMode::Async/>
-                    <Route path=path!("settings") view=|| view! { <ComingSoon title="Settings"/> } ssr=SsrMode::Async/>
+                    <Route path=path!("settings") view=SettingsPage ssr=SsrMode::Async/>
                 </ParentRoute>
             </Routes>
         </Router>

@@ -12,6 +12,7 @@ pub mod internal;
 pub mod sandbox;
 pub mod security;
 pub mod settings;
+pub mod spending;
 pub mod telemetry;
 pub mod webhooks;
 
@@ -294,6 +295,7 @@ pub fn router(settings: &Settings, reachable_at: &str, core: Core, doubles: Doub
         .route("/billing/manage", post(billing::manage))
         .route("/add-ons/addon", post(addons::change_addon))
         .route("/add-ons/slots", post(addons::change_slots))
+        .route("/settings/spending-limit", post(spending::set_limit))
         .leptos_routes_with_context(&state, routes, provide.clone(), {
             let leptos_options = leptos_options.clone();
             move || app::shell(leptos_options.clone())

@@ -35,7 +35,8 @@ pub const CRONTAB: &str = "*/5 * * * * redeliver_failed_github_deliveries {}
 0 * * * * end_cancelled_addons {}
 5 0 1 * * run_monthly_billing {}
 20 * * * * resume_invoices {}
-30 0 * * * suspend_unpaid_workspaces {}";
+30 0 * * * suspend_unpaid_workspaces {}
+* * * * * check_spending_limits {}";
 
 /// One job to add to the queue.
 #[derive(Debug, Clone)]
@@ -273,6 +274,10 @@ scheduled_task!(
     SuspendUnpaidWorkspaces
 );
 scheduled_task!(
+    /// Tells owners of the spending-limit thresholds crossed (every minute).
+    CheckSpendingLimits
+);
+scheduled_task!(
     /// Deletes what Tenki no longer keeps (daily): see [`crate::retention`].
     DeleteExpiredData
 );
@@ -335,6 +340,21 @@ impl TaskHandler for EndCancelledAddons {
         if ended != crate::billing::addons::Ended::default() {
             tracing::info!(?ended, "cancelled add-ons ended");
         }
+        Ok::<(), String>(())
+    }
+}
+
+impl TaskHandler for CheckSpendingLimits {
+    const IDENTIFIER: &'static str = "check_spending_limits";
+
+    async fn run(self, ctx: WorkerContext) -> impl IntoTaskHandlerResult {
+        let core = core_of(&ctx)?;
+        count_cron_run(
+            Self::IDENTIFIER,
+            crate::billing::spending::check_all(&core.db, Utc::now())
+                .await
+                .map_err(anyhow::Error::from),
+        )?;
         Ok::<(), String>(())
     }
 }
@@ -551,6 +571,7 @@ pub async fn worker(
         .define_job::<ResumeInvoices>()
         .define_job::<SuspendUnpaidWorkspaces>()
         .define_job::<AdvanceInvoice>()
+        .define_job::<CheckSpendingLimits>()
         .define_job::<ReconcileRunners>()
         .define_job::<ProvisionRunner>()
         .define_job::<RemoveRunner>()
@@ -581,7 +602,9 @@ mod tests {
             serde_json::from_value::<EndCancelledAddons>(payload.clone()).expect("add-ons payload");
             serde_json::from_value::<RunMonthlyBilling>(payload.clone()).expect("billing payload");
             serde_json::from_value::<ResumeInvoices>(payload.clone()).expect("resume payload");
-            serde_json::from_value::<SuspendUnpaidWorkspaces>(payload).expect("suspend payload");
+            serde_json::from_value::<SuspendUnpaidWorkspaces>(payload.clone())
+                .expect("suspend payload");
+            serde_json::from_value::<CheckSpendingLimits>(payload).expect("spending payload");
         }
     }
 
@@ -601,6 +624,7 @@ mod tests {
                 RunMonthlyBilling::IDENTIFIER,
                 ResumeInvoices::IDENTIFIER,
                 SuspendUnpaidWorkspaces::IDENTIFIER,
+                CheckSpendingLimits::IDENTIFIER,
             ]
         );
     }

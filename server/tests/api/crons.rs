@@ -93,6 +93,7 @@ async fn every_scheduled_task_runs_through_the_worker_with_a_cron_ticks_payload(
             "run_monthly_billing",
             "resume_invoices",
             "suspend_unpaid_workspaces",
+            "check_spending_limits",
         ]
     );
     wait_for_jobs(&db).await;

@@ -12,5 +12,6 @@ mod invoices;
 mod metering;
 mod runners;
 mod security;
+mod spending;
 mod storage;
 mod webhooks;

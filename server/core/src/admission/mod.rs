@@ -76,7 +76,10 @@ pub struct AdmissionReport {
 #[derive(Debug, Clone)]
 struct WorkspaceState {
     has_card: bool,
-    suspended: bool,
+    /// Why it is suspended, when it is (a non-payment says which invoice and what to do).
+    suspended: Option<String>,
+    /// The hard cap of the spending limit is reached: the limit, in micro-cents.
+    capped_at: Option<i64>,
     macos_addon: bool,
     boosted: bool,
     x64_slots: i64,
@@ -204,8 +207,13 @@ pub async fn admit_waiting(
             continue;
         };
         let class = candidate.class.as_str();
-        let blocked = if workspace.suspended {
-            Some("workspace suspended".to_owned())
+        let blocked = if let Some(why) = &workspace.suspended {
+            Some(why.clone())
+        } else if let Some(limit) = workspace.capped_at {
+            Some(format!(
+                "blocked: the monthly spending limit (${}) is reached — raise it in Settings",
+                crate::money::dollars(limit, 2)
+            ))
         } else if class == "macos" && candidate.label.ends_with(crate::catalog::PREMIUM_SUFFIX) {
             Some(format!("blocked: label not offered: {}", candidate.label))
         } else if class == "macos" && !workspace.macos_addon {
@@ -548,14 +556,32 @@ async fn workspace_states(
     workspace_ids: &[Uuid],
     now: DateTime<Utc>,
 ) -> Result<HashMap<Uuid, WorkspaceState>, AdmissionError> {
-    let rows: Vec<(Uuid, String, bool, bool, bool, i64, i64)> = sqlx::query_as(
-        "SELECT w.id, w.payment_method, w.suspended_at IS NOT NULL,
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        id: Uuid,
+        payment_method: String,
+        suspended: Option<String>,
+        capped_at: Option<i64>,
+        macos_addon: bool,
+        boosted: bool,
+        extra_x64: i64,
+        extra_macos: i64,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT w.id, w.payment_method,
+                CASE WHEN w.suspended_at IS NOT NULL
+                     THEN 'workspace suspended' || coalesce(': ' || w.suspended_reason, '') END AS suspended,
+                CASE WHEN w.spending_hard_cap AND w.spending_limit <= (
+                         SELECT coalesce(sum(u.amount), 0) FROM usage_records u
+                         WHERE u.workspace_id = w.id
+                           AND u.completed_at >= date_trunc('month', $2 AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')
+                     THEN w.spending_limit END AS capped_at,
                 EXISTS (SELECT 1 FROM workspace_addons a WHERE a.workspace_id = w.id AND a.addon = 'macos'
-                            AND (a.ends_at IS NULL OR a.ends_at > $2)),
+                            AND (a.ends_at IS NULL OR a.ends_at > $2)) AS macos_addon,
                 EXISTS (SELECT 1 FROM workspace_addons a WHERE a.workspace_id = w.id AND a.addon = 'priority_boost'
-                            AND (a.ends_at IS NULL OR a.ends_at > $2)),
-                coalesce((SELECT slots FROM workspace_extra_slots e WHERE e.workspace_id = w.id AND e.runner_class = 'x64'), 0)::bigint,
-                coalesce((SELECT slots FROM workspace_extra_slots e WHERE e.workspace_id = w.id AND e.runner_class = 'macos'), 0)::bigint
+                            AND (a.ends_at IS NULL OR a.ends_at > $2)) AS boosted,
+                coalesce((SELECT slots FROM workspace_extra_slots e WHERE e.workspace_id = w.id AND e.runner_class = 'x64'), 0)::bigint AS extra_x64,
+                coalesce((SELECT slots FROM workspace_extra_slots e WHERE e.workspace_id = w.id AND e.runner_class = 'macos'), 0)::bigint AS extra_macos
          FROM workspaces w WHERE w.id = ANY($1)",
     )
     .bind(workspace_ids)
@@ -563,23 +589,24 @@ async fn workspace_states(
     .fetch_all(&mut *tx)
     .await?;
     let mut states = HashMap::with_capacity(rows.len());
-    for (id, payment_method, suspended, macos_addon, boosted, extra_x64, extra_macos) in rows {
-        let has_card = payment_method == "valid";
+    for row in rows {
+        let has_card = row.payment_method == "valid";
         // Only a workspace without a card needs its free minutes looked up.
         let free_minutes_left = if has_card {
             None
         } else {
-            Some(ledger.free_vcpu_minutes_left(id).await?)
+            Some(ledger.free_vcpu_minutes_left(row.id).await?)
         };
         states.insert(
-            id,
+            row.id,
             WorkspaceState {
                 has_card,
-                suspended,
-                macos_addon,
-                boosted,
-                x64_slots: INCLUDED_SLOTS + extra_x64,
-                macos_slots: INCLUDED_SLOTS + extra_macos,
+                suspended: row.suspended,
+                capped_at: row.capped_at,
+                macos_addon: row.macos_addon,
+                boosted: row.boosted,
+                x64_slots: INCLUDED_SLOTS + row.extra_x64,
+                macos_slots: INCLUDED_SLOTS + row.extra_macos,
                 free_minutes_left,
             },
         );

@@ -5,5 +5,6 @@ pub mod addons;
 pub mod cards;
 pub mod events;
 pub mod invoices;
+pub mod spending;
 pub mod storage;
 pub mod stripe;
