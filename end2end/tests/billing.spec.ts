@@ -137,3 +137,32 @@ test("last month's invoice is issued, charged and listed with its lines; the run
   await expect(page.getByText("Total $0.60")).toBeVisible();
   expect(problems).toEqual([]);
 });
+
+test("a spending limit on Settings: crossing 50 % shows an alert on Billing", async ({ page }) => {
+  test.setTimeout(60_000);
+  const problems = watchConsole(page);
+  const email = uniqueEmail("limit");
+  await signUp(page, "Limit Co", email, "limit password 1");
+  await page.getByRole("link", { name: "Settings" }).click();
+  await expect(page.getByRole("heading", { name: "Settings", exact: true })).toBeVisible();
+  await page.getByLabel("Monthly limit in dollars (empty: none)").fill("0.05");
+  await page.getByLabel("Hard cap: start no new jobs once the limit is reached").check();
+  await page.getByRole("button", { name: "Save" }).click();
+  await expect(page.getByTestId("settings-notice")).toHaveText("Saved.");
+  await expect(page.getByLabel("Monthly limit in dollars (empty: none)")).toHaveValue("0.05");
+
+  // 1,000 free minutes, then 10 paid minutes on 2 vCPUs: $0.03, 60 % of the limit.
+  tenki("admin", "meter-job", "--email", email, "--label", "tenki-standard-2c", "--seconds", "60000");
+  tenki("admin", "meter-job", "--email", email, "--label", "tenki-standard-2c", "--seconds", "600");
+  await page.reload();
+  await expect(page.getByTestId("spent")).toContainText("$0.03 so far");
+  await expect(page.getByTestId("spent")).toContainText("(60 % of the limit)");
+  await waitForHydration(page);
+  await page.screenshot({ path: "screenshots/settings-spending-limit.png", fullPage: true });
+
+  await page.getByRole("link", { name: "Billing" }).click();
+  await expect(page.getByTestId("notifications")).toContainText("You have used 60 % of your $0.05 monthly spending limit");
+  await waitForHydration(page);
+  await page.screenshot({ path: "screenshots/billing-spending-alert.png", fullPage: true });
+  expect(problems).toEqual([]);
+});

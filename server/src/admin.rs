@@ -331,11 +331,13 @@ pub async fn run(core: &Core, command: AdminCommand) -> anyhow::Result<bool> {
             let workspace_id = workspaces::first_workspace_of_email(&core.db, &email)
                 .await?
                 .with_context(|| format!("no workspace for {email}"))?;
+            // A fresh id from the real clock, whatever month the job is put in.
+            let github_job_id = job_id.unwrap_or_else(|| fresh_job_id(now));
             let now = completed_at.unwrap_or(now);
             let job = FinishedJob {
                 workspace_id,
                 key: JobKey {
-                    github_job_id: job_id.unwrap_or_else(|| fresh_job_id(now)),
+                    github_job_id,
                     run_attempt: 1,
                 },
                 label,
