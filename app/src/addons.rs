@@ -129,6 +129,7 @@ fn notice(done: Option<String>, error: Option<String>) -> Option<(bool, &'static
                 }
                 "not_allowed" => "Only the workspace's owners and admins can change its add-ons.",
                 "bad_slots" => "Give a whole number of extra slots from 0 to 1,000.",
+                "bad_inquiry" => "Give the company's name and an e-mail address sales can answer.",
                 _ => "That change is not one Tenki knows.",
             },
         ));
@@ -141,6 +142,7 @@ fn notice(done: Option<String>, error: Option<String>) -> Option<(bool, &'static
             "slots" => {
                 "Slots saved. More slots apply within a minute; fewer from the 1st of next month."
             }
+            "inquiry" => "Thank you: sales will answer within one business day.",
             _ => return None,
         },
     ))
@@ -243,6 +245,18 @@ fn AddonsBody(view: AddonsView) -> impl IntoView {
                 }).collect_view()}
             </div>
         </section>
-        <p class="mt-4 text-xs text-slate-500">"Annual prepayment (boost $499 / year, macOS $399 / year) and enterprise terms: contact sales."</p>
+        <section class="mt-6 rounded-xl border border-slate-200 bg-white p-6 shadow-sm" data-testid="enterprise">
+            <h2 class="font-medium text-slate-900">"Enterprise"</h2>
+            <p class="mt-1 text-sm text-slate-600">"Volume discounts, custom prices, annual prepayment (boost $499 / year, macOS $399 / year): ask sales."</p>
+            <form method="post" action="/enterprise/inquiry" class="mt-3 grid gap-2 md:max-w-lg">
+                <label class="text-sm text-slate-700" for="inquiry-company">"Company"</label>
+                <input id="inquiry-company" name="company" class="rounded-md border border-slate-300 px-2 py-1"/>
+                <label class="text-sm text-slate-700" for="inquiry-email">"E-mail"</label>
+                <input id="inquiry-email" name="email" type="email" class="rounded-md border border-slate-300 px-2 py-1"/>
+                <label class="text-sm text-slate-700" for="inquiry-message">"What do you need?"</label>
+                <textarea id="inquiry-message" name="message" rows="3" class="rounded-md border border-slate-300 px-2 py-1"></textarea>
+                <button type="submit" class=secondary>"Ask sales"</button>
+            </form>
+        </section>
     }
 }

@@ -1,5 +1,6 @@
-//! The Add-ons page's forms: turn an add-on on or cancel it, and set the extra slots. Plain
-//! routes, so they work without JavaScript: each redirects back to the page with the outcome.
+//! The Add-ons page's forms: turn an add-on on or cancel it, set the extra slots, ask sales about
+//! enterprise terms. Plain routes, so they work without JavaScript: each redirects back to the
+//! page with the outcome.
 
 use axum::extract::{Form, State};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -79,5 +80,40 @@ pub async fn change_slots(
     match addons::set_extra_slots(&state.core.db, &caller, class, slots, chrono::Utc::now()).await {
         Ok(()) => back(&format!("done=slots&class={}", class.key())),
         Err(error) => refused(error),
+    }
+}
+
+/// The enterprise inquiry form.
+#[derive(Debug, Deserialize)]
+pub struct InquiryForm {
+    company: String,
+    email: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// `POST /enterprise/inquiry`: stored for sales (`tenki admin inquiries`).
+pub async fn enterprise_inquiry(
+    State(state): State<AppState>,
+    signed_in: Option<SignedIn>,
+    Form(form): Form<InquiryForm>,
+) -> Response {
+    use tenki_core::billing::enterprise::{self, EnterpriseError};
+    let Some(SignedIn { caller, .. }) = signed_in else {
+        return Redirect::to("/sign-in").into_response();
+    };
+    match enterprise::record_inquiry(
+        &state.core.db,
+        Some(caller.member.workspace_id),
+        &form.company,
+        &form.email,
+        &form.message,
+        chrono::Utc::now(),
+    )
+    .await
+    {
+        Ok(()) => back("done=inquiry"),
+        Err(EnterpriseError::Invalid(_)) => back("error=bad_inquiry"),
+        Err(error) => app::error::AppError::internal_error(&error).into_response(),
     }
 }

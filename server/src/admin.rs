@@ -78,6 +78,39 @@ pub enum AdminCommand {
         #[arg(long)]
         month: Option<String>,
     },
+    /// Discount all usage of a person's workspace (0–50 %) for jobs that start from now; audited.
+    SetDiscount {
+        #[arg(long)]
+        email: String,
+        /// Percent, e.g. 20 or 12.5.
+        #[arg(long)]
+        percent: String,
+        #[arg(long)]
+        reason: String,
+        /// The e-mail of the admin doing it.
+        #[arg(long)]
+        admin: String,
+    },
+    /// A custom price per minute of a label for a person's workspace, for jobs that start from
+    /// now (x64 prices get their 50 % premium surcharge); audited.
+    SetPrice {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        label: String,
+        /// Dollars per minute, e.g. 0.0025.
+        #[arg(long)]
+        per_minute: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        admin: String,
+    },
+    /// The newest enterprise inquiries.
+    Inquiries {
+        #[arg(long, default_value = "50")]
+        limit: i64,
+    },
     /// Print each invoice of a person's workspace: status, lines, totals.
     Invoices {
         #[arg(long)]
@@ -392,6 +425,61 @@ pub async fn run(core: &Core, command: AdminCommand) -> anyhow::Result<bool> {
             .await?;
             for (state, count) in states {
                 println!("  {state}: {count}");
+            }
+            Ok(true)
+        }
+        AdminCommand::SetDiscount {
+            email,
+            percent,
+            reason,
+            admin,
+        } => {
+            use tenki_core::billing::enterprise;
+            let workspace_id = workspaces::first_workspace_of_email(&core.db, &email)
+                .await?
+                .with_context(|| format!("no workspace for {email}"))?;
+            // Percent with up to two decimals → basis points, through the money parser's rules.
+            let basis_points = money::parse_dollars(percent.trim().trim_end_matches('%'))
+                .and_then(|micro| i32::try_from(micro / 10_000).ok())
+                .with_context(|| format!("{percent:?} is not a percentage"))?;
+            let request = tenki_core::ledger::adjustments::AdminRequest {
+                admin_email: admin,
+                reason,
+            };
+            enterprise::set_discount(&core.db, workspace_id, basis_points, &request, now).await?;
+            println!("discount of {percent} % for jobs starting from {now}");
+            Ok(true)
+        }
+        AdminCommand::SetPrice {
+            email,
+            label,
+            per_minute,
+            reason,
+            admin,
+        } => {
+            use tenki_core::billing::enterprise;
+            let workspace_id = workspaces::first_workspace_of_email(&core.db, &email)
+                .await?
+                .with_context(|| format!("no workspace for {email}"))?;
+            let price = money::parse_dollars(&per_minute)
+                .with_context(|| format!("{per_minute:?} is not a dollar amount"))?;
+            let request = tenki_core::ledger::adjustments::AdminRequest {
+                admin_email: admin,
+                reason,
+            };
+            enterprise::set_price(&core.db, workspace_id, &label, price, &request, now).await?;
+            println!("{label}: ${per_minute} per minute for jobs starting from {now}");
+            Ok(true)
+        }
+        AdminCommand::Inquiries { limit } => {
+            for inquiry in tenki_core::billing::enterprise::inquiries(&core.db, limit).await? {
+                println!(
+                    "{} {} <{}>: {}",
+                    inquiry.created_at.format("%Y-%m-%d %H:%M"),
+                    inquiry.company,
+                    inquiry.email,
+                    inquiry.message.replace('\n', " ")
+                );
             }
             Ok(true)
         }

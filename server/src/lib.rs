@@ -295,6 +295,7 @@ pub fn router(settings: &Settings, reachable_at: &str, core: Core, doubles: Doub
         .route("/billing/manage", post(billing::manage))
         .route("/add-ons/addon", post(addons::change_addon))
         .route("/add-ons/slots", post(addons::change_slots))
+        .route("/enterprise/inquiry", post(addons::enterprise_inquiry))
         .route("/settings/spending-limit", post(spending::set_limit))
         .leptos_routes_with_context(&state, routes, provide.clone(), {
             let leptos_options = leptos_options.clone();

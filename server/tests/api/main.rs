@@ -4,6 +4,7 @@
 mod addons;
 mod billing;
 mod crons;
+mod enterprise;
 mod github;
 mod harness;
 mod health;
