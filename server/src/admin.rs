@@ -120,7 +120,7 @@ pub enum AdminCommand {
         month: Option<String>,
     },
     /// Record whether a person's workspace has a valid payment method (admission's free-minute
-    /// gate; the Billing page sets it once cards are sold).
+    /// gate; customers add cards on the Billing page, and card events set it from Stripe).
     SetCard {
         #[arg(long)]
         email: String,

@@ -614,7 +614,7 @@ async fn workspace_states(
     Ok(states)
 }
 
-/// Support's switches until the payments issue sells these (and afterwards, for support).
+/// Support's switches for what customers otherwise buy on the Billing and Add-ons pages.
 pub mod support {
     use super::*;
 
