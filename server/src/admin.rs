@@ -517,7 +517,8 @@ pub async fn run(core: &Core, command: AdminCommand) -> anyhow::Result<bool> {
 
 /// "2026-10" → 2026-10-01.
 fn parse_month(month: &str) -> anyhow::Result<chrono::NaiveDate> {
-    chrono::NaiveDate::parse_from_str(&format!("{}-01", month.trim()), "%Y-%m-%d")
+    tenki_core::usage::Month::parse(month)
+        .map(tenki_core::usage::Month::first_day)
         .with_context(|| format!("{month:?} is not a month (YYYY-MM)"))
 }
 

@@ -6,7 +6,7 @@
 //! way; raising it is immediate. Only owners and admins change them, and only with a card on file,
 //! since they are billed monthly.
 
-use chrono::{DateTime, Datelike, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -151,14 +151,7 @@ pub enum AddonError {
 
 /// The 1st of the month after `now`, 00:00 UTC: when a cancelled add-on ends.
 pub fn start_of_next_month(now: DateTime<Utc>) -> DateTime<Utc> {
-    let (year, month) = if now.month() == 12 {
-        (now.year() + 1, 1)
-    } else {
-        (now.year(), now.month() + 1)
-    };
-    Utc.with_ymd_and_hms(year, month, 1, 0, 0, 0)
-        .single()
-        .unwrap_or(now)
+    crate::usage::Month::containing(now).end()
 }
 
 fn may_change(caller: &Caller) -> Result<(), AddonError> {
@@ -381,21 +374,6 @@ pub async fn end_due(db: &PgPool, now: DateTime<Utc>) -> Result<Ended, sqlx::Err
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_cancelled_addon_ends_on_the_first_of_the_next_month_utc() {
-        let at = |y, m, d, h| {
-            Utc.with_ymd_and_hms(y, m, d, h, 0, 0)
-                .single()
-                .expect("time")
-        };
-        assert_eq!(
-            start_of_next_month(at(2026, 11, 29, 15)),
-            at(2026, 12, 1, 0)
-        );
-        assert_eq!(start_of_next_month(at(2026, 12, 31, 23)), at(2027, 1, 1, 0));
-        assert_eq!(start_of_next_month(at(2027, 1, 1, 0)), at(2027, 2, 1, 0));
-    }
 
     #[test]
     fn ten_extra_x64_slots_cost_70_dollars_and_five_macos_slots_245_a_month() {

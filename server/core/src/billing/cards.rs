@@ -147,6 +147,26 @@ async fn customer_of(
     Ok(stored.unwrap_or_else(|| customer.id.to_string()))
 }
 
+/// Runs `call` with the workspace's Stripe customer; when Stripe no longer has that customer,
+/// once more with a new one.
+async fn with_customer<T, Fut>(
+    db: &PgPool,
+    stripe: &Stripe,
+    caller: &Caller,
+    call: impl Fn(String) -> Fut,
+) -> Result<T, CardError>
+where
+    Fut: Future<Output = Result<T, StripeCallError>>,
+{
+    let customer = customer_of(db, stripe, caller, None).await?;
+    match call(customer.clone()).await {
+        Err(e) if customer_missing(&e) => {
+            Ok(call(customer_of(db, stripe, caller, Some(&customer)).await?).await?)
+        }
+        other => Ok(other?),
+    }
+}
+
 /// True when Stripe answered that the customer named in the request does not exist.
 fn customer_missing(error: &StripeCallError) -> bool {
     matches!(error, StripeCallError::Refused { status: 404, .. })
@@ -181,13 +201,7 @@ pub async fn start_checkout(
             .await
             .map_err(|e| StripeCallError::of("creating the Checkout session", e))
     };
-    let customer = customer_of(db, stripe, caller, None).await?;
-    let session = match session(customer.clone()).await {
-        Err(e) if customer_missing(&e) => {
-            session(customer_of(db, stripe, caller, Some(&customer)).await?).await?
-        }
-        other => other?,
-    };
+    let session = with_customer(db, stripe, caller, session).await?;
     session.url.ok_or(CardError::NoCheckoutUrl)
 }
 
@@ -245,13 +259,7 @@ pub async fn portal_url(
             .await
             .map_err(|e| StripeCallError::of("creating the billing portal session", e))
     };
-    let customer = customer_of(db, stripe, caller, None).await?;
-    let session = match session(customer.clone()).await {
-        Err(e) if customer_missing(&e) => {
-            session(customer_of(db, stripe, caller, Some(&customer)).await?).await?
-        }
-        other => other?,
-    };
+    let session = with_customer(db, stripe, caller, session).await?;
     Ok(session.url)
 }
 

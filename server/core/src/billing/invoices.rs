@@ -19,7 +19,7 @@
 //! Rounding: each line's exact micro-cents are rounded half up to the cent; the invoice total is
 //! the sum of the lines' cents. The sub-cent rest stays on the workspace's ledger account.
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use sqlx::PgPool;
 use stripe::StripeRequest as _;
 use stripe_billing::invoice::{
@@ -35,9 +35,7 @@ use super::stripe::{Stripe, StripeCallError, idempotent};
 use crate::ledger::Ledger;
 use crate::money::MICRO_CENTS_PER_CENT;
 use crate::queue::{self, NewJob};
-
-/// vCPUs one free minute stands for ([`crate::ledger::VCPUS_PER_FREE_MINUTE`]).
-const VCPUS_PER_FREE_MINUTE: i64 = 2;
+use crate::usage::Month;
 
 /// The queue task that moves one invoice forward.
 pub const ADVANCE_TASK: &str = "advance_invoice";
@@ -63,19 +61,14 @@ pub enum InvoiceError {
     Database(#[from] sqlx::Error),
 }
 
-/// The first instant of the month that contains `day`.
+/// The first instant of the month whose first day is `month`.
 fn month_start(month: NaiveDate) -> DateTime<Utc> {
-    Utc.from_utc_datetime(&month.and_hms_opt(0, 0, 0).unwrap_or_default())
+    Month::of_day(month).start()
 }
 
 /// The month before the one `now` is in (the month the cycle on the 1st bills).
 pub fn previous_month(now: DateTime<Utc>) -> NaiveDate {
-    let (year, month) = if now.month() == 1 {
-        (now.year() - 1, 12)
-    } else {
-        (now.year(), now.month() - 1)
-    };
-    NaiveDate::from_ymd_opt(year, month, 1).unwrap_or_default()
+    Month::containing(now).previous().first_day()
 }
 
 /// Micro-cents to cents, half up (documented in the module).
@@ -201,7 +194,7 @@ pub async fn build_lines(
     .fetch_all(&mut *db)
     .await?;
     for (label, minutes, amount, free_vcpu_minutes, _) in usage {
-        let free_minutes = free_vcpu_minutes / VCPUS_PER_FREE_MINUTE;
+        let free_minutes = free_vcpu_minutes / crate::ledger::VCPUS_PER_FREE_MINUTE as i64;
         lines.push(Line {
             kind: "usage",
             description: format!("{label}: {minutes} min"),
@@ -998,6 +991,7 @@ pub async fn notifications_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
 
     #[test]
     fn micro_cents_round_half_up_to_the_cent() {

@@ -3,7 +3,7 @@
 //! admission starts no new runner once the month's usage reaches it. The measure is the month's
 //! usage so far (UTC), the figure the Overview shows; add-ons and slots are fixed and known.
 
-use chrono::{DateTime, Datelike, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -43,12 +43,6 @@ pub enum SpendingError {
     Database(#[from] sqlx::Error),
 }
 
-fn month_start(now: DateTime<Utc>) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
-        .single()
-        .unwrap_or(now)
-}
-
 /// The workspace's limit and the month's usage so far.
 pub async fn spending_of(
     db: &PgPool,
@@ -62,7 +56,7 @@ pub async fn spending_of(
          FROM workspaces w WHERE w.id = $1",
     )
     .bind(workspace_id)
-    .bind(month_start(now))
+    .bind(crate::usage::Month::containing(now).start())
     .fetch_one(db)
     .await?;
     Ok(Spending {

@@ -7,7 +7,7 @@
 //! cache is reported apart and never billed: 10 GB are included, and past that the cache service
 //! evicts its least recently used entries and reports how much it evicted.
 
-use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -118,7 +118,7 @@ pub async fn month_usage(
     now: DateTime<Utc>,
 ) -> Result<StorageMonth, sqlx::Error> {
     let start = month;
-    let days_in_month = days_in(month);
+    let days_in_month = i64::from(crate::usage::Month::of_day(month).days());
     let next = start + chrono::Duration::days(days_in_month);
     let (byte_days, evicted): (i64, i64) = sqlx::query_as(
         "SELECT coalesce(sum(artifact_bytes), 0)::bigint, coalesce(sum(cache_evicted_bytes), 0)::bigint
@@ -165,16 +165,6 @@ pub fn gigabytes(bytes: i64) -> String {
     format!("{}.{:02} GB", hundredths / 100, hundredths % 100)
 }
 
-/// Days in the month starting on `month`.
-pub fn days_in(month: NaiveDate) -> i64 {
-    let (year, next) = if month.month() == 12 {
-        (month.year() + 1, 1)
-    } else {
-        (month.year(), month.month() + 1)
-    };
-    NaiveDate::from_ymd_opt(year, next, 1).map_or(30, |n| (n - month).num_days())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,13 +187,5 @@ mod tests {
     fn sizes_read_in_gigabytes() {
         assert_eq!(gigabytes(20 * BYTES_PER_GB), "20.00 GB");
         assert_eq!(gigabytes(1_234_567_890), "1.23 GB");
-        assert_eq!(
-            days_in(NaiveDate::from_ymd_opt(2026, 11, 1).expect("date")),
-            30
-        );
-        assert_eq!(
-            days_in(NaiveDate::from_ymd_opt(2026, 12, 1).expect("date")),
-            31
-        );
     }
 }

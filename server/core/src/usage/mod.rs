@@ -75,6 +75,19 @@ impl Month {
         }
     }
 
+    /// The month of the calendar day `day`.
+    pub fn of_day(day: chrono::NaiveDate) -> Self {
+        Self {
+            year: day.year(),
+            month: day.month(),
+        }
+    }
+
+    /// Its first day.
+    pub fn first_day(self) -> chrono::NaiveDate {
+        self.start().date_naive()
+    }
+
     /// Days in the month.
     pub fn days(self) -> u32 {
         u32::try_from((self.end() - self.start()).num_days()).unwrap_or(31)
