@@ -14,7 +14,8 @@ use uuid::Uuid;
 /// The admin subcommands.
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
-    /// Prove that the ledger, the usage records and the adjustments agree to the micro-cent.
+    /// Prove that the ledger, the usage records, the adjustments, the invoices and the payments
+    /// agree to the micro-cent.
     /// Prints the differences, or "balanced"; exits non-zero when anything differs.
     Reconcile,
     /// Reverse a job's usage: give back its free minutes and money, remove its usage record.
@@ -110,6 +111,18 @@ pub enum AdminCommand {
     Inquiries {
         #[arg(long, default_value = "50")]
         limit: i64,
+    },
+    /// Undo what is left of a paid invoice's payment (the bank returned it, or it was recorded
+    /// by mistake): the workspace owes it again, the owner is told; audited, once per invoice.
+    ReversePayment {
+        /// The invoice id (`tenki admin invoices` prints it).
+        #[arg(long)]
+        invoice: Uuid,
+        #[arg(long)]
+        reason: String,
+        /// The e-mail of the admin doing it.
+        #[arg(long)]
+        admin: String,
     },
     /// Print each invoice of a person's workspace: status, lines, totals.
     Invoices {
@@ -207,8 +220,10 @@ pub async fn run(core: &Core, command: AdminCommand) -> anyhow::Result<bool> {
             }
             if report.is_balanced() {
                 println!(
-                    "balanced: {} workspaces, {} usage records",
-                    report.workspaces_checked, report.usage_records_checked
+                    "balanced: {} workspaces, {} usage records, {} invoices",
+                    report.workspaces_checked,
+                    report.usage_records_checked,
+                    report.invoices_checked
                 );
             } else {
                 println!("{} differences", report.differences.len());
@@ -480,6 +495,35 @@ pub async fn run(core: &Core, command: AdminCommand) -> anyhow::Result<bool> {
                     inquiry.email,
                     inquiry.message.replace('\n', " ")
                 );
+            }
+            Ok(true)
+        }
+        AdminCommand::ReversePayment {
+            invoice,
+            reason,
+            admin,
+        } => {
+            use tenki_core::billing::reversals::{self, Reversed};
+            let request = AdminRequest {
+                admin_email: admin,
+                reason,
+            };
+            let outcome =
+                reversals::reverse_by_admin(&core.db, &core.ledger, invoice, &request, now)
+                    .await
+                    .with_context(|| format!("reversing the payment of invoice {invoice}"))?;
+            match outcome {
+                Reversed::Done(cents) => println!(
+                    "reversed ${} of invoice {invoice}; it is owed again",
+                    money::dollars(cents * money::MICRO_CENTS_PER_CENT, 2)
+                ),
+                Reversed::AlreadyDone => println!("invoice {invoice} was reversed before"),
+                Reversed::NothingLeft => {
+                    println!(
+                        "nothing left to reverse: invoice {invoice}'s payment was refunded or reversed"
+                    )
+                }
+                Reversed::UnknownPayment => bail!("invoice {invoice} has no payment"),
             }
             Ok(true)
         }

@@ -1,7 +1,10 @@
 //! A double of Stripe for the sandbox and the tests: the REST endpoints Tenki calls (customers,
-//! Checkout sessions in setup mode, the customer's payment methods, billing portal sessions),
-//! Stripe's hosted Checkout page (a card form that takes Stripe's test card numbers) and billing
-//! portal (remove a card), and signed webhook events posted to Tenki's intake.
+//! Checkout sessions in setup mode, the customer's payment methods, billing portal sessions,
+//! invoices and their items, and what paying one creates: payment intent, charge, balance
+//! transaction with Stripe's fee), Stripe's hosted Checkout page (a card form that takes Stripe's
+//! test card numbers) and billing portal (remove a card), switches for what happens in Stripe's
+//! dashboard or at the bank (a declined payment, a refund, a dispute), and signed webhook events
+//! posted to Tenki's intake.
 //!
 //! Answers are Stripe's own example objects (`stripe-objects.json`, copied from Stripe's OpenAPI
 //! fixtures) with the fields of this double's state filled in, so the production client
@@ -72,6 +75,11 @@ struct DoubleState {
     portal_sessions: BTreeMap<String, Value>,
     invoices: BTreeMap<String, Value>,
     invoice_items: BTreeMap<String, Value>,
+    /// What paying an invoice creates: its payment intent, charge and balance transaction.
+    payment_intents: BTreeMap<String, Value>,
+    charges: BTreeMap<String, Value>,
+    balance_transactions: BTreeMap<String, Value>,
+    disputes: BTreeMap<String, Value>,
     /// The next this many invoice payments fail as declined, whatever the card (a switch).
     fail_next_payments: u32,
     /// Idempotency key → (SHA-256 of method, path and body; status; answer).
@@ -91,6 +99,79 @@ impl DoubleState {
         self.next_id += 1;
         let random = uuid::Uuid::new_v4().simple().to_string();
         format!("{prefix}_{}{:04}", &random[..16], self.next_id)
+    }
+}
+
+/// Stripe's fee for a US card payment of `cents`: 2.9 % + 30 ¢, rounded half up.
+fn card_fee_cents(cents: i64) -> i64 {
+    (cents * 29 + 500) / 1_000 + 30
+}
+
+impl DoubleState {
+    /// Marks an open invoice paid as a successful charge does: a payment intent, its charge and
+    /// the charge's balance transaction (with Stripe's fee), linked from the invoice's `payments`.
+    fn settle(&mut self, invoice_id: &str) -> Option<Value> {
+        let invoice = self.invoices.get(invoice_id)?.clone();
+        let amount = invoice["amount_due"].as_i64().unwrap_or(0);
+        let customer = invoice["customer"].clone();
+        let (intent_id, charge_id, txn_id) = (self.id("pi"), self.id("ch"), self.id("txn"));
+        let fee = card_fee_cents(amount);
+        self.balance_transactions.insert(
+            txn_id.clone(),
+            object(
+                "balance_transaction",
+                json!({"id": txn_id, "amount": amount, "fee": fee, "net": amount - fee,
+                       "created": now(), "source": charge_id, "description": null,
+                       "fee_details": [{"amount": fee, "currency": "usd", "description": "Stripe processing fees", "type": "stripe_fee", "application": null}]}),
+            ),
+        );
+        self.charges.insert(
+            charge_id.clone(),
+            object(
+                "charge",
+                json!({"id": charge_id, "amount": amount, "amount_captured": amount,
+                       "amount_refunded": 0, "refunded": false, "disputed": false,
+                       "captured": true, "paid": true, "status": "succeeded", "created": now(),
+                       "customer": customer, "payment_intent": intent_id,
+                       "balance_transaction": txn_id, "description": null, "refunds": null}),
+            ),
+        );
+        self.payment_intents.insert(
+            intent_id.clone(),
+            object(
+                "payment_intent",
+                json!({"id": intent_id, "amount": amount, "amount_received": amount,
+                       "customer": customer, "latest_charge": charge_id, "status": "succeeded",
+                       "created": now(), "canceled_at": null, "last_payment_error": null}),
+            ),
+        );
+        let payment_id = self.id("inpay");
+        let invoice = self.invoices.get_mut(invoice_id)?;
+        invoice["status"] = json!("paid");
+        invoice["amount_paid"] = json!(amount);
+        invoice["amount_remaining"] = json!(0);
+        invoice["payments"] = json!({
+            "object": "list", "has_more": false, "url": "/v1/invoice_payments",
+            "data": [object("invoice_payment", json!({
+                "id": payment_id, "invoice": invoice_id, "amount_paid": amount,
+                "amount_requested": amount, "currency": "usd", "is_default": true,
+                "livemode": false, "status": "paid", "created": now(),
+                "payment": {"type": "payment_intent", "payment_intent": intent_id},
+                "status_transitions": {"canceled_at": null, "paid_at": now()},
+            }))],
+        });
+        Some(invoice.clone())
+    }
+
+    /// The charge that paid `invoice_id`.
+    fn charge_of(&self, invoice_id: &str) -> Option<String> {
+        let intent =
+            self.invoices.get(invoice_id)?["payments"]["data"][0]["payment"]["payment_intent"]
+                .as_str()?
+                .to_owned();
+        self.payment_intents.get(&intent)?["latest_charge"]
+            .as_str()
+            .map(str::to_owned)
     }
 }
 
@@ -344,13 +425,8 @@ impl StripeDouble {
     pub async fn pay_by_hand(&self, invoice_id: &str) -> bool {
         let paid = {
             let mut state = self.state();
-            match state.invoices.get_mut(invoice_id) {
-                Some(invoice) if invoice["status"] == "open" => {
-                    invoice["status"] = json!("paid");
-                    invoice["amount_paid"] = invoice["amount_due"].clone();
-                    invoice["amount_remaining"] = json!(0);
-                    Some(invoice.clone())
-                }
+            match state.invoices.get(invoice_id) {
+                Some(invoice) if invoice["status"] == "open" => state.settle(invoice_id),
                 _ => None,
             }
         };
@@ -361,6 +437,60 @@ impl StripeDouble {
             }
             None => false,
         }
+    }
+
+    /// Refunds `cents` of the charge that paid `invoice_id`, as support does from Stripe's
+    /// dashboard, and sends `charge.refunded`. False when the invoice was not paid here or the
+    /// amount is more than what is left.
+    pub async fn refund(&self, invoice_id: &str, cents: i64) -> bool {
+        let charge = {
+            let mut state = self.state();
+            let Some(charge_id) = state.charge_of(invoice_id) else {
+                return false;
+            };
+            let Some(charge) = state.charges.get_mut(&charge_id) else {
+                return false;
+            };
+            let (amount, refunded) = (
+                charge["amount"].as_i64().unwrap_or(0),
+                charge["amount_refunded"].as_i64().unwrap_or(0),
+            );
+            if cents <= 0 || refunded + cents > amount {
+                return false;
+            }
+            charge["amount_refunded"] = json!(refunded + cents);
+            charge["refunded"] = json!(refunded + cents == amount);
+            charge.clone()
+        };
+        self.send_event("charge.refunded", charge, None).await;
+        true
+    }
+
+    /// Opens a dispute on the charge that paid `invoice_id` (the customer's bank took the
+    /// money back) and sends `charge.dispute.created`.
+    pub async fn dispute(&self, invoice_id: &str) -> bool {
+        let dispute = {
+            let mut state = self.state();
+            let Some(charge_id) = state.charge_of(invoice_id) else {
+                return false;
+            };
+            let id = state.id("dp");
+            let Some(charge) = state.charges.get_mut(&charge_id) else {
+                return false;
+            };
+            charge["disputed"] = json!(true);
+            let dispute = object(
+                "dispute",
+                json!({"id": id, "amount": charge["amount"], "charge": charge_id,
+                       "payment_intent": charge["payment_intent"], "created": now(),
+                       "status": "needs_response", "reason": "fraudulent"}),
+            );
+            state.disputes.insert(id, dispute.clone());
+            dispute
+        };
+        self.send_event("charge.dispute.created", dispute, None)
+            .await;
+        true
     }
 
     /// The double's routes, to be nested under [`crate::settings::SANDBOX_STRIPE_PATH`]: the API
@@ -383,6 +513,9 @@ impl StripeDouble {
             .route("/invoices/{id}/finalize", post(finalize_invoice))
             .route("/invoices/{id}/pay", post(pay_invoice))
             .route("/invoiceitems", post(create_invoice_item))
+            .route("/payment_intents/{id}", get(retrieve_payment_intent))
+            .route("/charges/{id}", get(retrieve_charge))
+            .route("/disputes/{id}", get(retrieve_dispute))
             .layer(axum::middleware::from_fn_with_state(self.clone(), api_gate));
         Router::new()
             .nest("/v1", api)
@@ -391,6 +524,8 @@ impl StripeDouble {
             .route("/portal/{id}/remove", post(portal_remove))
             .route("/invoice/{id}", get(invoice_page))
             .route("/switches/fail-next-payments", post(switch_fail_payments))
+            .route("/switches/refund", post(switch_refund))
+            .route("/switches/dispute", post(switch_dispute))
             .with_state(self.clone())
     }
 }
@@ -979,13 +1114,7 @@ async fn pay_invoice(State(double): State<StripeDouble>, Path(id): Path<String>)
             state.fail_next_payments = state.fail_next_payments.saturating_sub(1);
             Err(invoice)
         } else {
-            let invoice = state.invoices.get_mut(&id).map(|invoice| {
-                invoice["status"] = json!("paid");
-                invoice["amount_paid"] = invoice["amount_due"].clone();
-                invoice["amount_remaining"] = json!(0);
-                invoice.clone()
-            });
-            Ok(invoice.unwrap_or_default())
+            Ok(state.settle(&id).unwrap_or_default())
         }
     };
     match outcome {
@@ -1053,6 +1182,90 @@ async fn switch_fail_payments(
 ) -> StatusCode {
     double.fail_next_payments(query.count);
     StatusCode::NO_CONTENT
+}
+
+#[derive(Debug, Deserialize)]
+struct RefundQuery {
+    invoice: String,
+    cents: i64,
+}
+
+async fn switch_refund(
+    State(double): State<StripeDouble>,
+    axum::extract::Query(query): axum::extract::Query<RefundQuery>,
+) -> StatusCode {
+    if double.refund(&query.invoice, query.cents).await {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::BAD_REQUEST
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct DisputeQuery {
+    invoice: String,
+}
+
+async fn switch_dispute(
+    State(double): State<StripeDouble>,
+    axum::extract::Query(query): axum::extract::Query<DisputeQuery>,
+) -> StatusCode {
+    if double.dispute(&query.invoice).await {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::BAD_REQUEST
+    }
+}
+
+/// A payment intent; `expand[]=latest_charge.balance_transaction` embeds its charge and the
+/// charge's balance transaction, as Stripe does.
+async fn retrieve_payment_intent(
+    State(double): State<StripeDouble>,
+    Path(id): Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let expand: Vec<String> = params(query.unwrap_or_default().as_bytes())
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("expand"))
+        .map(|(_, value)| value)
+        .collect();
+    let state = double.state();
+    let Some(mut intent) = state.payment_intents.get(&id).cloned() else {
+        return not_found("payment_intent", &id);
+    };
+    if expand.iter().any(|e| e.starts_with("latest_charge")) {
+        let charge_id = intent["latest_charge"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if let Some(mut charge) = state.charges.get(&charge_id).cloned() {
+            if expand
+                .iter()
+                .any(|e| e == "latest_charge.balance_transaction")
+            {
+                let txn = charge["balance_transaction"].as_str().unwrap_or_default();
+                if let Some(txn) = state.balance_transactions.get(txn) {
+                    charge["balance_transaction"] = txn.clone();
+                }
+            }
+            intent["latest_charge"] = charge;
+        }
+    }
+    Json(intent).into_response()
+}
+
+async fn retrieve_charge(State(double): State<StripeDouble>, Path(id): Path<String>) -> Response {
+    match double.state().charges.get(&id) {
+        Some(charge) => Json(charge.clone()).into_response(),
+        None => not_found("charge", &id),
+    }
+}
+
+async fn retrieve_dispute(State(double): State<StripeDouble>, Path(id): Path<String>) -> Response {
+    match double.state().disputes.get(&id) {
+        Some(dispute) => Json(dispute.clone()).into_response(),
+        None => not_found("dispute", &id),
+    }
 }
 
 fn html_escape(value: &str) -> String {

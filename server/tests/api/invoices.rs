@@ -20,7 +20,7 @@ fn at(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
         .expect("time")
 }
 
-fn month(y: i32, m: u32) -> NaiveDate {
+pub fn month(y: i32, m: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, 1).expect("month")
 }
 
@@ -51,7 +51,7 @@ async fn meter(
 }
 
 /// 1,000 free minutes used up on 2c, then $0.60 more on 2c and $0.60 on 4c: $1.20.
-async fn october_usage(app: &TestApp, customer: &Customer) {
+pub async fn october_usage(app: &TestApp, customer: &Customer) {
     meter(
         app,
         customer,
@@ -94,7 +94,7 @@ pub async fn manual_invoice(db: &PgPool, customer: &Customer, month: NaiveDate) 
     id
 }
 
-async fn state(db: &PgPool, invoice_id: Uuid) -> String {
+pub async fn state(db: &PgPool, invoice_id: Uuid) -> String {
     sqlx::query_scalar("SELECT state FROM invoices WHERE id = $1")
         .bind(invoice_id)
         .fetch_one(db)
@@ -118,7 +118,7 @@ fn stripe_invoices_of(app: &TestApp, customer_id: &str) -> Vec<Value> {
         .collect()
 }
 
-async fn stripe_customer(db: &PgPool, customer: &Customer) -> String {
+pub async fn stripe_customer(db: &PgPool, customer: &Customer) -> String {
     sqlx::query_scalar("SELECT stripe_customer_id FROM workspaces WHERE id = $1")
         .bind(customer.workspace_id)
         .fetch_one(db)
@@ -126,7 +126,7 @@ async fn stripe_customer(db: &PgPool, customer: &Customer) -> String {
         .expect("customer")
 }
 
-async fn assert_balanced(app: &TestApp, customer: &Customer) {
+pub async fn assert_balanced(app: &TestApp, customer: &Customer) {
     let report = reconcile::reconcile(
         &app.core.db,
         &app.core.ledger,
@@ -295,7 +295,18 @@ async fn a_crash_after_any_stripe_call_resumes_without_a_second_invoice_item_or_
         .find(|e| e["type"] == "invoice.paid")
         .expect("invoice.paid");
     assert_eq!(app.stripe.post_event(&paid).await, 200);
-    invoices::record_payment(&db, &app.core.ledger, invoice_id, Utc::now())
+    let (payment_intent, fee_cents): (Option<String>, i64) = sqlx::query_as(
+        "SELECT stripe_payment_intent, fee_cents FROM payments WHERE invoice_id = $1",
+    )
+    .bind(invoice_id)
+    .fetch_one(&db)
+    .await
+    .expect("payment");
+    let with = invoices::PaidWith {
+        payment_intent,
+        fee_cents,
+    };
+    invoices::record_payment(&db, &app.core.ledger, invoice_id, &with, Utc::now())
         .await
         .expect("again");
     eventually_within(30, "every Stripe event processed", || {

@@ -11,6 +11,7 @@ mod health;
 mod identity;
 mod invoices;
 mod metering;
+mod reversals;
 mod runners;
 mod security;
 mod spending;

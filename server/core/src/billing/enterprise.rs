@@ -35,7 +35,8 @@ fn check(request: &AdminRequest) -> Result<(), EnterpriseError> {
     Ok(())
 }
 
-async fn audit(
+/// Records what an admin changed on a workspace, with who and why.
+pub(crate) async fn audit(
     tx: &mut sqlx::PgConnection,
     workspace_id: Uuid,
     action: &str,

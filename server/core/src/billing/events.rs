@@ -115,8 +115,10 @@ pub enum Processed {
     NoCustomer,
     /// An invoice's payment recorded from Stripe's word (`true`), or it was not paid after all.
     InvoicePaid(bool),
+    /// A refund or dispute: the payment reversed as far as Stripe says.
+    Reversal(super::reversals::Reversed),
     /// Kept for support; Tenki's own steps already did what the event reports (invoice finalized,
-    /// payment failed), or support acts on it (refunds, disputes: `tenki admin`).
+    /// payment failed).
     Noted,
     /// Processed before.
     AlreadyDone,
@@ -131,6 +133,8 @@ pub enum EventError {
     Cards(#[from] CardError),
     #[error("invoice")]
     Invoice(#[from] super::invoices::InvoiceError),
+    #[error("payment reversal")]
+    Reversal(#[from] super::reversals::ReversalError),
     #[error("database")]
     Database(#[from] sqlx::Error),
 }
@@ -162,7 +166,19 @@ pub async fn process_event(
             ),
             None => Processed::Noted,
         },
-        kind if kind.starts_with("invoice.") || kind.starts_with("charge.") => Processed::Noted,
+        "charge.refunded" => match object_id(&row.body) {
+            Some(charge) => Processed::Reversal(
+                super::reversals::refunded_in_stripe(db, stripe, ledger, charge, now).await?,
+            ),
+            None => Processed::Noted,
+        },
+        "charge.dispute.created" => match object_id(&row.body) {
+            Some(dispute) => Processed::Reversal(
+                super::reversals::disputed_in_stripe(db, stripe, ledger, dispute, now).await?,
+            ),
+            None => Processed::Noted,
+        },
+        kind if kind.starts_with("invoice.") => Processed::Noted,
         _ => sync_customer(db, stripe, &row.kind, &row.body, now).await?,
     };
     sqlx::query!(

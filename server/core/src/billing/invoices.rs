@@ -27,6 +27,7 @@ use stripe_billing::invoice::{
     RetrieveInvoice,
 };
 use stripe_billing::invoice_item::CreateInvoiceItem;
+use stripe_core::payment_intent::RetrievePaymentIntent;
 use stripe_shared::{InvoiceCollectionMethod, InvoiceStatus};
 use uuid::Uuid;
 
@@ -55,6 +56,8 @@ pub enum InvoiceError {
     NoCustomer(Uuid),
     #[error(transparent)]
     Stripe(#[from] StripeCallError),
+    #[error("Stripe answered what Tenki cannot use: {0}")]
+    Unexpected(String),
     #[error("ledger")]
     Ledger(#[from] crate::ledger::LedgerError),
     #[error("database")]
@@ -76,10 +79,57 @@ pub fn to_cents(micro_cents: i64) -> i64 {
     (micro_cents + MICRO_CENTS_PER_CENT / 2).div_euclid(MICRO_CENTS_PER_CENT)
 }
 
-/// Stripe's fee for a card payment of `cents`: 2.9 % + 30 ¢ (US cards), rounded half up. An
-/// estimate: Stripe's balance transaction has the exact fee.
-pub fn estimated_fee_cents(cents: i64) -> i64 {
-    (cents * 29 + 500) / 1_000 + 30
+/// How Stripe collected an invoice: the payment intent (its refunds and disputes name it) and
+/// Stripe's exact fee from the charge's balance transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PaidWith {
+    pub payment_intent: Option<String>,
+    pub fee_cents: i64,
+}
+
+/// Reads how a paid Stripe invoice was collected (its `payments` expanded): the payment intent,
+/// and the fee from its latest charge's balance transaction.
+pub async fn paid_with(
+    stripe: &Stripe,
+    invoice: &stripe_shared::Invoice,
+) -> Result<PaidWith, InvoiceError> {
+    let intent = invoice
+        .payments
+        .as_ref()
+        .and_then(|payments| {
+            payments
+                .data
+                .iter()
+                .find(|p| p.is_default)
+                .or(payments.data.first())
+        })
+        .and_then(|payment| payment.payment.payment_intent.as_ref())
+        .map(|intent| intent.id().to_string());
+    let Some(intent) = intent else {
+        // Paid without a card payment (out of band, or by the customer's credit balance).
+        return Ok(PaidWith::default());
+    };
+    let read = RetrievePaymentIntent::new(intent.as_str())
+        .expand(["latest_charge.balance_transaction".to_owned()])
+        .send(stripe.client())
+        .await
+        .map_err(|e| StripeCallError::of("reading the payment's fee", e))?;
+    let fee_cents = read
+        .latest_charge
+        .as_ref()
+        .and_then(|charge| charge.as_object())
+        .and_then(|charge| charge.balance_transaction.as_ref())
+        .and_then(|txn| txn.as_object())
+        .map(|txn| txn.fee)
+        .ok_or_else(|| {
+            InvoiceError::Unexpected(format!(
+                "payment intent {intent} has no charge with a balance transaction"
+            ))
+        })?;
+    Ok(PaidWith {
+        payment_intent: Some(intent),
+        fee_cents,
+    })
 }
 
 /// One line of an invoice, before it is stored.
@@ -664,13 +714,15 @@ async fn pay_step(
     let attempt = invoice.attempts + 1;
     let paid = PayInvoice::new(stripe_invoice.clone())
         .off_session(true)
+        .expand(["payments".to_owned()])
         .customize()
         .request_strategy(idempotent(&format!("invoice:{invoice_id}:pay:{attempt}"))?)
         .send(stripe.client())
         .await;
     match paid {
         Ok(paid) if paid.status == Some(InvoiceStatus::Paid) => {
-            record_payment(db, ledger, invoice_id, now).await?;
+            let with = paid_with(stripe, &paid).await?;
+            record_payment(db, ledger, invoice_id, &with, now).await?;
         }
         // A declined card: Stripe answers 402 and the invoice stays open.
         Ok(_) | Err(::stripe::StripeError::Stripe(_, 402)) => {
@@ -783,11 +835,12 @@ pub async fn record_payment(
     db: &PgPool,
     ledger: &Ledger,
     invoice_id: Uuid,
+    with: &PaidWith,
     now: DateTime<Utc>,
 ) -> Result<(), InvoiceError> {
     let invoice = load(db, invoice_id).await?;
     let cents = invoice.total_cents.unwrap_or(0);
-    let fee = estimated_fee_cents(cents);
+    let fee = with.fee_cents;
     ledger
         .post_stripe_payment(
             invoice.workspace_id,
@@ -798,14 +851,16 @@ pub async fn record_payment(
         .await?;
     let mut tx = db.begin().await?;
     sqlx::query(
-        "INSERT INTO payments (invoice_id, workspace_id, amount_cents, fee_cents, received_at)
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (invoice_id) DO NOTHING",
+        "INSERT INTO payments (invoice_id, workspace_id, amount_cents, fee_cents, received_at,
+             stripe_payment_intent)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (invoice_id) DO NOTHING",
     )
     .bind(invoice_id)
     .bind(invoice.workspace_id)
     .bind(cents)
     .bind(fee)
     .bind(now)
+    .bind(&with.payment_intent)
     .execute(&mut *tx)
     .await?;
     sqlx::query(
@@ -853,13 +908,15 @@ pub async fn paid_in_stripe(
         return Ok(false);
     };
     let current = RetrieveInvoice::new(stripe_invoice_id)
+        .expand(["payments".to_owned()])
         .send(stripe.client())
         .await
         .map_err(|e| StripeCallError::of("reading the invoice", e))?;
     if current.status != Some(InvoiceStatus::Paid) {
         return Ok(false);
     }
-    record_payment(db, ledger, invoice_id, now).await?;
+    let with = paid_with(stripe, &current).await?;
+    record_payment(db, ledger, invoice_id, &with, now).await?;
     Ok(true)
 }
 
@@ -1000,11 +1057,6 @@ mod tests {
         assert_eq!(to_cents(500_000), 1);
         assert_eq!(to_cents(3_000_000), 3);
         assert_eq!(to_cents(4_500_000), 5);
-    }
-
-    #[test]
-    fn stripes_fee_on_100_dollars_is_3_20() {
-        assert_eq!(estimated_fee_cents(10_000), 320);
     }
 
     #[test]

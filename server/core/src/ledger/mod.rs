@@ -42,6 +42,11 @@ pub mod account_code {
 pub mod transfer_code {
     /// A Stripe payment into the workspace's account, and Stripe's fee out of the receivable.
     pub const STRIPE_PAYMENT: u16 = 1002;
+    /// Money Tenki gave back from a Stripe payment (Tenki's addition): REVENUE → STRIPE_RECEIVABLE.
+    pub const REFUND: u16 = 1003;
+    /// A Stripe payment undone by a dispute or by support (Tenki's addition): the workspace's
+    /// account → STRIPE_RECEIVABLE, so the workspace owes the amount again.
+    pub const PAYMENT_REVERSAL: u16 = 1004;
     /// An add-on or slot charge of an invoice (Tenki's addition to SPEC §8's codes, next to the
     /// runner charge).
     pub const SUBSCRIPTION_CHARGE: u16 = 2020;
@@ -438,6 +443,36 @@ impl Ledger {
         // Not linked: a retry finds both existing, which a linked chain would refuse as a whole
         // ("linked event failed"); each is idempotent by its id.
         self.create_transfers(transfers).await
+    }
+
+    /// Undoes `amount` of a Stripe payment (one transfer, id derived from `key`): a refund takes
+    /// it back from REVENUE (code 1003); a dispute or support's reversal from the workspace's
+    /// account (code 1004), which then owes it again.
+    pub async fn post_payment_reversal(
+        &self,
+        workspace_id: Uuid,
+        key: &str,
+        amount: i64,
+        refund: bool,
+    ) -> Result<u128, LedgerError> {
+        let id = derive_id("payment-reversal", key.as_bytes());
+        let (debit, code) = if refund {
+            (fixed_account::REVENUE, transfer_code::REFUND)
+        } else {
+            (
+                WorkspaceAccounts::of(workspace_id).money,
+                transfer_code::PAYMENT_REVERSAL,
+            )
+        };
+        let transfer = tb::Transfer::new(id)
+            .with_debit_account_id(debit)
+            .with_credit_account_id(fixed_account::STRIPE_RECEIVABLE)
+            .with_amount(u128::from(amount.unsigned_abs()))
+            .with_ledger(MONEY_LEDGER)
+            .with_code(code)
+            .with_user_data_128(u128::from_be_bytes(*workspace_id.as_bytes()));
+        self.create_transfers(vec![transfer]).await?;
+        Ok(id)
     }
 
     /// The posted debits and credits of an account, or `None` if it does not exist.

@@ -39,6 +39,7 @@ impl std::fmt::Display for Difference {
 pub struct Report {
     pub workspaces_checked: usize,
     pub usage_records_checked: usize,
+    pub invoices_checked: usize,
     pub differences: Vec<Difference>,
 }
 
@@ -115,16 +116,19 @@ pub async fn reconcile(
         }
         report.usage_records_checked +=
             check_usage_transfers(db, ledger, workspace_id, &mut report.differences).await?;
+        report.invoices_checked +=
+            check_invoices(db, ledger, workspace_id, &mut report.differences).await?;
         platform.add(&expected);
         report.workspaces_checked += 1;
     }
     if matches!(scope, Scope::Everything) {
         let (revenue_debits, revenue_credits) = totals(ledger, fixed_account::REVENUE).await?;
-        let net_usage = platform.usage_amount + platform.subscriptions;
+        let net_usage = platform.usage_amount + platform.subscriptions - platform.refunds;
         if revenue_credits - revenue_debits != net_usage {
             report.differences.push(Difference {
                 workspace_id: None,
-                what: "REVENUE from runner charges and subscriptions (micro-cents)".to_owned(),
+                what: "REVENUE from runner charges and subscriptions, less refunds (micro-cents)"
+                    .to_owned(),
                 database: net_usage,
                 ledger: revenue_credits - revenue_debits,
             });
@@ -153,12 +157,15 @@ struct Expected {
     usage_amount: i128,
     /// Add-on and slot charges of the invoices (SPEC §10).
     subscriptions: i128,
+    /// Money Tenki refunded from payments (out of REVENUE).
+    refunds: i128,
 }
 
 impl Expected {
     fn add(&mut self, other: &Expected) {
         self.usage_amount += other.usage_amount;
         self.subscriptions += other.subscriptions;
+        self.refunds += other.refunds;
     }
 }
 
@@ -206,7 +213,24 @@ async fn expected_for(db: &PgPool, workspace_id: Uuid) -> Result<Expected, sqlx:
         free_debits: i128::from(usage.free),
         free_credits: i128::from(grants),
         usage_amount: i128::from(usage.amount),
+        refunds: 0,
     };
+    // Payments undone: a dispute or support's reversal charges the workspace again; a refund
+    // comes out of REVENUE.
+    let reversals: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT kind, coalesce(sum(amount_cents), 0)::bigint FROM payment_reversals
+         WHERE workspace_id = $1 GROUP BY kind",
+    )
+    .bind(workspace_id)
+    .fetch_all(db)
+    .await?;
+    for (kind, cents) in reversals {
+        let amount = i128::from(cents) * i128::from(crate::money::MICRO_CENTS_PER_CENT);
+        match kind.as_str() {
+            "refund" => expected.refunds += amount,
+            _ => expected.money_debits += amount,
+        }
+    }
     for row in adjustments {
         let (amount, free) = (i128::from(row.amount), i128::from(row.free));
         match row.kind.as_str() {
@@ -286,4 +310,109 @@ async fn check_usage_transfers(
         });
     }
     Ok(records.len())
+}
+
+/// Every invoice agrees with what it bills and what paid it: its total is the sum of its lines;
+/// once its lines are built, its usage lines sum the month's usage records to the micro-cent
+/// (usage metered or reversed after the invoice was issued shows here); a paid invoice has one
+/// payment of its total, and every payment's transfer is in the ledger with that amount.
+async fn check_invoices(
+    db: &PgPool,
+    ledger: &Ledger,
+    workspace_id: Uuid,
+    differences: &mut Vec<Difference>,
+) -> Result<usize, ReconcileError> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        id: Uuid,
+        month: chrono::NaiveDate,
+        state: String,
+        total_cents: Option<i64>,
+        lines_cents: i64,
+        usage_lines: i64,
+        usage_records: i64,
+        paid_cents: Option<i64>,
+    }
+    let invoices: Vec<Row> = sqlx::query_as(
+        "SELECT i.id, i.month, i.state, i.total_cents,
+             (SELECT coalesce(sum(amount_cents), 0)::bigint FROM invoice_lines
+              WHERE invoice_id = i.id) AS lines_cents,
+             (SELECT coalesce(sum(amount_micro_cents), 0)::bigint FROM invoice_lines
+              WHERE invoice_id = i.id AND kind = 'usage') AS usage_lines,
+             (SELECT coalesce(sum(amount), 0)::bigint FROM usage_records u
+              WHERE u.workspace_id = i.workspace_id
+                AND u.completed_at >= i.month::timestamp AT TIME ZONE 'UTC'
+                AND u.completed_at < (i.month + interval '1 month')::timestamp AT TIME ZONE 'UTC')
+                AS usage_records,
+             (SELECT amount_cents FROM payments WHERE invoice_id = i.id) AS paid_cents
+         FROM invoices i WHERE i.workspace_id = $1 ORDER BY i.month",
+    )
+    .bind(workspace_id)
+    .fetch_all(db)
+    .await?;
+    let mut differ = |what: String, database: i64, ledger: i64| {
+        differences.push(Difference {
+            workspace_id: Some(workspace_id),
+            what,
+            database: i128::from(database),
+            ledger: i128::from(ledger),
+        });
+    };
+    let mut payments = Vec::new();
+    for invoice in &invoices {
+        let name = format!("invoice {} ({})", invoice.id, invoice.month.format("%Y-%m"));
+        if invoice.state == "draft" {
+            continue;
+        }
+        let total = invoice.total_cents.unwrap_or(0);
+        if total != invoice.lines_cents {
+            differ(
+                format!("{name}: total vs its lines (cents)"),
+                total,
+                invoice.lines_cents,
+            );
+        }
+        if invoice.usage_lines != invoice.usage_records {
+            differ(
+                format!("{name}: usage lines vs the month's usage records (micro-cents)"),
+                invoice.usage_lines,
+                invoice.usage_records,
+            );
+        }
+        match (invoice.state.as_str(), invoice.paid_cents) {
+            ("paid" | "reversed", Some(paid)) if paid != total => {
+                differ(format!("{name}: payment vs total (cents)"), paid, total);
+            }
+            ("paid" | "reversed", None) => {
+                differ(format!("{name}: paid without a payment (cents)"), 0, total);
+            }
+            _ => {}
+        }
+        if let Some(paid) = invoice.paid_cents {
+            payments.push((invoice.id, name, paid));
+        }
+    }
+    let ids: Vec<u128> = payments
+        .iter()
+        .map(|(id, _, _)| crate::ledger::derive_id("stripe-payment", id.to_string().as_bytes()))
+        .collect();
+    let mut found = HashMap::new();
+    for batch in ids.chunks(LOOKUP_BATCH) {
+        for transfer in ledger.lookup_transfers(batch.to_vec()).await? {
+            found.insert(transfer.id(), transfer.amount());
+        }
+    }
+    for ((_, name, cents), id) in payments.iter().zip(&ids) {
+        let wanted = u128::try_from(*cents).unwrap_or(0)
+            * u128::try_from(crate::money::MICRO_CENTS_PER_CENT).unwrap_or(0);
+        let posted = found.get(id).copied().unwrap_or(0);
+        if posted != wanted {
+            differ(
+                format!("{name}: payment in the ledger (micro-cents)"),
+                i64::try_from(wanted).unwrap_or(i64::MAX),
+                i64::try_from(posted).unwrap_or(i64::MAX),
+            );
+        }
+    }
+    Ok(invoices.len())
 }
