@@ -178,6 +178,9 @@ pub async fn billing() -> Result<BillingView, AppError> {
                                 None => "Payment failed".to_owned(),
                             },
                             "uncollectible" => "Unpaid: pay it from the invoice page".to_owned(),
+                            "reversed" => {
+                                "Payment reversed: owed again, contact support".to_owned()
+                            }
                             _ => "Being issued".to_owned(),
                         },
                         total: dollars(invoice.total_cents.unwrap_or(0)),
