@@ -114,49 +114,13 @@ pub async fn billing() -> Result<BillingView, AppError> {
                     })
                     .collect(),
             };
-            let storage = {
-                use tenki_core::billing::storage::{self, INCLUDED_CACHE_BYTES, gigabytes};
-                let mut connection = context
-                    .core
-                    .db
-                    .acquire()
-                    .await
-                    .map_err(|e| AppError::internal_error(&e))?;
-                let month = chrono::NaiveDate::from_ymd_opt(
-                    chrono::Datelike::year(&now),
-                    chrono::Datelike::month(&now),
-                    1,
-                )
-                .unwrap_or_default();
-                let used =
-                    storage::month_usage(&mut connection, caller.member.workspace_id, month, now)
-                        .await
-                        .map_err(|e| AppError::internal_error(&e))?;
-                let mut words = vec![
-                    format!(
-                        "{} of artifacts and data",
-                        gigabytes(used.latest_artifact_bytes)
-                    ),
-                    format!(
-                        "dependency cache {} of {} included (never billed)",
-                        gigabytes(used.latest_cache_bytes),
-                        gigabytes(INCLUDED_CACHE_BYTES)
-                    ),
-                ];
-                if used.cache_evicted_bytes > 0 {
-                    words.push(format!(
-                        "the cache evicted {} of least recently used entries this month",
-                        gigabytes(used.cache_evicted_bytes)
-                    ));
-                }
-                words.push(format!(
-                    "storage projected for this month: {}",
-                    dollars(tenki_core::billing::invoices::to_cents(
-                        used.projected_amount
-                    ))
-                ));
-                words
-            };
+            let storage = storage_lines(
+                &context.core,
+                caller.member.workspace_id,
+                tenki_core::usage::Month::containing(now),
+                now,
+            )
+            .await?;
             Ok(BillingView {
                 storage,
                 preview,
@@ -433,11 +397,74 @@ fn Preview(preview: InvoiceView) -> impl IntoView {
     }
 }
 
+/// What the workspace stores in `month`, in words: for the running month the storage now and
+/// the month's projected cost; for a past month its average and what it cost.
+#[cfg(feature = "ssr")]
+pub(crate) async fn storage_lines(
+    core: &tenki_core::Core,
+    workspace_id: uuid::Uuid,
+    month: tenki_core::usage::Month,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<String>, AppError> {
+    use tenki_core::billing::invoices::to_cents;
+    use tenki_core::billing::storage::{self, INCLUDED_CACHE_BYTES, gigabytes};
+    let dollars = |cents: i64| {
+        format!(
+            "${}",
+            tenki_core::money::dollars(cents * tenki_core::money::MICRO_CENTS_PER_CENT, 2)
+        )
+    };
+    let mut connection = core
+        .db
+        .acquire()
+        .await
+        .map_err(|e| AppError::internal_error(&e))?;
+    let running = month == tenki_core::usage::Month::containing(now);
+    let as_of = if running { now } else { month.next().start() };
+    let used = storage::month_usage(&mut connection, workspace_id, month.first_day(), as_of)
+        .await
+        .map_err(|e| AppError::internal_error(&e))?;
+    let mut words = if running {
+        vec![
+            format!(
+                "{} of artifacts and data",
+                gigabytes(used.latest_artifact_bytes)
+            ),
+            format!(
+                "dependency cache {} of {} included (never billed)",
+                gigabytes(used.latest_cache_bytes),
+                gigabytes(INCLUDED_CACHE_BYTES)
+            ),
+        ]
+    } else {
+        vec![format!(
+            "{} of artifacts and data on average",
+            gigabytes(used.average_bytes)
+        )]
+    };
+    if used.cache_evicted_bytes > 0 {
+        words.push(format!(
+            "the cache evicted {} of least recently used entries {}",
+            gigabytes(used.cache_evicted_bytes),
+            if running { "this month" } else { "that month" }
+        ));
+    }
+    words.push(if running {
+        format!(
+            "storage projected for this month: {}",
+            dollars(to_cents(used.projected_amount))
+        )
+    } else {
+        format!("storage that month: {}", dollars(to_cents(used.amount)))
+    });
+    Ok(words)
+}
+
 #[component]
-fn Storage(storage: Vec<String>) -> impl IntoView {
+pub(crate) fn Storage(storage: Vec<String>) -> impl IntoView {
     view! {
         <section class="mt-6 rounded-xl border border-slate-200 bg-white p-6 shadow-sm" data-testid="storage">
-            <h2 class="text-sm font-medium text-slate-500">"Storage now ($0.20 per GB-month of the daily average)"</h2>
+            <h2 class="text-sm font-medium text-slate-500">"Storage ($0.20 per GB-month of the daily average)"</h2>
             <ul class="mt-2 space-y-1 text-sm text-slate-700">
                 {storage.into_iter().map(|line| view! { <li>{line}</li> }).collect_view()}
             </ul>

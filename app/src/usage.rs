@@ -49,6 +49,8 @@ pub struct UsageView {
     pub by_repository: Vec<UsageRow>,
     pub by_workflow: Vec<UsageRow>,
     pub daily: Vec<DayBar>,
+    /// What the workspace stores, in words (the Billing page shows the same).
+    pub storage: Vec<String>,
 }
 
 /// The caller's workspace's usage in `month` (`YYYY-MM`; empty: this month).
@@ -97,7 +99,15 @@ pub async fn usage_month(month: String) -> Result<UsageView, AppError> {
                     })
                     .collect()
             };
+            let storage = crate::billing::storage_lines(
+                &context.core,
+                caller.member.workspace_id,
+                month,
+                now,
+            )
+            .await?;
             Ok(UsageView {
+                storage,
                 month: month.to_string(),
                 previous_month: month.previous().to_string(),
                 next_month: month.next().to_string(),
@@ -179,6 +189,7 @@ fn UsageReport(view: UsageView) -> impl IntoView {
         <Breakdown title="By runner label" testid="usage-by-label" rows=view.by_label.clone()/>
         <Breakdown title="By repository" testid="usage-by-repository" rows=view.by_repository.clone()/>
         <Breakdown title="By workflow" testid="usage-by-workflow" rows=view.by_workflow.clone()/>
+        <crate::billing::Storage storage=view.storage.clone()/>
     }
 }
 

@@ -71,3 +71,25 @@ test("used-up free minutes show the add-a-card notice and the month's cost", asy
   await expect(page.getByTestId("month-to-date-cost")).toHaveText("$0.03");
   await page.screenshot({ path: "screenshots/overview-exhausted.png", fullPage: true });
 });
+
+test("the Usage page shows what the storage service measured and the month's projected storage cost", async ({ page, request }) => {
+  const problems = watchConsole(page);
+  const email = uniqueEmail("storage");
+  await signUp(page, "Storage Co", email, password);
+  for (let n = 0; n < 3; n++) {
+    tenki("admin", "meter-job", "--email", email, "--label", "tenki-standard-2c", "--seconds", "120");
+  }
+  // The sandbox's storage service sends today's samples through the internal endpoint now
+  // (it also does every hour): 40 MB of artifacts and 250 MB of cache per job of the last 30 days.
+  const sent = await request.post("/sandbox/storage/send-samples");
+  expect(sent.status()).toBe(200);
+
+  await page.goto("/usage");
+  const storage = page.getByTestId("storage");
+  await expect(storage).toContainText("0.12 GB of artifacts and data");
+  await expect(storage).toContainText("dependency cache 0.75 GB of 10.00 GB included (never billed)");
+  await expect(storage).toContainText("storage projected for this month: $");
+  await storage.scrollIntoViewIfNeeded();
+  await page.screenshot({ path: "screenshots/usage-storage.png", fullPage: true });
+  expect(problems).toEqual([]);
+});

@@ -61,6 +61,7 @@ pub struct Doubles {
     pub github: Option<sandbox::github::GitHubDouble>,
     pub kubernetes: Option<sandbox::kubernetes::KubernetesDouble>,
     pub stripe: Option<sandbox::stripe::StripeDouble>,
+    pub storage: Option<sandbox::storage::StorageDouble>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -102,11 +103,15 @@ pub async fn connect_on(db: tenki_core::PgPool, settings: &Settings) -> anyhow::
     )
     .await
     .context("configuring the runners' Kubernetes cluster (TENKI_KUBECONFIG)")?;
+    let mailer = settings
+        .mailer()
+        .context("configuring e-mail (TENKI_SMTP_URL, TENKI_MAIL_FROM)")?;
     Ok(Core {
         db,
         ledger,
         github,
         stripe,
+        mailer,
         kubernetes,
         capacity: settings.capacity,
     })
@@ -161,8 +166,12 @@ pub struct Application {
     pub kubernetes_double: Option<sandbox::kubernetes::KubernetesDouble>,
     /// The Stripe double, in the sandbox.
     pub stripe_double: Option<sandbox::stripe::StripeDouble>,
+    /// The storage service double, in the sandbox: it sends samples every hour while serving.
+    pub storage_double: Option<sandbox::storage::StorageDouble>,
     /// Tells the worker to stop (it finishes the tasks it is running).
     stop_worker: tokio::sync::watch::Sender<bool>,
+    /// Tasks the worker runs at once, for a worker started again after a failure.
+    worker_concurrency: usize,
 }
 
 impl Application {
@@ -187,15 +196,14 @@ impl Application {
         let mut reachable = settings.clone();
         reachable.public_url = reachable_at.to_owned();
         let core = connect_on(db, &reachable).await?;
-        let (stop_worker, mut worker_stopped) = tokio::sync::watch::channel(false);
-        let worker_shutdown = async move {
-            // An error means the sender is gone: stop as well.
-            drop(worker_stopped.wait_for(|stop| *stop).await);
-        };
-        let worker =
-            tenki_core::queue::worker(core.clone(), settings.worker_concurrency, worker_shutdown)
-                .await
-                .context("starting the background worker")?;
+        let (stop_worker, _) = tokio::sync::watch::channel(false);
+        let worker = tenki_core::queue::worker(
+            core.clone(),
+            settings.worker_concurrency,
+            stopped(&stop_worker),
+        )
+        .await
+        .context("starting the background worker")?;
         let github_double = sandbox_github(&reachable);
         let kubernetes_double = reachable
             .kubernetes_sandbox()
@@ -207,6 +215,14 @@ impl Application {
                 reachable.stripe_webhook_secret.clone(),
             )
         });
+        let storage_double = match (reachable.mode, &reachable.internal_token) {
+            (settings::Mode::Sandbox, Some(token)) => Some(sandbox::storage::StorageDouble::new(
+                core.db.clone(),
+                reachable_at,
+                token.expose_secret(),
+            )),
+            _ => None,
+        };
         let router = router(
             settings,
             reachable_at,
@@ -215,6 +231,7 @@ impl Application {
                 github: github_double.clone(),
                 kubernetes: kubernetes_double.clone(),
                 stripe: stripe_double.clone(),
+                storage: storage_double.clone(),
             },
         );
         Ok(Self {
@@ -224,7 +241,9 @@ impl Application {
             github_double,
             kubernetes_double,
             stripe_double,
+            storage_double,
             stop_worker,
+            worker_concurrency: settings.worker_concurrency,
         })
     }
 }
@@ -319,6 +338,10 @@ pub fn router(settings: &Settings, reachable_at: &str, core: Core, doubles: Doub
         Some(double) => pages.nest_service(settings::SANDBOX_STRIPE_PATH, double.router()),
         None => pages,
     };
+    let pages = match doubles.storage {
+        Some(double) => pages.nest_service(settings::SANDBOX_STORAGE_PATH, double.router()),
+        None => pages,
+    };
     let header_policy = security::HeaderPolicy {
         https: settings.secure_cookies(),
     };
@@ -395,12 +418,23 @@ pub async fn run_until_stopped_within(
     let http = tokio::spawn(serve(listener, application.router, async move {
         drop(stop_requested.wait_for(|stop| *stop).await);
     }));
-    let worker = application.worker;
-    let worker = tokio::spawn(async move { worker.run().await });
+    let storage_double = application
+        .storage_double
+        .clone()
+        .map(|double| tokio::spawn(double.run()));
+    let worker = tokio::spawn(supervise_worker(
+        application.worker,
+        application.core.clone(),
+        application.worker_concurrency,
+        application.stop_worker.clone(),
+    ));
     shutdown.await;
     tracing::info!("shutting down: finishing requests and tasks in flight");
     stopping.send_replace(true);
     application.stop_worker.send_replace(true);
+    if let Some(double) = storage_double {
+        double.abort();
+    }
     let finished = tokio::time::timeout(grace, async {
         let http = http.await;
         let worker = worker.await;
@@ -419,6 +453,58 @@ pub async fn run_until_stopped_within(
             "requests or background tasks were still running {} s after the shutdown signal and were cut",
             grace.as_secs()
         )),
+    }
+}
+
+/// Resolves once `stop` says so (or its sender is gone).
+fn stopped(stop: &tokio::sync::watch::Sender<bool>) -> impl Future<Output = ()> + Send + 'static {
+    let mut stop = stop.subscribe();
+    async move {
+        drop(stop.wait_for(|stop| *stop).await);
+    }
+}
+
+/// How often the supervisor checks that the worker takes the jobs that are due.
+const STALL_CHECK: Duration = Duration::from_secs(15);
+
+/// Runs the background worker until shutdown, and starts it again whenever it stops on an error
+/// or stops taking due jobs.
+///
+/// graphile_worker stops the whole worker when one job slot fails to fetch or release a job (a
+/// database error under load, a connection cut), and under a burst its job loop was seen to stop
+/// taking jobs without failing: left alone, the server would keep answering webhooks while no
+/// job, cron tick or invoice ran again. The jobs are in PostgreSQL, so a fresh worker picks them
+/// up; a job whose release failed is retried once its lock expires.
+async fn supervise_worker(
+    mut worker: tenki_core::queue::Worker,
+    core: Core,
+    concurrency: usize,
+    stop: tokio::sync::watch::Sender<bool>,
+) -> anyhow::Result<()> {
+    loop {
+        let failure = tokio::select! {
+            result = worker.run() => match result {
+                Ok(()) if *stop.borrow() => return Ok(()),
+                Ok(()) => anyhow::anyhow!("it returned before shutdown"),
+                Err(e) => anyhow::anyhow!("{e}"),
+            },
+            // Nothing runs when it stalls, so dropping its loop loses no job in flight.
+            due = tenki_core::queue::stalled(&core.db, STALL_CHECK) => {
+                anyhow::anyhow!("it stopped taking jobs: {due} due, none running")
+            }
+        };
+        metrics::counter!("worker_restarts_total").increment(1);
+        tracing::error!("the background worker stopped ({failure:#}); starting it again");
+        worker = loop {
+            if *stop.borrow() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            match tenki_core::queue::worker(core.clone(), concurrency, stopped(&stop)).await {
+                Ok(worker) => break worker,
+                Err(e) => tracing::error!("starting the background worker again failed: {e:#}"),
+            }
+        };
     }
 }
 

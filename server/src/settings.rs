@@ -58,6 +58,12 @@ pub struct Settings {
     /// The bearer token of `/internal/*` (`TENKI_INTERNAL_TOKEN`); unset: the sandbox's in
     /// sandbox mode, and in production those endpoints answer nobody.
     pub internal_token: Option<SecretString>,
+    /// The SMTP server the owners' notifications are e-mailed through (`TENKI_SMTP_URL`, e.g.
+    /// `smtps://user:password@smtp.example.com:465`); unset: the sandbox logs each e-mail, and
+    /// production keeps notifications on the dashboard only.
+    pub smtp_url: Option<SecretString>,
+    /// The sender of those e-mails (`TENKI_MAIL_FROM`).
+    pub mail_from: String,
     /// The GitHub App's webhook secret (`TENKI_GITHUB_WEBHOOK_SECRET`); required with a real App.
     pub github_webhook_secret: SecretString,
     /// Background tasks run at once by this replica (`TENKI_WORKER_CONCURRENCY`).
@@ -105,6 +111,8 @@ pub const SANDBOX_KUBERNETES_PATH: &str = "/sandbox/kubernetes";
 
 /// Where the sandbox's Stripe double is served.
 pub const SANDBOX_STRIPE_PATH: &str = "/sandbox/stripe";
+/// Where the storage service double takes its switch (send the samples now), in the sandbox.
+pub const SANDBOX_STORAGE_PATH: &str = "/sandbox/storage";
 
 /// The Stripe webhook secret of the sandbox (the double signs its events with it). Public on
 /// purpose, and refused in production.
@@ -268,6 +276,8 @@ impl Settings {
             internal_token: optional("TENKI_INTERNAL_TOKEN")
                 .or_else(|| (mode == Mode::Sandbox).then(|| SANDBOX_INTERNAL_TOKEN.to_owned()))
                 .map(SecretString::from),
+            smtp_url: optional("TENKI_SMTP_URL").map(SecretString::from),
+            mail_from: get("TENKI_MAIL_FROM", "Tenki <billing@tenki.localhost>"),
             github_app,
             secret_key: SecretString::from(get("TENKI_SECRET_KEY", SANDBOX_SECRET_KEY)),
             kubeconfig: optional("TENKI_KUBECONFIG").map(|path| PathBuf::from(path.trim())),
@@ -346,6 +356,24 @@ impl Settings {
                 secret_key: SecretString::from(crate::sandbox::stripe::SECRET_KEY),
                 api_base: Some(self.sandbox_stripe_url()),
             },
+        }
+    }
+
+    /// Where the owners' notifications are e-mailed: `TENKI_SMTP_URL`, else the log in the
+    /// sandbox, else nowhere (production without SMTP keeps them on the dashboard).
+    pub fn mailer(
+        &self,
+    ) -> Result<tenki_core::billing::mail::Mailer, tenki_core::billing::mail::MailError> {
+        use tenki_core::billing::mail::Mailer;
+        match (&self.smtp_url, self.mode) {
+            (Some(url), _) => Mailer::smtp(url.expose_secret(), &self.mail_from, &self.public_url),
+            (None, Mode::Sandbox) => Ok(Mailer::Log {
+                dashboard_url: self.public_url.trim_end_matches('/').to_owned(),
+            }),
+            (None, Mode::Production) => {
+                tracing::warn!("TENKI_SMTP_URL is unset: notifications are not e-mailed");
+                Ok(Mailer::Off)
+            }
         }
     }
 

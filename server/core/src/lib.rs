@@ -46,6 +46,8 @@ pub struct Core {
     pub ledger: ledger::Ledger,
     pub github: github::client::GitHubApp,
     pub stripe: billing::stripe::Stripe,
+    /// Where the owners' notifications are e-mailed.
+    pub mailer: billing::mail::Mailer,
     pub kubernetes: runners::kubernetes::Kubernetes,
     pub capacity: admission::Capacity,
 }

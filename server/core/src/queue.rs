@@ -36,7 +36,8 @@ pub const CRONTAB: &str = "*/5 * * * * redeliver_failed_github_deliveries {}
 5 0 1 * * run_monthly_billing {}
 20 * * * * resume_invoices {}
 30 0 * * * suspend_unpaid_workspaces {}
-* * * * * check_spending_limits {}";
+* * * * * check_spending_limits {}
+* * * * * send_notification_emails {}";
 
 /// One job to add to the queue.
 #[derive(Debug, Clone)]
@@ -278,6 +279,10 @@ scheduled_task!(
     CheckSpendingLimits
 );
 scheduled_task!(
+    /// E-mails the owners the notifications not sent yet (every minute).
+    SendNotificationEmails
+);
+scheduled_task!(
     /// Deletes what Tenki no longer keeps (daily): see [`crate::retention`].
     DeleteExpiredData
 );
@@ -355,6 +360,24 @@ impl TaskHandler for CheckSpendingLimits {
                 .await
                 .map_err(anyhow::Error::from),
         )?;
+        Ok::<(), String>(())
+    }
+}
+
+impl TaskHandler for SendNotificationEmails {
+    const IDENTIFIER: &'static str = "send_notification_emails";
+
+    async fn run(self, ctx: WorkerContext) -> impl IntoTaskHandlerResult {
+        let core = core_of(&ctx)?;
+        let sent = count_cron_run(
+            Self::IDENTIFIER,
+            crate::billing::mail::send_pending(&core.db, &core.mailer, Utc::now())
+                .await
+                .map_err(anyhow::Error::from),
+        )?;
+        if sent != crate::billing::mail::Sent::default() {
+            tracing::info!(?sent, "notification e-mails");
+        }
         Ok::<(), String>(())
     }
 }
@@ -545,6 +568,36 @@ impl TaskHandler for RemoveRunner {
     }
 }
 
+/// Resolves once the queue looks stalled: jobs due for over `every` and none running, at two
+/// checks `every` apart; returns how many were due. A worker that runs leaves no such state for
+/// long (it takes due jobs within a second), so this means its job loop stopped taking jobs
+/// without failing, which graphile_worker 0.14 was seen to do under a burst (docs/benchmarks.md).
+pub async fn stalled(db: &sqlx::PgPool, every: std::time::Duration) -> i64 {
+    let mut suspicious = false;
+    loop {
+        tokio::time::sleep(every).await;
+        let state: Result<(i64, i64), sqlx::Error> = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE locked_at IS NULL AND attempts < max_attempts
+                                       AND run_at < now() - make_interval(secs => $1)),
+                    count(*) FILTER (WHERE locked_at IS NOT NULL)
+             FROM graphile_worker._private_jobs",
+        )
+        .bind(every.as_secs_f64())
+        .fetch_one(db)
+        .await;
+        match state {
+            Ok((due, 0)) if due > 0 => {
+                if suspicious {
+                    return due;
+                }
+                suspicious = true;
+            }
+            Ok(_) => suspicious = false,
+            Err(e) => tracing::warn!("checking the queue for a stall failed: {e}"),
+        }
+    }
+}
+
 /// A worker on `core`'s database running every task, `concurrency` at a time, until `shutdown`.
 /// Creates (or upgrades) the queue's schema first.
 pub async fn worker(
@@ -572,6 +625,7 @@ pub async fn worker(
         .define_job::<SuspendUnpaidWorkspaces>()
         .define_job::<AdvanceInvoice>()
         .define_job::<CheckSpendingLimits>()
+        .define_job::<SendNotificationEmails>()
         .define_job::<ReconcileRunners>()
         .define_job::<ProvisionRunner>()
         .define_job::<RemoveRunner>()
@@ -604,7 +658,9 @@ mod tests {
             serde_json::from_value::<ResumeInvoices>(payload.clone()).expect("resume payload");
             serde_json::from_value::<SuspendUnpaidWorkspaces>(payload.clone())
                 .expect("suspend payload");
-            serde_json::from_value::<CheckSpendingLimits>(payload).expect("spending payload");
+            serde_json::from_value::<CheckSpendingLimits>(payload.clone())
+                .expect("spending payload");
+            serde_json::from_value::<SendNotificationEmails>(payload).expect("e-mail payload");
         }
     }
 
@@ -625,6 +681,7 @@ mod tests {
                 ResumeInvoices::IDENTIFIER,
                 SuspendUnpaidWorkspaces::IDENTIFIER,
                 CheckSpendingLimits::IDENTIFIER,
+                SendNotificationEmails::IDENTIFIER,
             ]
         );
     }

@@ -4,4 +4,5 @@
 
 pub mod github;
 pub mod kubernetes;
+pub mod storage;
 pub mod stripe;

@@ -94,6 +94,7 @@ async fn every_scheduled_task_runs_through_the_worker_with_a_cron_ticks_payload(
             "resume_invoices",
             "suspend_unpaid_workspaces",
             "check_spending_limits",
+            "send_notification_emails",
         ]
     );
     wait_for_jobs(&db).await;

@@ -10,6 +10,7 @@ mod harness;
 mod health;
 mod identity;
 mod invoices;
+mod mail;
 mod metering;
 mod reversals;
 mod runners;

@@ -899,14 +899,19 @@ pub async fn paid_in_stripe(
     stripe_invoice_id: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, InvoiceError> {
-    let Some(invoice_id) =
-        sqlx::query_scalar::<_, Uuid>("SELECT id FROM invoices WHERE stripe_invoice_id = $1")
-            .bind(stripe_invoice_id)
-            .fetch_optional(db)
-            .await?
+    let Some((invoice_id, state)) = sqlx::query_as::<_, (Uuid, String)>(
+        "SELECT id, state FROM invoices WHERE stripe_invoice_id = $1",
+    )
+    .bind(stripe_invoice_id)
+    .fetch_optional(db)
+    .await?
     else {
         return Ok(false);
     };
+    // Tenki's own pay step recorded it (the usual case: the event follows Tenki's call).
+    if state == "paid" {
+        return Ok(true);
+    }
     let current = RetrieveInvoice::new(stripe_invoice_id)
         .expand(["payments".to_owned()])
         .send(stripe.client())

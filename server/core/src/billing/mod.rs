@@ -7,6 +7,7 @@ pub mod cards;
 pub mod enterprise;
 pub mod events;
 pub mod invoices;
+pub mod mail;
 pub mod reversals;
 pub mod spending;
 pub mod storage;

@@ -1,0 +1,240 @@
+//! E-mail to a workspace's owners of what its Billing page's Notifications say (SPEC §9): a
+//! payment failed, the workspace is suspended, a payment was reversed, a spending alert.
+//!
+//! The notifications table is the outbox: a notification is written in the transaction of what
+//! caused it, and the `send_notification_emails` cron e-mails the ones not yet sent, once each,
+//! and tries a failed one again on the next ticks (up to [`MAX_ATTEMPTS`]). Real e-mail goes
+//! through the SMTP server of `TENKI_SMTP_URL` (lettre); the sandbox without one writes each
+//! e-mail to the log instead, so nothing leaves the machine.
+
+use chrono::{DateTime, Duration, Utc};
+use lettre::message::{Mailbox, header::ContentType};
+use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// Attempts per notification before it is left on the dashboard only.
+pub const MAX_ATTEMPTS: i32 = 10;
+/// Notifications older than this are not e-mailed any more (news that old helps nobody).
+const FRESH_FOR_DAYS: i64 = 7;
+/// Notifications e-mailed per tick.
+const PER_TICK: i64 = 200;
+
+/// Where notifications are e-mailed.
+#[derive(Clone)]
+pub enum Mailer {
+    /// Through an SMTP server, from `from`.
+    Smtp {
+        transport: AsyncSmtpTransport<Tokio1Executor>,
+        from: Mailbox,
+        dashboard_url: String,
+    },
+    /// The sandbox without SMTP: each e-mail is written to the log.
+    Log { dashboard_url: String },
+    /// Production without SMTP: notifications stay on the dashboard.
+    Off,
+}
+
+impl std::fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Smtp { .. } => "Mailer::Smtp",
+            Self::Log { .. } => "Mailer::Log",
+            Self::Off => "Mailer::Off",
+        })
+    }
+}
+
+/// Why e-mail could not be configured or sent.
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error("TENKI_SMTP_URL is not a usable SMTP URL: {0}")]
+    Url(String),
+    #[error("TENKI_MAIL_FROM is not an e-mail address: {0}")]
+    From(String),
+    #[error("database")]
+    Database(#[from] sqlx::Error),
+}
+
+impl Mailer {
+    /// E-mail through the SMTP server at `url` (`smtps://user:pass@host:465`,
+    /// `smtp://host:587?tls=required`, or `smtp://127.0.0.1:2525` for a local relay), from `from`.
+    pub fn smtp(url: &str, from: &str, dashboard_url: &str) -> Result<Self, MailError> {
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+            .map_err(|e| MailError::Url(e.to_string()))?
+            .build();
+        let from = from
+            .parse::<Mailbox>()
+            .map_err(|e| MailError::From(format!("{from:?}: {e}")))?;
+        Ok(Self::Smtp {
+            transport,
+            from,
+            dashboard_url: dashboard_url.trim_end_matches('/').to_owned(),
+        })
+    }
+}
+
+/// One notification to e-mail, with its workspace's owners.
+#[derive(Debug, sqlx::FromRow)]
+struct Pending {
+    id: Uuid,
+    kind: String,
+    message: String,
+    workspace: String,
+    owners: Vec<String>,
+}
+
+/// What a tick did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sent {
+    pub sent: u64,
+    pub failed: u64,
+}
+
+fn subject(kind: &str, workspace: &str) -> String {
+    let what = match kind {
+        "payment_failed" => "a payment failed",
+        "suspended" => "no new runners start until the invoice is paid",
+        "refund" => "a payment was refunded",
+        "dispute" | "admin" => "a payment was reversed",
+        "spending" => "spending alert",
+        _ => "billing notice",
+    };
+    format!("Tenki ({workspace}): {what}")
+}
+
+/// E-mails the notifications not sent yet to their workspace's owners.
+pub async fn send_pending(
+    db: &PgPool,
+    mailer: &Mailer,
+    now: DateTime<Utc>,
+) -> Result<Sent, MailError> {
+    let dashboard_url = match mailer {
+        Mailer::Off => return Ok(Sent::default()),
+        Mailer::Smtp { dashboard_url, .. } | Mailer::Log { dashboard_url } => dashboard_url,
+    };
+    let pending: Vec<Pending> = sqlx::query_as(
+        "SELECT n.id, n.kind, n.message, w.name AS workspace,
+                array_agg(u.email ORDER BY u.email) AS owners
+         FROM notifications n
+         JOIN workspaces w ON w.id = n.workspace_id
+         JOIN workspace_members m ON m.workspace_id = n.workspace_id AND m.role = 'owner'
+         JOIN users u ON u.id = m.user_id
+         WHERE n.emailed_at IS NULL AND n.email_attempts < $1 AND n.created_at > $2
+         GROUP BY n.id, w.name
+         ORDER BY n.created_at LIMIT $3",
+    )
+    .bind(MAX_ATTEMPTS)
+    .bind(now - Duration::days(FRESH_FOR_DAYS))
+    .bind(PER_TICK)
+    .fetch_all(db)
+    .await?;
+    let mut report = Sent::default();
+    for notification in pending {
+        let subject = subject(&notification.kind, &notification.workspace);
+        let body = format!(
+            "{}\n\nYour billing page: {dashboard_url}/billing\n\nYou receive this as an owner of the workspace {} on Tenki.\n",
+            notification.message, notification.workspace
+        );
+        let outcome = match mailer {
+            Mailer::Smtp {
+                transport, from, ..
+            } => send(transport, from, &notification.owners, &subject, body).await,
+            Mailer::Log { .. } => {
+                tracing::info!(
+                    to = notification.owners.join(", "),
+                    subject,
+                    "sandbox e-mail (TENKI_SMTP_URL unset): {body}"
+                );
+                Ok(())
+            }
+            Mailer::Off => Ok(()),
+        };
+        match outcome {
+            Ok(()) => {
+                sqlx::query(
+                    "UPDATE notifications SET emailed_at = $2, email_attempts = email_attempts + 1,
+                         email_error = NULL
+                     WHERE id = $1",
+                )
+                .bind(notification.id)
+                .bind(now)
+                .execute(db)
+                .await?;
+                report.sent += 1;
+            }
+            Err(error) => {
+                tracing::warn!(notification = %notification.id, "e-mailing a notification failed: {error}");
+                sqlx::query(
+                    "UPDATE notifications SET email_attempts = email_attempts + 1, email_error = $2
+                     WHERE id = $1",
+                )
+                .bind(notification.id)
+                .bind(&error)
+                .execute(db)
+                .await?;
+                report.failed += 1;
+            }
+        }
+    }
+    Ok(report)
+}
+
+async fn send(
+    transport: &AsyncSmtpTransport<Tokio1Executor>,
+    from: &Mailbox,
+    owners: &[String],
+    subject: &str,
+    body: String,
+) -> Result<(), String> {
+    let mut message = Message::builder()
+        .from(from.clone())
+        .subject(subject)
+        .header(ContentType::TEXT_PLAIN);
+    for owner in owners {
+        let to = owner
+            .parse::<Mailbox>()
+            .map_err(|e| format!("owner address {owner:?}: {e}"))?;
+        message = message.to(to);
+    }
+    let message = message.body(body).map_err(|e| e.to_string())?;
+    transport
+        .send(message)
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_subject_says_what_happened_and_to_which_workspace() {
+        assert_eq!(
+            subject("payment_failed", "Acme"),
+            "Tenki (Acme): a payment failed"
+        );
+        assert_eq!(
+            subject("dispute", "Acme"),
+            "Tenki (Acme): a payment was reversed"
+        );
+    }
+
+    // lettre's connection pool needs a Tokio runtime, as in the server.
+    #[tokio::test]
+    async fn a_url_that_is_not_smtp_is_refused() {
+        assert!(matches!(
+            Mailer::smtp(
+                "http://example.com",
+                "Tenki <billing@tenki.dev>",
+                "http://x"
+            ),
+            Err(MailError::Url(_))
+        ));
+        assert!(matches!(
+            Mailer::smtp("smtp://127.0.0.1:2525", "not an address", "http://x"),
+            Err(MailError::From(_))
+        ));
+    }
+}
