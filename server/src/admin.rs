@@ -107,6 +107,19 @@ pub enum AdminCommand {
         #[arg(long)]
         admin: String,
     },
+    /// An add-on paid for a year ahead (sales): macOS $399 or boost $499, twelve months from the
+    /// 1st of this one, billed on this month's invoice; the add-on is turned on now. Audited.
+    PrepayAnnually {
+        #[arg(long)]
+        email: String,
+        /// `macos` or `priority_boost`.
+        #[arg(long)]
+        addon: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        admin: String,
+    },
     /// The newest enterprise inquiries.
     Inquiries {
         #[arg(long, default_value = "50")]
@@ -463,6 +476,34 @@ pub async fn run(core: &Core, command: AdminCommand) -> anyhow::Result<bool> {
             };
             enterprise::set_discount(&core.db, workspace_id, basis_points, &request, now).await?;
             println!("discount of {percent} % for jobs starting from {now}");
+            Ok(true)
+        }
+        AdminCommand::PrepayAnnually {
+            email,
+            addon,
+            reason,
+            admin,
+        } => {
+            use tenki_core::billing::{addons::Addon, enterprise};
+            let workspace_id = workspaces::first_workspace_of_email(&core.db, &email)
+                .await?
+                .with_context(|| format!("no workspace for {email}"))?;
+            let addon = Addon::from_key(&addon)
+                .with_context(|| format!("{addon:?} is not an add-on (macos, priority_boost)"))?;
+            let request = tenki_core::ledger::adjustments::AdminRequest {
+                admin_email: admin,
+                reason,
+            };
+            let prepaid =
+                enterprise::prepay_annually(&core.db, workspace_id, addon, &request, now).await?;
+            println!(
+                "{} paid for the year from {} (before {}): ${} on the invoice of {}",
+                addon.name(),
+                prepaid.starts,
+                prepaid.ends,
+                money::dollars(prepaid.price, 2),
+                prepaid.starts.format("%B %Y")
+            );
             Ok(true)
         }
         AdminCommand::SetPrice {

@@ -568,31 +568,62 @@ impl TaskHandler for RemoveRunner {
     }
 }
 
-/// Resolves once the queue looks stalled: jobs due for over `every` and none running, at two
-/// checks `every` apart; returns how many were due. A worker that runs leaves no such state for
-/// long (it takes due jobs within a second), so this means its job loop stopped taking jobs
-/// without failing, which graphile_worker 0.14 was seen to do under a burst (docs/benchmarks.md).
+/// Resolves once the queue looks stalled: at two checks `every` apart the same job was the
+/// oldest one due (for over `every`) and nothing was running; returns how many were due. A
+/// worker that runs, however slowly, takes the oldest due job first, so this means its job loop
+/// stopped taking jobs without failing, which graphile_worker 0.14 was seen to do under a burst
+/// (docs/benchmarks.md).
 pub async fn stalled(db: &sqlx::PgPool, every: std::time::Duration) -> i64 {
-    let mut suspicious = false;
+    // Only jobs this worker runs: one of a task it does not know (left by another version) is
+    // never taken, and is no stall.
+    let tasks = [
+        ProcessGithubDelivery::IDENTIFIER,
+        ProcessStripeEvent::IDENTIFIER,
+        SyncGithubRepositories::IDENTIFIER,
+        RedeliverFailedGithubDeliveries::IDENTIFIER,
+        PollQueuedGithubJobs::IDENTIFIER,
+        DeleteExpiredData::IDENTIFIER,
+        AdmitWaitingJobs::IDENTIFIER,
+        EndCancelledAddons::IDENTIFIER,
+        RunMonthlyBilling::IDENTIFIER,
+        ResumeInvoices::IDENTIFIER,
+        SuspendUnpaidWorkspaces::IDENTIFIER,
+        AdvanceInvoice::IDENTIFIER,
+        CheckSpendingLimits::IDENTIFIER,
+        SendNotificationEmails::IDENTIFIER,
+        ReconcileRunners::IDENTIFIER,
+        ProvisionRunner::IDENTIFIER,
+        RemoveRunner::IDENTIFIER,
+    ];
+    let mut oldest_before: Option<i64> = None;
     loop {
         tokio::time::sleep(every).await;
-        let state: Result<(i64, i64), sqlx::Error> = sqlx::query_as(
-            "SELECT count(*) FILTER (WHERE locked_at IS NULL AND attempts < max_attempts
+        let state: Result<(Option<i64>, i64, i64), sqlx::Error> = sqlx::query_as(
+            "WITH ours AS (
+                 SELECT j.* FROM graphile_worker._private_jobs j
+                 JOIN graphile_worker._private_tasks t ON t.id = j.task_id
+                 WHERE t.identifier = ANY($2))
+             SELECT (SELECT id FROM ours
+                     WHERE locked_at IS NULL AND attempts < max_attempts
+                       AND run_at < now() - make_interval(secs => $1)
+                     ORDER BY priority, run_at, id LIMIT 1),
+                    count(*) FILTER (WHERE locked_at IS NULL AND attempts < max_attempts
                                        AND run_at < now() - make_interval(secs => $1)),
                     count(*) FILTER (WHERE locked_at IS NOT NULL)
-             FROM graphile_worker._private_jobs",
+             FROM ours",
         )
         .bind(every.as_secs_f64())
+        .bind(&tasks[..])
         .fetch_one(db)
         .await;
         match state {
-            Ok((due, 0)) if due > 0 => {
-                if suspicious {
+            Ok((Some(oldest), due, 0)) => {
+                if oldest_before == Some(oldest) {
                     return due;
                 }
-                suspicious = true;
+                oldest_before = Some(oldest);
             }
-            Ok(_) => suspicious = false,
+            Ok(_) => oldest_before = None,
             Err(e) => tracing::warn!("checking the queue for a stall failed: {e}"),
         }
     }

@@ -121,3 +121,59 @@ async fn every_scheduled_task_runs_through_the_worker_with_a_cron_ticks_payload(
         assert!(metrics.contains(&line), "{line} in\n{metrics}");
     }
 }
+
+/// The supervisor's stall check: a due job the worker cannot take (another transaction holds its
+/// row, so graphile_worker's `SKIP LOCKED` passes it by and nothing runs) is a stall; a due job of
+/// a task this version does not know is not, and neither is a worker that takes what is due.
+#[sqlx::test(migrations = "../migrations")]
+async fn the_worker_supervisor_tells_a_stalled_queue_from_a_busy_or_foreign_one(db: PgPool) {
+    let _app = TestApp::spawn(db.clone()).await;
+    let every = Duration::from_millis(300);
+    let quiet = |db: PgPool| async move {
+        tokio::time::timeout(
+            Duration::from_secs(2),
+            tenki_core::queue::stalled(&db, every),
+        )
+        .await
+    };
+    // A job of a task no version of this server runs: never taken, and no stall.
+    sqlx::query("SELECT graphile_worker.add_job('a_task_from_another_version', '{}'::json)")
+        .execute(&db)
+        .await
+        .expect("foreign job");
+    assert!(
+        quiet(db.clone()).await.is_err(),
+        "a foreign job is no stall"
+    );
+    // A job the worker takes at once: no stall.
+    sqlx::query("SELECT graphile_worker.add_job('admit_waiting_jobs', '{}'::json)")
+        .execute(&db)
+        .await
+        .expect("job");
+    assert!(
+        quiet(db.clone()).await.is_err(),
+        "a working queue is no stall"
+    );
+    // A job held by another transaction from before it is due: the worker passes it by, and
+    // nothing runs.
+    sqlx::query(
+        "SELECT graphile_worker.add_job('admit_waiting_jobs', '{}'::json,
+             run_at => now() + interval '1 second')",
+    )
+    .execute(&db)
+    .await
+    .expect("job due in a second");
+    let mut holder = db.begin().await.expect("tx");
+    sqlx::query("SELECT id FROM graphile_worker._private_jobs WHERE run_at > now() FOR UPDATE")
+        .fetch_one(&mut *holder)
+        .await
+        .expect("held job");
+    let due = tokio::time::timeout(
+        Duration::from_secs(5),
+        tenki_core::queue::stalled(&db, every),
+    )
+    .await
+    .expect("a stall is seen within 5 s");
+    assert_eq!(due, 1);
+    holder.rollback().await.expect("rollback");
+}

@@ -733,3 +733,110 @@ async fn an_invoice_for_a_customer_stripe_no_longer_has_fails_as_no_card_instead
     );
     assert_eq!(error.as_deref(), Some("no card on file"));
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_boost_prepaid_for_the_year_bills_499_dollars_once_then_0_for_its_twelve_months(
+    db: PgPool,
+) {
+    use tenki_core::billing::addons::Addon;
+    use tenki_core::billing::enterprise;
+    use tenki_core::ledger::adjustments::AdminRequest;
+
+    let app = TestApp::spawn(db.clone()).await;
+    let customer = customer(&app, "annual-co").await;
+    add_card(&app, &customer, "4242 4242 4242 4242").await;
+    let sales = AdminRequest {
+        admin_email: "sales@tenki.example".to_owned(),
+        reason: "annual contract".to_owned(),
+    };
+    let prepaid = enterprise::prepay_annually(
+        &db,
+        customer.workspace_id,
+        Addon::PriorityBoost,
+        &sales,
+        at(2027, 1, 10, 12),
+    )
+    .await
+    .expect("prepaid");
+    assert_eq!(
+        (prepaid.starts, prepaid.ends),
+        (month(2027, 1), month(2028, 1))
+    );
+    // Support has no annual price; a second year over the same months is refused.
+    assert!(
+        enterprise::prepay_annually(
+            &db,
+            customer.workspace_id,
+            Addon::PrioritySupport,
+            &sales,
+            at(2027, 1, 10, 12)
+        )
+        .await
+        .is_err()
+    );
+    assert!(
+        enterprise::prepay_annually(
+            &db,
+            customer.workspace_id,
+            Addon::PriorityBoost,
+            &sales,
+            at(2027, 6, 1, 12)
+        )
+        .await
+        .is_err()
+    );
+
+    let january = manual_invoice(&db, &customer, month(2027, 1)).await;
+    let settled = invoices::advance(
+        &db,
+        &app.core.stripe,
+        &app.core.ledger,
+        january,
+        at(2027, 2, 1, 0),
+        10,
+    )
+    .await
+    .expect("January");
+    assert_eq!(settled, Advanced::Settled("paid".to_owned()));
+    assert_eq!(
+        lines(&db, january).await,
+        [
+            (
+                "Priority queue boost, paid for the year January 2027 to December 2027".to_owned(),
+                49_900
+            ),
+            (
+                "Priority queue boost (paid for the year, to December 2027)".to_owned(),
+                0
+            ),
+        ]
+    );
+    let february = manual_invoice(&db, &customer, month(2027, 2)).await;
+    let settled = invoices::advance(
+        &db,
+        &app.core.stripe,
+        &app.core.ledger,
+        february,
+        at(2027, 3, 1, 0),
+        10,
+    )
+    .await
+    .expect("February");
+    assert_eq!(settled, Advanced::Settled("nothing_due".to_owned()));
+    assert_eq!(
+        lines(&db, february).await,
+        [(
+            "Priority queue boost (paid for the year, to December 2027)".to_owned(),
+            0
+        )]
+    );
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM admin_audit WHERE workspace_id = $1 AND action = 'prepay_annually'",
+    )
+    .bind(customer.workspace_id)
+    .fetch_one(&db)
+    .await
+    .expect("audit");
+    assert_eq!(audited, 1);
+    assert_balanced(&app, &customer).await;
+}

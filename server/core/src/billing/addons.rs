@@ -74,6 +74,18 @@ impl Addon {
     }
 }
 
+impl Addon {
+    /// Its price for a year paid ahead, set by sales (SPEC §10), in micro-cents; `None` for an
+    /// add-on sold monthly only.
+    pub fn annual_price(self) -> Option<i64> {
+        match self {
+            Addon::Macos => Some(399 * DOLLAR),
+            Addon::PriorityBoost => Some(499 * DOLLAR),
+            Addon::PrioritySupport => None,
+        }
+    }
+}
+
 /// A runner class whose concurrency can be raised with extra slots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SlotClass {

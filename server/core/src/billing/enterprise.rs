@@ -1,7 +1,7 @@
 //! Enterprise (SPEC §12): the inquiry form, and what sales sets on a workspace: a discount on all
-//! usage (0–50 %) and custom per-SKU prices. Both take effect for jobs that start afterwards
-//! (metering reads the ones in force when a job started) and are audited with the reason and the
-//! admin's e-mail.
+//! usage (0–50 %) and custom per-SKU prices, both for jobs that start afterwards (metering reads
+//! the ones in force when a job started), and an add-on's annual prepayment (SPEC §10). Each is
+//! audited with the reason and the admin's e-mail.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -199,4 +199,98 @@ pub async fn inquiries(db: &PgPool, limit: i64) -> Result<Vec<Inquiry>, sqlx::Er
     .bind(limit)
     .fetch_all(db)
     .await
+}
+
+/// What an annual prepayment covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prepaid {
+    /// The first day of the first month covered.
+    pub starts: chrono::NaiveDate,
+    /// The first day of the month after the last one covered.
+    pub ends: chrono::NaiveDate,
+    /// The year's price, in micro-cents.
+    pub price: i64,
+}
+
+/// Sales' annual prepayment of `addon` (boost $499, macOS $399 a year): twelve months from the
+/// 1st of this one. The add-on is turned on now (with an admission pass); the invoice of this
+/// month carries the year's price and the twelve months bill the add-on at $0. Refused for an
+/// add-on without an annual price, or one already prepaid for part of those months.
+pub async fn prepay_annually(
+    db: &PgPool,
+    workspace_id: Uuid,
+    addon: super::addons::Addon,
+    request: &AdminRequest,
+    now: DateTime<Utc>,
+) -> Result<Prepaid, EnterpriseError> {
+    check(request)?;
+    let price = addon
+        .annual_price()
+        .ok_or(EnterpriseError::Invalid("this add-on is sold monthly only"))?;
+    let first = crate::usage::Month::containing(now);
+    let starts = first.first_day();
+    let ends = (0..12).fold(first, |month, _| month.next()).first_day();
+    let mut tx = db.begin().await?;
+    let overlapping: Option<chrono::NaiveDate> = sqlx::query_scalar(
+        "SELECT ends FROM addon_prepayments
+         WHERE workspace_id = $1 AND addon = $2 AND starts < $4 AND ends > $3 FOR UPDATE",
+    )
+    .bind(workspace_id)
+    .bind(addon.key())
+    .bind(starts)
+    .bind(ends)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if overlapping.is_some() {
+        return Err(EnterpriseError::Invalid(
+            "this add-on is already prepaid for some of these months",
+        ));
+    }
+    sqlx::query(
+        "INSERT INTO addon_prepayments (workspace_id, addon, starts, ends, price, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(workspace_id)
+    .bind(addon.key())
+    .bind(starts)
+    .bind(ends)
+    .bind(price)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO workspace_addons (workspace_id, addon, active_since) VALUES ($1, $2, $3)
+         ON CONFLICT (workspace_id, addon) DO UPDATE SET cancelled_at = NULL, ends_at = NULL",
+    )
+    .bind(workspace_id)
+    .bind(addon.key())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    crate::admission::request_pass(&mut tx).await?;
+    let detail = format!(
+        "{} prepaid for {} to {} at ${}",
+        addon.name(),
+        starts.format("%B %Y"),
+        crate::usage::Month::of_day(ends)
+            .previous()
+            .first_day()
+            .format("%B %Y"),
+        money::dollars(price, 2)
+    );
+    audit(
+        &mut tx,
+        workspace_id,
+        "prepay_annually",
+        &detail,
+        request,
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Prepaid {
+        starts,
+        ends,
+        price,
+    })
 }

@@ -276,10 +276,51 @@ pub async fn build_lines(
     .fetch_all(&mut *db)
     .await?;
     let days_in_month = (end - start).num_days();
+    // Annual prepayments (sales): the year's price on its first month's invoice, and the add-on
+    // at $0 in each month it covers.
+    let prepaid: Vec<(String, NaiveDate, NaiveDate, i64)> = sqlx::query_as(
+        "SELECT addon, starts, ends, price FROM addon_prepayments
+         WHERE workspace_id = $1 AND starts <= $2 AND ends > $2 ORDER BY addon",
+    )
+    .bind(workspace_id)
+    .bind(month)
+    .fetch_all(&mut *db)
+    .await?;
+    let last_month = |ends: NaiveDate| Month::of_day(ends).previous().first_day();
+    for (key, starts, ends, price) in &prepaid {
+        if *starts == month
+            && let Some(addon) = Addon::from_key(key)
+        {
+            lines.push(Line {
+                kind: "addon",
+                description: format!(
+                    "{}, paid for the year {} to {}",
+                    addon.name(),
+                    starts.format("%B %Y"),
+                    last_month(*ends).format("%B %Y")
+                ),
+                quantity: 1,
+                amount_micro_cents: *price,
+            });
+        }
+    }
     for (key, since) in addons {
         let Some(addon) = Addon::from_key(&key) else {
             continue;
         };
+        if let Some((_, _, ends, _)) = prepaid.iter().find(|(k, ..)| *k == key) {
+            lines.push(Line {
+                kind: "addon",
+                description: format!(
+                    "{} (paid for the year, to {})",
+                    addon.name(),
+                    last_month(*ends).format("%B %Y")
+                ),
+                quantity: 1,
+                amount_micro_cents: 0,
+            });
+            continue;
+        }
         let (amount, description) = if since > start {
             let days = (end - since).num_days().max(1).min(days_in_month);
             (
