@@ -2,7 +2,7 @@
 # Measures the figures in docs/benchmarks.md: the release WASM bundle (raw and gzipped), the
 # release server's resident memory after start, /readyz latency (p50/p99 of 500 sequential
 # requests, next to /healthz as the same-run baseline), then the metering and webhook intake
-# load scripts (server/benches/metering.rs, server/benches/intake.rs). Bounded, and only against 127.0.0.1.
+# load scripts (server/benches/{metering,intake,runners,billing}.rs). Bounded, and only against 127.0.0.1.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$TENKI_ROOT"
@@ -45,3 +45,6 @@ DATABASE_URL="$TENKI_DATABASE_URL" cargo bench --locked -p server --bench intake
 echo
 echo "== runners (cargo bench -p server --bench runners)"
 DATABASE_URL="$TENKI_DATABASE_URL" cargo bench --locked -p server --bench runners
+echo
+echo "== monthly billing cycle (cargo bench -p server --bench billing)"
+DATABASE_URL="$TENKI_DATABASE_URL" cargo bench --locked -p server --bench billing

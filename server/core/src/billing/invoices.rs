@@ -40,6 +40,8 @@ use crate::usage::Month;
 
 /// The queue task that moves one invoice forward.
 pub const ADVANCE_TASK: &str = "advance_invoice";
+/// Attempts of one invoice's advance job before the queue gives up (the hourly sweep resumes it).
+const ADVANCE_MAX_ATTEMPTS: i16 = 25;
 /// Stripe's minimum charge in USD: a smaller total is carried to the next month.
 pub const MINIMUM_CHARGE_CENTS: i64 = 50;
 /// Days after the first failed payment on which it is tried again.
@@ -162,11 +164,29 @@ async fn enqueue_advance(
             task: ADVANCE_TASK,
             payload: serde_json::json!({ "invoice_id": invoice_id }),
             job_key: Some(&key),
-            max_attempts: 25,
+            max_attempts: ADVANCE_MAX_ATTEMPTS,
             run_at,
         },
     )
     .await
+}
+
+/// Asks for every invoice of `invoice_ids` to move forward now, in one statement (the cycle
+/// enqueues thousands at once).
+async fn enqueue_advance_all(
+    tx: &mut sqlx::PgConnection,
+    invoice_ids: &[Uuid],
+) -> Result<(), sqlx::Error> {
+    let jobs: Vec<(serde_json::Value, String)> = invoice_ids
+        .iter()
+        .map(|id| {
+            (
+                serde_json::json!({ "invoice_id": id }),
+                format!("invoice:{id}"),
+            )
+        })
+        .collect();
+    queue::enqueue_all(tx, ADVANCE_TASK, &jobs, ADVANCE_MAX_ATTEMPTS).await
 }
 
 /// Runs the cycle for `month` (its first day): a draft invoice for every workspace with usage,
@@ -211,9 +231,7 @@ pub async fn run_cycle(
     .bind(month)
     .fetch_all(&mut *tx)
     .await?;
-    for id in &open {
-        enqueue_advance(&mut tx, *id, None).await?;
-    }
+    enqueue_advance_all(&mut tx, &open).await?;
     tx.commit().await?;
     Ok(CycleReport {
         created,
@@ -1016,9 +1034,7 @@ pub async fn resume_stuck(db: &PgPool, now: DateTime<Utc>) -> Result<u64, sqlx::
     .fetch_all(db)
     .await?;
     let mut tx = db.begin().await?;
-    for id in &stuck {
-        enqueue_advance(&mut tx, *id, None).await?;
-    }
+    enqueue_advance_all(&mut tx, &stuck).await?;
     tx.commit().await?;
     Ok(stuck.len() as u64)
 }
