@@ -912,7 +912,10 @@ pub async fn record_payment(
     sqlx::query(
         "INSERT INTO payments (invoice_id, workspace_id, amount_cents, fee_cents, received_at,
              stripe_payment_intent)
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (invoice_id) DO NOTHING",
+         VALUES ($1, $2, $3, $4, $5, $6)
+         -- No conflict target: Tenki's pay step and the `invoice.paid` event may record the same
+         -- payment at once, and the second then collides on either unique key.
+         ON CONFLICT DO NOTHING",
     )
     .bind(invoice_id)
     .bind(invoice.workspace_id)
