@@ -29,7 +29,7 @@ pub enum EnterpriseError {
 }
 
 fn check(request: &AdminRequest) -> Result<(), EnterpriseError> {
-    if request.reason.trim().is_empty() || !request.admin_email.contains('@') {
+    if !request.is_complete() {
         return Err(EnterpriseError::MissingReasonOrAdmin);
     }
     Ok(())

@@ -166,7 +166,7 @@ pub async fn reverse_by_admin(
     request: &AdminRequest,
     now: DateTime<Utc>,
 ) -> Result<Reversed, ReversalError> {
-    if request.reason.trim().is_empty() || !request.admin_email.contains('@') {
+    if !request.is_complete() {
         return Err(ReversalError::MissingReasonOrAdmin);
     }
     reverse(

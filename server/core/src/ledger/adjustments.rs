@@ -15,6 +15,13 @@ pub struct AdminRequest {
     pub reason: String,
 }
 
+impl AdminRequest {
+    /// True when it gives a reason and an e-mail address: every audited operation needs both.
+    pub fn is_complete(&self) -> bool {
+        !self.reason.trim().is_empty() && self.admin_email.contains('@')
+    }
+}
+
 /// Why an adjustment was refused. Nothing changes in any of these cases.
 #[derive(Debug, thiserror::Error)]
 pub enum AdjustmentError {
@@ -187,7 +194,7 @@ pub async fn promotional_credit(
 }
 
 fn check(request: &AdminRequest) -> Result<(), AdjustmentError> {
-    if request.reason.trim().is_empty() || !request.admin_email.contains('@') {
+    if !request.is_complete() {
         return Err(AdjustmentError::MissingReasonOrAdmin);
     }
     Ok(())
