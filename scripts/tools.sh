@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs whatever the build needs and is missing: the wasm32 target, wasm-bindgen-cli at the
 # exact version of the wasm-bindgen crate, Zig + libclang from PyPI (for TigerBeetle), Debian's
-# PostgreSQL and Chromium. Every step is skipped when already done.
+# PostgreSQL, Chromium and mold (the linker). Every step is skipped when already done.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 
@@ -25,6 +25,7 @@ fi
 missing=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 [ -x /usr/bin/chromium ] || missing+=(chromium fonts-dejavu-core)
+command -v mold >/dev/null || missing+=(mold)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} from Debian" >&2
   apt-get update -qq

@@ -3,8 +3,11 @@
 //! transaction) with 32 concurrent senders, and their p50/p99 latency; next to a same-run
 //! baseline of single-row INSERT transactions of the same body at the same concurrency.
 //!
-//! The background worker is not started, so the figure is the intake's alone. Run with
-//! `bash scripts/bench.sh`. Bounded; traffic stays on 127.0.0.1.
+//! The background processing is not started for that figure, so it is the intake's alone. Then,
+//! end to end with the whole server (drain, worker, GitHub and Kubernetes doubles): how long
+//! after the last 2xx of a burst of 1,002 deliveries (334 jobs queued, started and completed)
+//! every job is recorded and metered, and the latency from 2xx to processed of single deliveries
+//! on an idle server. Run with `bash scripts/bench.sh`. Bounded; traffic stays on 127.0.0.1.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,8 +52,6 @@ async fn run(url: &str) -> anyhow::Result<()> {
         _ => None,
     })?;
     let core = server::connect_on(db.clone(), &settings).await?;
-    // The queue's schema (graphile_worker.add_job) comes from the worker's migrations.
-    drop(tenki_core::queue::worker(core.clone(), 1, async {}).await?);
 
     let fixture = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -142,7 +143,204 @@ async fn run(url: &str) -> anyhow::Result<()> {
         millis(percentile(&ignored_latencies, 50)),
         millis(percentile(&ignored_latencies, 99))
     );
+    // Nobody processes what was sent above; the end-to-end run starts from an empty backlog.
+    sqlx::query(
+        "UPDATE github_deliveries SET status = 'processed', next_attempt_at = NULL
+         WHERE status = 'queued'",
+    )
+    .execute(&db)
+    .await?;
+    end_to_end(&db, url).await?;
     db.close().await;
+    Ok(())
+}
+
+/// Jobs in the end-to-end burst: each sends queued, in_progress and completed.
+const BURST_JOBS: usize = 334;
+
+/// The whole server on `db`: a burst of `BURST_JOBS` jobs' deliveries, then single deliveries.
+async fn end_to_end(db: &sqlx::PgPool, url: &str) -> anyhow::Result<()> {
+    use server::sandbox::github::{SANDBOX_USER, SampleJob};
+    let concurrency = std::env::var("TENKI_BENCH_CONCURRENCY").unwrap_or_else(|_| "4".to_owned());
+    let settings = server::settings::Settings::from_lookup(|name| match name {
+        "TENKI_DATABASE_URL" => Some(url.to_owned()),
+        "TENKI_TIGERBEETLE_ADDRESSES" => std::env::var("TENKI_TIGERBEETLE_ADDRESSES").ok(),
+        "TENKI_LOG" => Some("error".to_owned()),
+        "TENKI_DATABASE_MAX_CONNECTIONS" => Some("40".to_owned()),
+        "TENKI_WORKER_CONCURRENCY" => Some(concurrency.clone()),
+        _ => None,
+    })?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = format!("http://{}", listener.local_addr()?);
+    let application = server::Application::build_on(db.clone(), &settings, &address).await?;
+    let github = application
+        .github_double
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("the bench runs against the GitHub double"))?;
+    let ledger = application.core.ledger.clone();
+    tokio::spawn(server::run_until_stopped(
+        application,
+        listener,
+        std::future::pending(),
+    ));
+    let installation_id = github.install(SANDBOX_USER, "bench", &["app"]);
+    let workspace_id = tenki_core::identity::sign_up(
+        db,
+        &ledger,
+        &format!("{}@bench.test", Uuid::new_v4()),
+        "a long enough password",
+        "Bench",
+        &tenki_core::identity::SignUpClient::LOCAL,
+        chrono::Utc::now(),
+    )
+    .await?
+    .workspace_id;
+    sqlx::query("UPDATE workspaces SET payment_method = 'valid' WHERE id = $1")
+        .bind(workspace_id)
+        .execute(db)
+        .await?;
+    sqlx::query("INSERT INTO github_installations VALUES ($1, 'bench', 'Organization', $2, 'active', now())")
+        .bind(installation_id)
+        .bind(workspace_id)
+        .execute(db)
+        .await?;
+    // The runner the jobs ran on: one Tenki started, so their minutes are billed.
+    sqlx::query(
+        "INSERT INTO runners (name, workspace_id, installation_id, label, namespace, github_scope,
+             github_job_id, run_attempt, try, state, created_at, updated_at)
+         VALUES ('bench-runner', $1, $2, 'tenki-standard-2c', 'tenki-bench', 'orgs/bench', 0, 1, 1,
+                 'running', now(), now())",
+    )
+    .bind(workspace_id)
+    .bind(installation_id)
+    .execute(db)
+    .await?;
+    let stages = |job: &SampleJob| {
+        let mut started = job.clone();
+        started.status = "in_progress";
+        started.started_at = Some(job.created_at + chrono::Duration::seconds(5));
+        started.runner_name = Some("bench-runner".to_owned());
+        let mut completed = started.clone();
+        completed.status = "completed";
+        completed.completed_at = Some(job.created_at + chrono::Duration::seconds(185));
+        completed.conclusion = Some("success");
+        [job.clone(), started, completed]
+            .map(|stage| github.workflow_job_body(installation_id, "bench/app", &stage))
+    };
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(SENDERS)
+        .build()?;
+    let secret = server::settings::SANDBOX_WEBHOOK_SECRET.as_bytes();
+    let send = |body: serde_json::Value| {
+        let client = client.clone();
+        let address = format!("{address}/webhooks/github");
+        async move {
+            let body = serde_json::to_vec(&body)?;
+            let delivery = Uuid::new_v4().to_string();
+            let response = client
+                .post(&address)
+                .header("content-type", "application/json")
+                .header("x-github-event", "workflow_job")
+                .header("x-github-delivery", &delivery)
+                .header("x-hub-signature-256", sign(secret, &body))
+                .body(body)
+                .send()
+                .await?;
+            anyhow::ensure!(
+                response.status() == 202,
+                "intake answered {}",
+                response.status()
+            );
+            Ok::<_, anyhow::Error>(delivery)
+        }
+    };
+
+    // The burst: every job's three deliveries in order, SENDERS jobs at a time.
+    let jobs: Vec<[serde_json::Value; 3]> = (0..BURST_JOBS)
+        .map(|_| stages(&SampleJob::queued("tenki-standard-2c")))
+        .collect();
+    let jobs = Arc::new(std::sync::Mutex::new(jobs));
+    let started = Instant::now();
+    let mut senders = Vec::new();
+    for _ in 0..SENDERS {
+        let jobs = Arc::clone(&jobs);
+        let send = send.clone();
+        senders.push(tokio::spawn(async move {
+            loop {
+                let Some(stages) = jobs.lock().map_err(|_| anyhow::anyhow!("lock"))?.pop() else {
+                    return Ok::<_, anyhow::Error>(());
+                };
+                for body in stages {
+                    send(body).await?;
+                }
+            }
+        }));
+    }
+    for sender in senders {
+        sender.await??;
+    }
+    let sent_in = started.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut metered = 0_i64;
+    while Instant::now() < deadline {
+        metered = sqlx::query_scalar(
+            "SELECT count(*) FROM github_jobs WHERE installation_id = $1 AND metered",
+        )
+        .bind(installation_id)
+        .fetch_one(db)
+        .await?;
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM github_deliveries WHERE installation_id = $1 AND status <> 'processed'",
+        )
+        .bind(installation_id)
+        .fetch_one(db)
+        .await?;
+        if metered == BURST_JOBS as i64 && waiting == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let processed_after = started.elapsed() - sent_in;
+    anyhow::ensure!(metered == BURST_JOBS as i64, "only {metered} jobs metered");
+    println!(
+        "end to end, concurrency {concurrency}: {} deliveries sent in {:.2} s ({:.0}/s); every job recorded and metered {:.0} ms after the last 2xx",
+        BURST_JOBS * 3,
+        sent_in.as_secs_f64(),
+        (BURST_JOBS * 3) as f64 / sent_in.as_secs_f64(),
+        millis(processed_after)
+    );
+
+    // Single deliveries on an idle server: from the 2xx to processed.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut latencies = Vec::new();
+    for _ in 0..200 {
+        let [queued, _, _] = stages(&SampleJob::queued("tenki-standard-2c"));
+        let at = Instant::now();
+        let delivery = send(queued).await?;
+        loop {
+            let status: String =
+                sqlx::query_scalar("SELECT status FROM github_deliveries WHERE delivery_id = $1")
+                    .bind(&delivery)
+                    .fetch_one(db)
+                    .await?;
+            if status == "processed" {
+                break;
+            }
+            anyhow::ensure!(
+                at.elapsed() < Duration::from_secs(30),
+                "not processed in 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        latencies.push(at.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    latencies.sort();
+    println!(
+        "single deliveries, idle server: sent to processed p50 {:.1} ms, p99 {:.1} ms",
+        millis(percentile(&latencies, 50)),
+        millis(percentile(&latencies, 99))
+    );
     Ok(())
 }
 

@@ -114,6 +114,7 @@ pub async fn connect_on(db: tenki_core::PgPool, settings: &Settings) -> anyhow::
         mailer,
         kubernetes,
         capacity: settings.capacity,
+        delivery_wakeup: tenki_core::github::drain::Wakeup::default(),
     })
 }
 
@@ -422,6 +423,11 @@ pub async fn run_until_stopped_within(
         .storage_double
         .clone()
         .map(|double| tokio::spawn(double.run()));
+    let drain = tokio::spawn(tenki_core::github::drain::run(
+        application.core.clone(),
+        tenki_core::github::drain::DrainOptions::with_concurrency(application.worker_concurrency),
+        stopped(&application.stop_worker),
+    ));
     let worker = tokio::spawn(supervise_worker(
         application.worker,
         application.core.clone(),
@@ -438,6 +444,9 @@ pub async fn run_until_stopped_within(
     let finished = tokio::time::timeout(grace, async {
         let http = http.await;
         let worker = worker.await;
+        if let Err(e) = drain.await {
+            tracing::error!("the GitHub delivery drain panicked: {e}");
+        }
         (http, worker)
     })
     .await;

@@ -64,6 +64,7 @@ pub async fn github(State(state): State<AppState>, headers: HeaderMap, body: Byt
     .await
     {
         Ok(Intake::Queued) => {
+            state.core.delivery_wakeup.wake();
             outcome("queued");
             (StatusCode::ACCEPTED, "queued").into_response()
         }
@@ -125,6 +126,7 @@ pub async fn stripe(State(state): State<AppState>, headers: HeaderMap, body: Byt
     use tenki_core::billing::events::{self, Intake};
     match events::store_event(&state.core.db, &envelope, text, chrono::Utc::now()).await {
         Ok(Intake::Queued) => {
+            state.core.delivery_wakeup.wake();
             outcome("queued");
             (StatusCode::OK, "queued").into_response()
         }

@@ -50,6 +50,8 @@ pub struct Core {
     pub mailer: billing::mail::Mailer,
     pub kubernetes: runners::kubernetes::Kubernetes,
     pub capacity: admission::Capacity,
+    /// Wakes this server's delivery drain when the intake stored a delivery.
+    pub delivery_wakeup: github::drain::Wakeup,
 }
 
 /// An error and every cause under it, on one line ("metering: database: connection refused"):

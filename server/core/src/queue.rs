@@ -10,8 +10,6 @@ use serde::{Deserialize, Serialize};
 use crate::Core;
 use crate::admission::{self, ADMIT_TASK, PROVISION_RUNNER_TASK};
 use crate::billing::events::{self as stripe_events, PROCESS_EVENT_TASK};
-use crate::github::events;
-use crate::github::intake::PROCESS_DELIVERY_TASK;
 use crate::github::onboarding::{self, SYNC_REPOSITORIES_TASK};
 use crate::github::safety_nets;
 use crate::metering::JobKey;
@@ -118,43 +116,6 @@ fn count_cron_run<T>(task: &'static str, result: anyhow::Result<T>) -> Result<T,
             let message = format!("{error:#}");
             tracing::warn!(task, "scheduled task failed: {message}");
             Err(message)
-        }
-    }
-}
-
-/// Processes one stored GitHub delivery; retried with back-off on failure.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ProcessGithubDelivery {
-    pub delivery_id: String,
-}
-
-impl TaskHandler for ProcessGithubDelivery {
-    const IDENTIFIER: &'static str = PROCESS_DELIVERY_TASK;
-
-    async fn run(self, ctx: WorkerContext) -> impl IntoTaskHandlerResult {
-        let core = core_of(&ctx)?;
-        match events::process_delivery(&core.db, &core.ledger, &self.delivery_id, Utc::now()).await
-        {
-            Ok(outcome) => {
-                tracing::debug!(delivery = self.delivery_id, ?outcome, "delivery processed");
-                metrics::counter!("github_deliveries_processed_total", "outcome" => "processed")
-                    .increment(1);
-                Ok(())
-            }
-            Err(error) => {
-                let message = crate::error_chain(&error);
-                tracing::warn!(delivery = self.delivery_id, "processing failed: {message}");
-                metrics::counter!("github_deliveries_processed_total", "outcome" => "failed")
-                    .increment(1);
-                if let Err(e) = events::record_failure(&core.db, &self.delivery_id, &message).await
-                {
-                    tracing::error!(
-                        delivery = self.delivery_id,
-                        "cannot record the failure: {e}"
-                    );
-                }
-                Err(message)
-            }
         }
     }
 }
@@ -577,7 +538,6 @@ pub async fn stalled(db: &sqlx::PgPool, every: std::time::Duration) -> i64 {
     // Only jobs this worker runs: one of a task it does not know (left by another version) is
     // never taken, and is no stall.
     let tasks = [
-        ProcessGithubDelivery::IDENTIFIER,
         ProcessStripeEvent::IDENTIFIER,
         SyncGithubRepositories::IDENTIFIER,
         RedeliverFailedGithubDeliveries::IDENTIFIER,
@@ -643,7 +603,6 @@ pub async fn worker(
         .listen_os_shutdown_signals(false)
         .shutdown_signal(shutdown)
         .add_extension(core)
-        .define_job::<ProcessGithubDelivery>()
         .define_job::<ProcessStripeEvent>()
         .define_job::<SyncGithubRepositories>()
         .define_job::<RedeliverFailedGithubDeliveries>()

@@ -43,10 +43,10 @@ pub async fn delete_expired(db: &PgPool, now: DateTime<Utc>) -> Result<Deleted, 
     .execute(db)
     .await?
     .rows_affected();
-    // A delivery still waiting for processing keeps its body, however old.
+    // A delivery still to be processed (or tried again) keeps its body, however old.
     let delivery_bodies = sqlx::query!(
         "UPDATE github_deliveries SET body = NULL
-         WHERE body IS NOT NULL AND received_at < $1 AND status <> 'queued'",
+         WHERE body IS NOT NULL AND received_at < $1 AND next_attempt_at IS NULL",
         now - DELIVERY_BODIES_KEPT
     )
     .execute(db)

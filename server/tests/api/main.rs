@@ -4,6 +4,7 @@
 mod addons;
 mod billing;
 mod crons;
+mod drain;
 mod enterprise;
 mod github;
 mod harness;

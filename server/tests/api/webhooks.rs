@@ -201,7 +201,7 @@ async fn malformed_json_missing_headers_and_oversized_bodies_store_nothing(db: P
 }
 
 /// A `workflow_job` delivery for job `id` in `status`, built from the real fixture.
-fn job_delivery(
+pub(crate) fn job_delivery(
     installation_id: i64,
     id: i64,
     status: &str,
@@ -401,6 +401,35 @@ async fn a_delivery_that_cannot_be_processed_is_kept_marked_failed_and_shows_in_
         metrics.contains("github_deliveries_waiting{status=\"failed\"} 1"),
         "{metrics}"
     );
+
+    // Tried again after e^1 s, then e^2 s, …; the 25th failure gives it up.
+    let (attempts, wait): (i16, f64) = sqlx::query_as(
+        "SELECT attempts, extract(epoch FROM next_attempt_at - now())::float8
+         FROM github_deliveries WHERE delivery_id = 'broken-1'",
+    )
+    .fetch_one(&db)
+    .await
+    .expect("retry");
+    assert!(attempts >= 1, "{attempts}");
+    assert!(wait < 7.4, "next attempt in {wait} s");
+    sqlx::query(
+        "UPDATE github_deliveries SET attempts = 24, next_attempt_at = now()
+         WHERE delivery_id = 'broken-1'",
+    )
+    .execute(&db)
+    .await
+    .expect("24 attempts made");
+    crate::harness::eventually_within(10, "the 25th attempt gives the delivery up", || async {
+        let state: (i16, Option<chrono::DateTime<Utc>>, String) = sqlx::query_as(
+            "SELECT attempts, next_attempt_at, status FROM github_deliveries
+             WHERE delivery_id = 'broken-1'",
+        )
+        .fetch_one(&db)
+        .await
+        .expect("state");
+        state.0 == 25 && state.1.is_none() && state.2 == "failed"
+    })
+    .await;
 }
 
 /// A signed-up customer (signed in on `app.client`) with a linked installation.

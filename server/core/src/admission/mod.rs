@@ -123,8 +123,9 @@ pub fn ordinal(n: usize) -> String {
 }
 
 /// Waits for the admission pass in progress, if any, and keeps the next one out until `tx` ends:
-/// a change to a job's slot never interleaves with a pass deciding about it.
-async fn lock_admission(tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+/// a change to a job's slot never interleaves with a pass deciding about it. Taking it again in
+/// the same transaction is free; take it before any runner row a slot change also locks.
+pub async fn lock_admission(tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(ADMISSION_LOCK)
         .execute(&mut *tx)

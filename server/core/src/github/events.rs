@@ -14,7 +14,7 @@ use crate::ledger::Ledger;
 use crate::metering::{self, FinishedJob, JobKey, MeteringError};
 use crate::{admission, runners};
 
-/// Why a delivery could not be processed; the queue retries it with back-off.
+/// Why a delivery could not be processed; the drain retries it with back-off.
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
     #[error("delivery {0} is not stored")]
@@ -149,7 +149,9 @@ pub async fn process_delivery(
         _ => Processed::Nothing,
     };
     sqlx::query!(
-        "UPDATE github_deliveries SET status = 'processed', processed_at = $2, error = NULL
+        "UPDATE github_deliveries
+         SET status = 'processed', processed_at = $2, error = NULL, next_attempt_at = NULL,
+             claimed_until = NULL
          WHERE delivery_id = $1",
         delivery_id,
         now,
@@ -159,16 +161,24 @@ pub async fn process_delivery(
     Ok(outcome)
 }
 
-/// Records a failed processing attempt on the delivery, for the dashboard and `/metrics`.
+/// Records a failed processing attempt on the delivery, for the dashboard and `/metrics`, and
+/// when it is tried again: after e^min(attempts, 10) seconds (2.7 s, 7.4 s, … then every 6
+/// hours), or never once [`drain::MAX_ATTEMPTS`](super::drain::MAX_ATTEMPTS) were made.
 pub async fn record_failure(
     db: &PgPool,
     delivery_id: &str,
     error: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "UPDATE github_deliveries SET status = 'failed', error = $2 WHERE delivery_id = $1",
+        "UPDATE github_deliveries
+         SET status = 'failed', error = $2, claimed_until = NULL,
+             next_attempt_at = CASE WHEN attempts >= $3 THEN NULL
+                                    ELSE now() + make_interval(secs => exp(least(attempts, 10)))
+                               END
+         WHERE delivery_id = $1",
         delivery_id,
         error,
+        super::drain::MAX_ATTEMPTS,
     )
     .execute(db)
     .await?;

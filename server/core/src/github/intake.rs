@@ -1,16 +1,10 @@
 //! GitHub webhook intake (SPEC §4): the signature check over the raw body, and storing a
-//! delivery together with the queue job that processes it, in one transaction, before the 2xx.
+//! delivery, due for processing by the delivery drain, before the 2xx.
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use sqlx::PgPool;
-
-/// The queue task that processes a stored delivery (see [`crate::queue`]).
-pub const PROCESS_DELIVERY_TASK: &str = "process_github_delivery";
-
-/// Attempts at processing a delivery before it is given up (and shown as failed).
-pub const MAX_ATTEMPTS: i16 = 25;
 
 /// Events Tenki acts on; every other event is stored as ignored.
 const USED_EVENTS: [&str; 3] = ["workflow_job", "installation", "installation_repositories"];
@@ -75,9 +69,11 @@ impl Envelope {
     }
 }
 
-/// Stores a verified delivery (`body` is its JSON text, `envelope` parsed from it) and, for
-/// events Tenki uses, enqueues its processing in the same statement: a delivery is never stored
-/// without its job, nor queued without being stored.
+/// Stores a verified delivery (`body` is its JSON text, `envelope` parsed from it), due for
+/// processing at once when Tenki uses its event. The row is the queue entry (the delivery drain
+/// takes it from the table), so storing it is one INSERT, committed before the 2xx: a delivery
+/// is never stored without being queued, nor queued without being stored. The caller wakes its
+/// drain once this returns [`Intake::Queued`].
 #[tracing::instrument(level = "debug", skip(db, envelope, body, now))]
 pub async fn store_delivery(
     db: &PgPool,
@@ -88,65 +84,35 @@ pub async fn store_delivery(
     now: DateTime<Utc>,
 ) -> Result<Intake, sqlx::Error> {
     let used = USED_EVENTS.contains(&event);
-    let action = envelope.action.as_deref();
-    let installation_id = envelope.installation_id;
-    if !used {
-        let inserted = sqlx::query!(
-            "INSERT INTO github_deliveries (delivery_id, event, action, installation_id, body,
-                 received_at, status)
-             VALUES ($1, $2, $3, $4, $5::text::jsonb, $6, 'ignored')
-             ON CONFLICT (delivery_id) DO NOTHING",
-            delivery_id,
-            event,
-            action,
-            installation_id,
-            body,
-            now,
-        )
-        .execute(db)
-        .await?;
-        return Ok(if inserted.rows_affected() == 0 {
-            Intake::Duplicate
-        } else {
-            Intake::Ignored
-        });
-    }
-    // One statement, so one round trip and its own transaction: the job is added only for a
-    // delivery this statement stored, and neither exists without the other. The delivery id's
-    // uniqueness already makes one job per delivery, so the job needs no job key (which costs
-    // graphile_worker a conflict check). `add_job` is created by the worker's migrations, hence
-    // a query checked at run time. The one place `add_job` is called inside a statement instead
-    // of through `queue::enqueue`: the intake's single round trip is its hot path.
-    let queued = sqlx::query(
-        "WITH stored AS (
-             INSERT INTO github_deliveries (delivery_id, event, action, installation_id, body,
-                 received_at, status)
-             VALUES ($1, $2, $3, $4, $5::text::jsonb, $6, 'queued')
-             ON CONFLICT (delivery_id) DO NOTHING
-             RETURNING delivery_id)
-         SELECT graphile_worker.add_job(identifier => $7,
-                    payload => json_build_object('delivery_id', stored.delivery_id),
-                    max_attempts => $8::smallint)
-         FROM stored",
+    let (status, due) = if used {
+        ("queued", Some(now))
+    } else {
+        ("ignored", None)
+    };
+    let inserted = sqlx::query!(
+        "INSERT INTO github_deliveries (delivery_id, event, action, installation_id, body,
+             received_at, status, next_attempt_at)
+         VALUES ($1, $2, $3, $4, $5::text::jsonb, $6, $7, $8)
+         ON CONFLICT (delivery_id) DO NOTHING",
+        delivery_id,
+        event,
+        envelope.action.as_deref(),
+        envelope.installation_id,
+        body,
+        now,
+        status,
+        due,
     )
-    .bind(delivery_id)
-    .bind(event)
-    .bind(action)
-    .bind(installation_id)
-    .bind(body)
-    .bind(now)
-    .bind(PROCESS_DELIVERY_TASK)
-    .bind(MAX_ATTEMPTS)
     .execute(db)
     .await?;
-    Ok(if queued.rows_affected() == 0 {
-        Intake::Duplicate
-    } else {
-        Intake::Queued
+    Ok(match (inserted.rows_affected(), used) {
+        (0, _) => Intake::Duplicate,
+        (_, true) => Intake::Queued,
+        (_, false) => Intake::Ignored,
     })
 }
 
-/// A delivery whose processing failed; the queue retries it with back-off until it gives up.
+/// A delivery whose processing failed; the drain retries it with back-off until it gives up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FailedDelivery {
     pub delivery_id: String,
@@ -182,35 +148,15 @@ pub async fn failed_deliveries(
 /// Queues a stored delivery for processing again, with a fresh set of attempts (after the
 /// cause of its failure is fixed). `false`: no such delivery, or one Tenki does not process.
 pub async fn retry_delivery(db: &PgPool, delivery_id: &str) -> Result<bool, sqlx::Error> {
-    let mut tx = db.begin().await?;
+    // A claim in force stays: the drain working on it finishes first.
     let updated = sqlx::query!(
-        "UPDATE github_deliveries SET status = 'queued' WHERE delivery_id = $1 AND status <> 'ignored'",
+        "UPDATE github_deliveries SET status = 'queued', attempts = 0, next_attempt_at = now()
+         WHERE delivery_id = $1 AND status <> 'ignored'",
         delivery_id,
     )
-    .execute(&mut *tx)
+    .execute(db)
     .await?;
-    if updated.rows_affected() == 0 {
-        return Ok(false);
-    }
-    enqueue_retry(&mut tx, delivery_id).await?;
-    tx.commit().await?;
-    Ok(true)
-}
-
-async fn enqueue_retry(tx: &mut sqlx::PgConnection, delivery_id: &str) -> Result<(), sqlx::Error> {
-    // The job key keeps one retry job per delivery however often support asks.
-    let job_key = format!("github-delivery-retry:{delivery_id}");
-    crate::queue::enqueue(
-        tx,
-        crate::queue::NewJob {
-            task: PROCESS_DELIVERY_TASK,
-            payload: serde_json::json!({ "delivery_id": delivery_id }),
-            job_key: Some(&job_key),
-            max_attempts: MAX_ATTEMPTS,
-            run_at: None,
-        },
-    )
-    .await
+    Ok(updated.rows_affected() == 1)
 }
 
 /// How many deliveries are in each state, and how old the oldest waiting one is.

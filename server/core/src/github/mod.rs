@@ -1,7 +1,8 @@
-//! The GitHub App (SPEC §2, §4): the API client, the webhook intake, processing the stored
-//! deliveries, onboarding, and the safety nets that catch what webhooks missed.
+//! The GitHub App (SPEC §2, §4): the API client, the webhook intake, the drain that processes the
+//! stored deliveries and what processing does with them, onboarding, and the safety nets that catch what webhooks missed.
 
 pub mod client;
+pub mod drain;
 pub mod events;
 pub mod intake;
 pub mod onboarding;

@@ -710,6 +710,10 @@ pub async fn job_started(
     runner_name: &str,
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
+    // The admission lock first, as `job_completed` takes it (releasing the slot) before the
+    // runner's row: the other order deadlocked when a job's start and completion were processed
+    // at the same time.
+    admission::lock_admission(tx).await?;
     // `online_at` equals `now` afterwards only when this is the runner's first job delivery.
     let runner: Option<StartedRunner> = sqlx::query_as(
         "UPDATE runners SET state = CASE WHEN state IN ('requested', 'starting') THEN 'running' ELSE state END,
