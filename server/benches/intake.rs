@@ -204,22 +204,11 @@ async fn end_to_end(db: &sqlx::PgPool, url: &str) -> anyhow::Result<()> {
         .bind(workspace_id)
         .execute(db)
         .await?;
-    // The runner the jobs ran on: one Tenki started, so their minutes are billed.
-    sqlx::query(
-        "INSERT INTO runners (name, workspace_id, installation_id, label, namespace, github_scope,
-             github_job_id, run_attempt, try, state, created_at, updated_at)
-         VALUES ('bench-runner', $1, $2, 'tenki-standard-2c', 'tenki-bench', 'orgs/bench', 0, 1, 1,
-                 'running', now(), now())",
-    )
-    .bind(workspace_id)
-    .bind(installation_id)
-    .execute(db)
-    .await?;
     let stages = |job: &SampleJob| {
         let mut started = job.clone();
         started.status = "in_progress";
         started.started_at = Some(job.created_at + chrono::Duration::seconds(5));
-        started.runner_name = Some("bench-runner".to_owned());
+        started.runner_name = Some(format!("bench-runner-{}", job.id));
         let mut completed = started.clone();
         completed.status = "completed";
         completed.completed_at = Some(job.created_at + chrono::Duration::seconds(185));
@@ -231,7 +220,7 @@ async fn end_to_end(db: &sqlx::PgPool, url: &str) -> anyhow::Result<()> {
         .pool_max_idle_per_host(SENDERS)
         .build()?;
     let secret = server::settings::SANDBOX_WEBHOOK_SECRET.as_bytes();
-    let send = |body: serde_json::Value| {
+    let send = move |body: serde_json::Value| {
         let client = client.clone();
         let address = format!("{address}/webhooks/github");
         async move {
@@ -255,10 +244,29 @@ async fn end_to_end(db: &sqlx::PgPool, url: &str) -> anyhow::Result<()> {
         }
     };
 
-    // The burst: every job's three deliveries in order, SENDERS jobs at a time.
-    let jobs: Vec<[serde_json::Value; 3]> = (0..BURST_JOBS)
-        .map(|_| stages(&SampleJob::queued("tenki-standard-2c")))
+    // The burst: every job's three deliveries in order, SENDERS jobs at a time. Each job ran on
+    // its own runner that Tenki started, so its minutes are billed.
+    let burst: Vec<SampleJob> = (0..BURST_JOBS)
+        .map(|_| SampleJob::queued("tenki-standard-2c"))
         .collect();
+    let runners: Vec<String> = burst
+        .iter()
+        .map(|job| format!("bench-runner-{}", job.id))
+        .collect();
+    sqlx::query(
+        "INSERT INTO runners (name, workspace_id, installation_id, label, namespace, github_scope,
+             github_job_id, run_attempt, try, state, created_at, updated_at)
+         SELECT name, $1, $2, 'tenki-standard-2c', 'tenki-bench', 'orgs/bench', job, 1, 1,
+                'starting', now(), now()
+         FROM unnest($3::text[], $4::bigint[]) AS r(name, job)",
+    )
+    .bind(workspace_id)
+    .bind(installation_id)
+    .bind(&runners)
+    .bind(burst.iter().map(|job| job.id).collect::<Vec<i64>>())
+    .execute(db)
+    .await?;
+    let jobs: Vec<[serde_json::Value; 3]> = burst.iter().map(stages).collect();
     let jobs = Arc::new(std::sync::Mutex::new(jobs));
     let started = Instant::now();
     let mut senders = Vec::new();
