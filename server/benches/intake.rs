@@ -162,6 +162,11 @@ const BURST_JOBS: usize = 334;
 async fn end_to_end(db: &sqlx::PgPool, url: &str) -> anyhow::Result<()> {
     use server::sandbox::github::{SANDBOX_USER, SampleJob};
     let concurrency = std::env::var("TENKI_BENCH_CONCURRENCY").unwrap_or_else(|_| "4".to_owned());
+    // TENKI_BENCH_PROVISIONING=off: the workspace is suspended, so admission blocks its queued
+    // jobs and no runner is provisioned (the doubles of GitHub and Kubernetes, which share these
+    // 2 cores, stay idle); what is left is recording, starting and metering the jobs.
+    let provisioning =
+        std::env::var("TENKI_BENCH_PROVISIONING").unwrap_or_else(|_| "on".to_owned());
     let settings = server::settings::Settings::from_lookup(|name| match name {
         "TENKI_DATABASE_URL" => Some(url.to_owned()),
         "TENKI_TIGERBEETLE_ADDRESSES" => std::env::var("TENKI_TIGERBEETLE_ADDRESSES").ok(),
@@ -195,10 +200,15 @@ async fn end_to_end(db: &sqlx::PgPool, url: &str) -> anyhow::Result<()> {
     )
     .await?
     .workspace_id;
-    sqlx::query("UPDATE workspaces SET payment_method = 'valid' WHERE id = $1")
-        .bind(workspace_id)
-        .execute(db)
-        .await?;
+    sqlx::query(
+        "UPDATE workspaces SET payment_method = 'valid',
+             suspended_at = CASE WHEN $2 = 'off' THEN now() END
+         WHERE id = $1",
+    )
+    .bind(workspace_id)
+    .bind(&provisioning)
+    .execute(db)
+    .await?;
     sqlx::query("INSERT INTO github_installations VALUES ($1, 'bench', 'Organization', $2, 'active', now())")
         .bind(installation_id)
         .bind(workspace_id)
@@ -311,7 +321,7 @@ async fn end_to_end(db: &sqlx::PgPool, url: &str) -> anyhow::Result<()> {
     let processed_after = started.elapsed() - sent_in;
     anyhow::ensure!(metered == BURST_JOBS as i64, "only {metered} jobs metered");
     println!(
-        "end to end, concurrency {concurrency}: {} deliveries sent in {:.2} s ({:.0}/s); every job recorded and metered {:.0} ms after the last 2xx",
+        "end to end, concurrency {concurrency}, provisioning {provisioning}: {} deliveries sent in {:.2} s ({:.0}/s); every job recorded and metered {:.0} ms after the last 2xx",
         BURST_JOBS * 3,
         sent_in.as_secs_f64(),
         (BURST_JOBS * 3) as f64 / sent_in.as_secs_f64(),
