@@ -320,6 +320,23 @@ async fn end_to_end(db: &sqlx::PgPool, url: &str) -> anyhow::Result<()> {
     }
     let processed_after = started.elapsed() - sent_in;
     anyhow::ensure!(metered == BURST_JOBS as i64, "only {metered} jobs metered");
+    let (retried, attempts): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE attempts > 1), coalesce(sum(attempts), 0)
+         FROM github_deliveries WHERE installation_id = $1",
+    )
+    .bind(installation_id)
+    .fetch_one(db)
+    .await?;
+    let errors: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT left(coalesce(error, ''), 120), count(*) FROM github_deliveries
+         WHERE installation_id = $1 AND attempts > 1 GROUP BY 1",
+    )
+    .bind(installation_id)
+    .fetch_all(db)
+    .await?;
+    println!(
+        "  {retried} deliveries needed more than one attempt ({attempts} attempts in all): {errors:?}"
+    );
     println!(
         "end to end, concurrency {concurrency}, provisioning {provisioning}: {} deliveries sent in {:.2} s ({:.0}/s); every job recorded and metered {:.0} ms after the last 2xx",
         BURST_JOBS * 3,
