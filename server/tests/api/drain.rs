@@ -12,7 +12,7 @@ use tenki_core::github::intake::sign;
 use uuid::Uuid;
 
 use crate::harness;
-use crate::webhooks::job_delivery;
+use crate::webhooks::{job_delivery, linked_installation};
 
 const SECRET: &[u8] = server::settings::SANDBOX_WEBHOOK_SECRET.as_bytes();
 
@@ -77,28 +77,7 @@ async fn deliveries_acknowledged_before_the_server_is_killed_are_all_processed_a
     let core = server::connect_on(db.clone(), &harness::settings(&[]))
         .await
         .expect("core");
-    let workspace_id = tenki_core::identity::sign_up(
-        &db,
-        &core.ledger,
-        &format!("{}@drain.test", Uuid::new_v4()),
-        "a long enough password",
-        "Drain",
-        &tenki_core::identity::SignUpClient::LOCAL,
-        Utc::now(),
-    )
-    .await
-    .expect("sign-up")
-    .workspace_id;
-    let installation_id = i64::try_from(Uuid::new_v4().as_u128() % 1_000_000_000).expect("fits");
-    sqlx::query(
-        "INSERT INTO github_installations VALUES ($1, 'acme', 'Organization', $2, 'active', now())",
-    )
-    .bind(installation_id)
-    .bind(workspace_id)
-    .execute(&db)
-    .await
-    .expect("linked installation");
-    harness::register_test_runner(&db, workspace_id, installation_id).await;
+    let (workspace_id, installation_id) = linked_installation(&db, &core.ledger).await;
 
     // 100 jobs, each queued, started and completed, sent by 8 senders at once.
     let base = i64::try_from(Uuid::new_v4().as_u128() % 1_000_000_000_000).expect("fits") * 1_000;

@@ -243,14 +243,16 @@ pub(crate) fn job_delivery(
     body
 }
 
-#[sqlx::test(migrations = "../migrations")]
-async fn a_thousand_shuffled_deliveries_with_duplicates_make_100_jobs_metered_once(db: PgPool) {
-    let app = TestApp::spawn(db.clone()).await;
-    let email = format!("{}@hooks.test", Uuid::new_v4());
+/// A workspace signed up with the built-in identity, its installation linked and
+/// [`TEST_RUNNER`](crate::harness::TEST_RUNNER) recorded as its runner: without a browser.
+pub(crate) async fn linked_installation(
+    db: &PgPool,
+    ledger: &tenki_core::ledger::Ledger,
+) -> (Uuid, i64) {
     let workspace_id = tenki_core::identity::sign_up(
-        &db,
-        &app.core.ledger,
-        &email,
+        db,
+        ledger,
+        &format!("{}@hooks.test", Uuid::new_v4()),
         "a long enough password",
         "Hooks",
         &tenki_core::identity::SignUpClient::LOCAL,
@@ -265,10 +267,17 @@ async fn a_thousand_shuffled_deliveries_with_duplicates_make_100_jobs_metered_on
     )
     .bind(installation_id)
     .bind(workspace_id)
-    .execute(&db)
+    .execute(db)
     .await
     .expect("linked installation");
-    crate::harness::register_test_runner(&db, workspace_id, installation_id).await;
+    crate::harness::register_test_runner(db, workspace_id, installation_id).await;
+    (workspace_id, installation_id)
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_thousand_shuffled_deliveries_with_duplicates_make_100_jobs_metered_once(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let (workspace_id, installation_id) = linked_installation(&db, &app.core.ledger).await;
 
     let base = i64::try_from(Uuid::new_v4().as_u128() % 1_000_000_000_000).expect("fits") * 1_000;
     let start = Utc::now() - chrono::Duration::hours(2);
