@@ -1,6 +1,8 @@
-//! Benchmark: jobs metered per second end to end (PostgreSQL + TigerBeetle) with 16 concurrent
-//! tasks, next to a same-run baseline of plain single-row INSERTs at the same concurrency; and
-//! the Usage page's query latency with 100,000 and then 1,000,000 usage records in a workspace.
+//! Benchmark: jobs metered per second end to end (PostgreSQL + TigerBeetle), one at a time by 16
+//! concurrent tasks and through the metering batcher (as many as it can, and at a steady 5,000
+//! jobs/s), next to a same-run baseline of plain single-row INSERTs; and the Usage page's query
+//! latency with 100,000 and then 1,000,000 usage records in a workspace
+//! (`TENKI_BENCH_USAGE=off` skips that part).
 //!
 //! Run with `bash scripts/bench.sh` (it starts the services). Loops are bounded; traffic stays on
 //! 127.0.0.1. Results go to docs/benchmarks.md by hand.
@@ -11,13 +13,18 @@ use chrono::Utc;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tenki_core::ledger::Ledger;
-use tenki_core::metering::{self, FinishedJob, JobKey};
+use tenki_core::metering::{self, FinishedJob, JobKey, Meter};
 use tenki_core::usage::{self, Month};
 use uuid::Uuid;
 
 const TASKS: usize = 16;
 const JOBS: usize = 4_000;
 const WORKSPACES: usize = 64;
+/// Concurrent senders to the batcher, and the jobs they send.
+const BATCHED_SENDERS: usize = 256;
+const BATCHED_JOBS: usize = 40_960;
+/// Jobs per second offered to the batcher in the steady phase.
+const STEADY_RATE: usize = 5_000;
 
 #[path = "support/scratch.rs"]
 mod scratch;
@@ -94,27 +101,34 @@ async fn run(db: &PgPool, ledger: &Ledger) -> anyhow::Result<()> {
         workspaces.push(signed_up.workspace_id);
     }
     let base_id = i64::try_from(Uuid::new_v4().as_u128() % 1_000_000_000_000)? * 1_000;
+    let job_of = {
+        let workspaces = workspaces.clone();
+        move |n: usize| {
+            let completed_at = Utc::now();
+            FinishedJob {
+                workspace_id: workspaces[n % WORKSPACES],
+                key: JobKey {
+                    github_job_id: base_id + i64::try_from(n).unwrap_or(0),
+                    run_attempt: 1,
+                },
+                label: "tenki-standard-4c".to_owned(),
+                started_at: completed_at - chrono::Duration::seconds(317),
+                completed_at,
+                repository: "acme/web".to_owned(),
+                workflow: "CI".to_owned(),
+            }
+        }
+    };
+
+    // One at a time, 16 tasks: the path before the batcher.
     let started = Instant::now();
     let tasks: Vec<_> = (0..TASKS)
         .map(|task| {
-            let (db, ledger, workspaces) = (db.clone(), ledger.clone(), workspaces.clone());
+            let (db, ledger, job_of) = (db.clone(), ledger.clone(), job_of.clone());
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 for i in 0..JOBS / TASKS {
-                    let n = task * (JOBS / TASKS) + i;
-                    let completed_at = Utc::now();
-                    let job = FinishedJob {
-                        workspace_id: workspaces[n % WORKSPACES],
-                        key: JobKey {
-                            github_job_id: base_id + i64::try_from(n).unwrap_or(0),
-                            run_attempt: 1,
-                        },
-                        label: "tenki-standard-4c".to_owned(),
-                        started_at: completed_at - chrono::Duration::seconds(317),
-                        completed_at,
-                        repository: "acme/web".to_owned(),
-                        workflow: "CI".to_owned(),
-                    };
+                    let job = job_of(task * (JOBS / TASKS) + i);
                     let one = Instant::now();
                     metering::meter_job(&db, &ledger, &job, Utc::now()).await?;
                     latencies.push(one.elapsed());
@@ -127,14 +141,83 @@ async fn run(db: &PgPool, ledger: &Ledger) -> anyhow::Result<()> {
     for task in tasks {
         latencies.extend(task.await??);
     }
-    let metered = JOBS as f64 / started.elapsed().as_secs_f64();
-    latencies.sort();
-    println!(
-        "metering: {metered:.0} jobs/s ({:.0}% of baseline); per job p50 {:.1} ms, p99 {:.1} ms",
-        100.0 * metered / baseline,
-        millis(percentile(&latencies, 50)),
-        millis(percentile(&latencies, 99)),
+    report(
+        "one at a time, 16 tasks",
+        JOBS,
+        started.elapsed(),
+        latencies,
+        baseline,
     );
+
+    // The batcher, as fast as it goes: BATCHED_SENDERS tasks each sending its next job as soon
+    // as the last is metered.
+    let meter = Meter::start(db.clone(), ledger.clone());
+    let first = JOBS;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..BATCHED_SENDERS)
+        .map(|task| {
+            let (meter, job_of) = (meter.clone(), job_of.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                for i in 0..BATCHED_JOBS / BATCHED_SENDERS {
+                    let job = job_of(first + task * (BATCHED_JOBS / BATCHED_SENDERS) + i);
+                    let one = Instant::now();
+                    meter.meter(job).await?;
+                    latencies.push(one.elapsed());
+                }
+                Ok::<_, anyhow::Error>(latencies)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    report(
+        &format!("batcher, {BATCHED_SENDERS} senders"),
+        BATCHED_JOBS,
+        started.elapsed(),
+        latencies,
+        baseline,
+    );
+
+    // The batcher at a steady rate: a job every 200 µs (5,000 jobs/s) for 4 seconds, each
+    // timed from its send to its answer.
+    let first = JOBS + BATCHED_JOBS;
+    let steady_jobs = STEADY_RATE * 4;
+    let interval = Duration::from_secs(1) / u32::try_from(STEADY_RATE)?;
+    let started = tokio::time::Instant::now();
+    let mut sends = Vec::with_capacity(steady_jobs);
+    for n in 0..steady_jobs {
+        tokio::time::sleep_until(started + interval * u32::try_from(n)?).await;
+        let (meter, job) = (meter.clone(), job_of(first + n));
+        sends.push(tokio::spawn(async move {
+            let one = Instant::now();
+            meter.meter(job).await.map(|_| one.elapsed())
+        }));
+    }
+    let mut latencies = Vec::with_capacity(steady_jobs);
+    for send in sends {
+        latencies.push(send.await??);
+    }
+    report(
+        &format!("batcher, {STEADY_RATE} jobs/s offered"),
+        steady_jobs,
+        started.elapsed(),
+        latencies,
+        baseline,
+    );
+    let metered: i64 = sqlx::query_scalar("SELECT count(*) FROM usage_records")
+        .fetch_one(db)
+        .await?;
+    anyhow::ensure!(
+        metered == i64::try_from(JOBS + BATCHED_JOBS + steady_jobs)?,
+        "every job metered once: {metered} records"
+    );
+
+    if std::env::var("TENKI_BENCH_USAGE").as_deref() == Ok("off") {
+        return Ok(());
+    }
 
     // Usage page latency as a workspace's history grows: ~1,000 jobs a day, so a month holds
     // ~30,000 records whatever the total.
@@ -204,4 +287,18 @@ fn percentile(sorted: &[Duration], p: usize) -> Duration {
 
 fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1_000.0
+}
+
+/// Prints a phase's throughput, its ratio to the baseline and its per-job latency.
+fn report(phase: &str, jobs: usize, took: Duration, mut latencies: Vec<Duration>, baseline: f64) {
+    let rate = jobs as f64 / took.as_secs_f64();
+    latencies.sort();
+    println!(
+        "metering, {phase}: {jobs} jobs in {:.2} s = {rate:.0} jobs/s ({:.0}% of baseline); per job p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        took.as_secs_f64(),
+        100.0 * rate / baseline,
+        millis(percentile(&latencies, 50)),
+        millis(percentile(&latencies, 99)),
+        millis(latencies.last().copied().unwrap_or_default()),
+    );
 }

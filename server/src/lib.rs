@@ -106,6 +106,7 @@ pub async fn connect_on(db: tenki_core::PgPool, settings: &Settings) -> anyhow::
     let mailer = settings
         .mailer()
         .context("configuring e-mail (TENKI_SMTP_URL, TENKI_MAIL_FROM)")?;
+    let meter = tenki_core::metering::Meter::start(db.clone(), ledger.clone());
     Ok(Core {
         db,
         ledger,
@@ -115,6 +116,7 @@ pub async fn connect_on(db: tenki_core::PgPool, settings: &Settings) -> anyhow::
         kubernetes,
         capacity: settings.capacity,
         delivery_wakeup: tenki_core::github::drain::Wakeup::default(),
+        meter,
     })
 }
 

@@ -108,61 +108,102 @@ pub async fn resolve_label(db: &PgPool, label: &str) -> Result<ResolvedLabel, Ca
 }
 
 /// Resolves `label` and its price for `workspace_id` at `at` in one query: the workspace's
-/// custom price if one is in force, else the catalog's. The metering hot path uses this.
+/// custom price if one is in force, else the catalog's.
 pub async fn label_price_at(
     db: &PgPool,
     workspace_id: Uuid,
     label: &str,
     at: DateTime<Utc>,
 ) -> Result<(ResolvedLabel, Price), CatalogError> {
-    let normalized = normalize_label(label);
-    let (base, premium) = split_premium(&normalized);
-    let row = sqlx::query!(
-        r#"SELECT s.label, s.class, s.vcpus, s.memory_gb, s.os, s.arch,
+    label_prices_at(db, &[(workspace_id, label, at)])
+        .await?
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| Err(CatalogError::UnknownLabel(label.to_owned())))
+}
+
+/// [`label_price_at`] for many (workspace, label, moment) at once, in one query, answered in the
+/// order asked. The metering hot path uses this.
+pub async fn label_prices_at(
+    db: &PgPool,
+    wanted: &[(Uuid, &str, DateTime<Utc>)],
+) -> Result<Vec<Result<(ResolvedLabel, Price), CatalogError>>, sqlx::Error> {
+    let mut workspaces = Vec::with_capacity(wanted.len());
+    let mut bases = Vec::with_capacity(wanted.len());
+    let mut moments = Vec::with_capacity(wanted.len());
+    for (workspace_id, label, at) in wanted {
+        let normalized = normalize_label(label);
+        workspaces.push(*workspace_id);
+        bases.push(split_premium(&normalized).0.to_owned());
+        moments.push(*at);
+    }
+    let rows = sqlx::query!(
+        r#"SELECT q.ord AS "ord!", s.label, s.class, s.vcpus, s.memory_gb, s.os, s.arch,
                   (c.price_per_minute IS NOT NULL) AS "custom!",
                   coalesce(c.price_per_minute, p.price_per_minute) AS price_per_minute,
-                  c.premium_surcharge_per_minute AS custom_surcharge,
-                  p.premium_surcharge_per_minute AS catalog_surcharge
-           FROM runner_skus s
+                  c.premium_surcharge_per_minute AS "custom_surcharge?",
+                  p.premium_surcharge_per_minute AS "catalog_surcharge?"
+           FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) WITH ORDINALITY
+                AS q(workspace_id, label, at, ord)
+           JOIN runner_skus s ON s.label = q.label
            LEFT JOIN LATERAL (
                SELECT price_per_minute, premium_surcharge_per_minute FROM workspace_prices
-               WHERE workspace_id = $2 AND label = s.label AND active_from <= $3
+               WHERE workspace_id = q.workspace_id AND label = s.label AND active_from <= q.at
                ORDER BY active_from DESC LIMIT 1
            ) c ON true
            LEFT JOIN LATERAL (
                SELECT price_per_minute, premium_surcharge_per_minute FROM runner_prices
-               WHERE label = s.label AND active_from <= $3
+               WHERE label = s.label AND active_from <= q.at
                ORDER BY active_from DESC LIMIT 1
-           ) p ON true
-           WHERE s.label = $1"#,
-        base,
-        workspace_id,
-        at,
+           ) p ON true"#,
+        &workspaces,
+        &bases,
+        &moments,
     )
-    .fetch_optional(db)
-    .await?
-    .ok_or_else(|| CatalogError::UnknownLabel(label.to_owned()))?;
-    let per_minute = row.price_per_minute.ok_or_else(|| CatalogError::NoPrice {
-        label: label.to_owned(),
-        at,
-    })?;
-    let price = Price {
-        per_minute,
-        premium_surcharge_per_minute: if row.custom {
-            row.custom_surcharge
-        } else {
-            row.catalog_surcharge
-        },
-    };
-    let sku = Sku {
-        label: row.label,
-        class: row.class,
-        vcpus: row.vcpus,
-        memory_gb: row.memory_gb,
-        os: row.os,
-        arch: row.arch,
-    };
-    Ok((ResolvedLabel { sku, premium }, price))
+    .fetch_all(db)
+    .await?;
+    let mut answers: Vec<Result<(ResolvedLabel, Price), CatalogError>> = wanted
+        .iter()
+        .map(|(_, label, _)| Err(CatalogError::UnknownLabel((*label).to_owned())))
+        .collect();
+    for row in rows {
+        let Some(index) = usize::try_from(row.ord - 1)
+            .ok()
+            .filter(|&i| i < wanted.len())
+        else {
+            continue;
+        };
+        let (_, label, at) = wanted[index];
+        let (_, premium) = split_premium(&normalize_label(label));
+        answers[index] = match row.price_per_minute {
+            None => Err(CatalogError::NoPrice {
+                label: label.to_owned(),
+                at,
+            }),
+            Some(per_minute) => Ok((
+                ResolvedLabel {
+                    sku: Sku {
+                        label: row.label,
+                        class: row.class,
+                        vcpus: row.vcpus,
+                        memory_gb: row.memory_gb,
+                        os: row.os,
+                        arch: row.arch,
+                    },
+                    premium,
+                },
+                Price {
+                    per_minute,
+                    premium_surcharge_per_minute: if row.custom {
+                        row.custom_surcharge
+                    } else {
+                        row.catalog_surcharge
+                    },
+                },
+            )),
+        };
+    }
+    Ok(answers)
 }
 
 /// Every SKU with the catalog price in force at `at`, cheapest first within each class.

@@ -2,6 +2,7 @@
 //! TigerBeetle. One test binary: they share the harness and link once.
 
 mod addons;
+mod batched_metering;
 mod billing;
 mod crons;
 mod drain;

@@ -157,7 +157,7 @@ async fn process(core: &Core, delivery: Claimed, time_limit: Duration) {
     let id = delivery.delivery_id.as_str();
     let processed = tokio::time::timeout(
         time_limit,
-        events::process_delivery(&core.db, &core.ledger, id, Utc::now()),
+        events::process_delivery(&core.db, &core.meter, id, Utc::now()),
     )
     .await;
     let message = match processed {

@@ -10,8 +10,7 @@ use serde::Deserialize;
 use sqlx::PgPool;
 
 use crate::catalog;
-use crate::ledger::Ledger;
-use crate::metering::{self, FinishedJob, JobKey, MeteringError};
+use crate::metering::{FinishedJob, JobKey, Meter, MeteringError};
 use crate::{admission, runners};
 
 /// Why a delivery could not be processed; the drain retries it with back-off.
@@ -111,10 +110,10 @@ struct WorkflowJobEvent {
 }
 
 /// Processes the stored delivery `delivery_id` and marks it processed. Safe to repeat.
-#[tracing::instrument(level = "debug", skip(db, ledger, now))]
+#[tracing::instrument(level = "debug", skip(db, meter, now))]
 pub async fn process_delivery(
     db: &PgPool,
-    ledger: &Ledger,
+    meter: &Meter,
     delivery_id: &str,
     now: DateTime<Utc>,
 ) -> Result<Processed, ProcessError> {
@@ -135,7 +134,7 @@ pub async fn process_delivery(
     let outcome = match delivery.event.as_str() {
         "workflow_job" => {
             let event: WorkflowJobEvent = serde_json::from_value(body).map_err(parse_error)?;
-            workflow_job(db, ledger, event, delivery.received_at, now).await?
+            workflow_job(db, meter, event, delivery.received_at, now).await?
         }
         "installation" => {
             let event: InstallationEvent = serde_json::from_value(body).map_err(parse_error)?;
@@ -187,7 +186,7 @@ pub async fn record_failure(
 
 async fn workflow_job(
     db: &PgPool,
-    ledger: &Ledger,
+    meter: &Meter,
     event: WorkflowJobEvent,
     received_at: DateTime<Utc>,
     now: DateTime<Utc>,
@@ -322,7 +321,7 @@ async fn workflow_job(
         repository: event.repository.full_name.clone(),
         workflow: job.workflow_name.unwrap_or_default(),
     };
-    match metering::meter_job(db, ledger, &finished, now).await {
+    match meter.meter(finished).await {
         Ok(record) => {
             sqlx::query!(
                 "UPDATE github_jobs SET metered = true WHERE github_job_id = $1 AND run_attempt = $2",

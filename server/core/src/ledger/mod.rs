@@ -16,6 +16,9 @@ use uuid::Uuid;
 
 pub mod adjustments;
 pub mod reconcile;
+mod usage_batch;
+
+pub use usage_batch::UsageEntry;
 
 /// The ledger of money, in micro-cents (1/1,000,000 of a cent).
 pub const MONEY_LEDGER: u32 = 1;
@@ -259,31 +262,12 @@ impl Ledger {
         free_vcpu_minutes: u64,
         amount: u64,
     ) -> Result<(), LedgerError> {
-        let accounts = WorkspaceAccounts::of(posting.workspace_id);
-        let user_data = u128::from_be_bytes(*posting.workspace_id.as_bytes());
-        let mut chain = Vec::with_capacity(2);
-        if free_vcpu_minutes > 0 {
-            chain.push(
-                tb::Transfer::new(posting.free_minutes_transfer_id)
-                    .with_debit_account_id(accounts.free_minutes)
-                    .with_credit_account_id(fixed_account::FREE_MINUTES_USED)
-                    .with_amount(u128::from(free_vcpu_minutes))
-                    .with_ledger(FREE_MINUTES_LEDGER)
-                    .with_code(transfer_code::RUNNER_CHARGE)
-                    .with_user_data_128(user_data),
-            );
+        let mut chain = UsageEntry {
+            posting: *posting,
+            free_vcpu_minutes,
+            amount,
         }
-        if amount > 0 {
-            chain.push(
-                tb::Transfer::new(posting.charge_transfer_id)
-                    .with_debit_account_id(accounts.money)
-                    .with_credit_account_id(fixed_account::REVENUE)
-                    .with_amount(u128::from(amount))
-                    .with_ledger(MONEY_LEDGER)
-                    .with_code(transfer_code::RUNNER_CHARGE)
-                    .with_user_data_128(user_data),
-            );
-        }
+        .transfers();
         link(&mut chain);
         self.create_transfers(chain).await
     }
@@ -293,25 +277,12 @@ impl Ledger {
         &self,
         posting: &UsagePosting,
     ) -> Result<Option<PostedUsage>, LedgerError> {
-        let ids = vec![posting.free_minutes_transfer_id, posting.charge_transfer_id];
-        let found = bounded(self.client.lookup_transfers(ids))
+        Ok(self
+            .find_usage_postings(std::slice::from_ref(posting))
             .await?
-            .map_err(|e| LedgerError::Send(e.to_string()))?;
-        if found.is_empty() {
-            return Ok(None);
-        }
-        let mut posted = PostedUsage {
-            free_vcpu_minutes: 0,
-            amount: 0,
-        };
-        for transfer in found {
-            if transfer.id() == posting.free_minutes_transfer_id {
-                posted.free_vcpu_minutes = transfer.amount();
-            } else if transfer.id() == posting.charge_transfer_id {
-                posted.amount = transfer.amount();
-            }
-        }
-        Ok(Some(posted))
+            .into_iter()
+            .next()
+            .flatten())
     }
 
     /// Gives back what a job's usage posting moved (code 2003), as one linked chain whose ids

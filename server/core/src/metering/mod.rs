@@ -8,13 +8,19 @@
 
 use std::fmt;
 
-use chrono::{DateTime, Duration, SubsecRound as _, Utc};
+use chrono::{DateTime, Duration, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::catalog::{self, CatalogError};
-use crate::ledger::{Ledger, LedgerError, UsagePosting};
+use crate::catalog::{self, CatalogError, Price, ResolvedLabel};
+use crate::ledger::{Ledger, LedgerError, PostedUsage, UsagePosting};
 use crate::money::{self, OutOfRange};
+
+mod batch;
+mod batcher;
+
+pub use batch::meter_jobs;
+pub use batcher::Meter;
 
 /// GitHub's limit for a job on a self-hosted runner.
 pub const GITHUB_JOB_LIMIT: Duration = Duration::days(5);
@@ -61,6 +67,19 @@ pub struct Charge {
     pub amount: i64,
 }
 
+impl Charge {
+    /// What an earlier attempt posted to the ledger for job `job_key`.
+    fn posted(minutes: i64, posted: PostedUsage, job_key: &str) -> Result<Self, MeteringError> {
+        Ok(Self {
+            minutes,
+            free_vcpu_minutes: money::convert(posted.free_vcpu_minutes, || {
+                format!("job {job_key}'s posted free minutes")
+            })?,
+            amount: money::convert(posted.amount, || format!("job {job_key}'s posted charge"))?,
+        })
+    }
+}
+
 /// The usage record of a metered job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageRecord {
@@ -101,6 +120,8 @@ pub enum MeteringError {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     OutOfRange(#[from] OutOfRange),
+    #[error("the metering batcher stopped")]
+    Stopped,
     #[error("database")]
     Database(#[from] sqlx::Error),
     #[error("ledger")]
@@ -129,7 +150,10 @@ impl MeteringError {
                 "label not offered: {label} had no price when the job started"
             )),
             Self::OutOfRange(_) => Some("not billed: its figures are out of range".to_owned()),
-            Self::Catalog(CatalogError::Database(_)) | Self::Database(_) | Self::Ledger(_) => None,
+            Self::Catalog(CatalogError::Database(_))
+            | Self::Stopped
+            | Self::Database(_)
+            | Self::Ledger(_) => None,
         }
     }
 }
@@ -198,16 +222,7 @@ pub async fn meter_job(
 ) -> Result<UsageRecord, MeteringError> {
     let job_key = job.key.to_string();
     // PostgreSQL keeps microseconds: bill from, and return, exactly what is stored.
-    let started_at = job.started_at.trunc_subsecs(6);
-    let completed_at = job.completed_at.trunc_subsecs(6);
-    let minutes = billable_minutes(started_at, completed_at)
-        .ok_or_else(|| MeteringError::CompletedBeforeStarted(job_key.clone()))?;
-    if completed_at - started_at > MAX_JOB_LIFETIME {
-        return Err(MeteringError::TooLong {
-            job: job_key,
-            minutes,
-        });
-    }
+    let (started_at, completed_at, minutes) = batch::check_times(job, &job_key)?;
     let (resolved, price) =
         catalog::label_price_at(db, job.workspace_id, &job.label, started_at).await?;
     let surcharge = if resolved.premium {
@@ -257,13 +272,7 @@ pub async fn meter_job(
     let charge = match posted {
         // A previous attempt posted to the ledger and died before the database: finish it with
         // exactly what was posted.
-        Some(posted) => Charge {
-            minutes,
-            free_vcpu_minutes: money::convert(posted.free_vcpu_minutes, || {
-                format!("job {job_key}'s posted free minutes")
-            })?,
-            amount: money::convert(posted.amount, || format!("job {job_key}'s posted charge"))?,
-        },
+        Some(posted) => Charge::posted(minutes, posted, &job_key)?,
         None => {
             let charge = price_job(
                 &job_key,
@@ -286,11 +295,41 @@ pub async fn meter_job(
         }
     };
 
-    let record = UsageRecord {
+    let record = usage_record(
+        job,
+        job_key,
+        (started_at, completed_at),
+        &resolved,
+        &price,
+        surcharge,
+        discount,
+        charge,
+    )?;
+    insert_usage_records(&mut tx, &[(record.clone(), posting)], now).await?;
+    tx.commit().await?;
+    Ok(record)
+}
+
+/// The usage record of a priced job.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "every figure a usage record keeps"
+)]
+fn usage_record(
+    job: &FinishedJob,
+    job_key: String,
+    (started_at, completed_at): (DateTime<Utc>, DateTime<Utc>),
+    resolved: &ResolvedLabel,
+    price: &Price,
+    surcharge: i64,
+    discount: i32,
+    charge: Charge,
+) -> Result<UsageRecord, MeteringError> {
+    Ok(UsageRecord {
         job_key,
         workspace_id: job.workspace_id,
         label: catalog::normalize_label(&job.label),
-        sku_label: resolved.sku.label,
+        sku_label: resolved.sku.label.clone(),
         premium: resolved.premium,
         vcpus: resolved.sku.vcpus,
         repository: job.repository.clone(),
@@ -305,37 +344,90 @@ pub async fn meter_job(
         premium_surcharge_per_minute: surcharge,
         discount_basis_points: discount,
         amount: charge.amount,
-    };
+    })
+}
+
+/// Inserts usage records with the ids of the ledger transfers they were posted with, in one
+/// statement.
+async fn insert_usage_records(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    records: &[(UsageRecord, UsagePosting)],
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    let mut job_keys = Vec::with_capacity(records.len());
+    let mut labels = Vec::with_capacity(records.len());
+    let mut sku_labels = Vec::with_capacity(records.len());
+    let mut repositories = Vec::with_capacity(records.len());
+    let mut workflows = Vec::with_capacity(records.len());
+    let mut workspaces = Vec::with_capacity(records.len());
+    let mut premiums = Vec::with_capacity(records.len());
+    let mut vcpus = Vec::with_capacity(records.len());
+    let mut starts = Vec::with_capacity(records.len());
+    let mut ends = Vec::with_capacity(records.len());
+    let mut minutes = Vec::with_capacity(records.len());
+    let mut free = Vec::with_capacity(records.len());
+    let mut prices = Vec::with_capacity(records.len());
+    let mut surcharges = Vec::with_capacity(records.len());
+    let mut discounts = Vec::with_capacity(records.len());
+    let mut amounts = Vec::with_capacity(records.len());
+    let mut free_transfers = Vec::with_capacity(records.len());
+    let mut charge_transfers = Vec::with_capacity(records.len());
+    for (record, posting) in records {
+        job_keys.push(record.job_key.as_str());
+        labels.push(record.label.as_str());
+        sku_labels.push(record.sku_label.as_str());
+        repositories.push(record.repository.as_str());
+        workflows.push(record.workflow.as_str());
+        workspaces.push(record.workspace_id);
+        premiums.push(record.premium);
+        vcpus.push(record.vcpus);
+        starts.push(record.started_at);
+        ends.push(record.completed_at);
+        minutes.push(record.minutes);
+        free.push(record.free_vcpu_minutes);
+        prices.push(record.price_per_minute);
+        surcharges.push(record.premium_surcharge_per_minute);
+        discounts.push(record.discount_basis_points);
+        amounts.push(record.amount);
+        free_transfers.push(
+            (record.free_vcpu_minutes > 0)
+                .then(|| Uuid::from_u128(posting.free_minutes_transfer_id)),
+        );
+        charge_transfers
+            .push((record.amount > 0).then(|| Uuid::from_u128(posting.charge_transfer_id)));
+    }
     sqlx::query!(
         "INSERT INTO usage_records (job_key, workspace_id, label, sku_label, premium, vcpus,
              repository, workflow, started_at, completed_at, minutes, free_vcpu_minutes,
              price_per_minute, premium_surcharge_per_minute, discount_basis_points, amount,
              free_minutes_transfer_id, charge_transfer_id, metered_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
-        record.job_key,
-        record.workspace_id,
-        record.label,
-        record.sku_label,
-        record.premium,
-        record.vcpus,
-        record.repository,
-        record.workflow,
-        record.started_at,
-        record.completed_at,
-        record.minutes,
-        record.free_vcpu_minutes,
-        record.price_per_minute,
-        record.premium_surcharge_per_minute,
-        record.discount_basis_points,
-        record.amount,
-        (record.free_vcpu_minutes > 0).then(|| Uuid::from_u128(posting.free_minutes_transfer_id)),
-        (record.amount > 0).then(|| Uuid::from_u128(posting.charge_transfer_id)),
+         SELECT *, $19::timestamptz FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[],
+             $5::bool[], $6::int4[], $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[],
+             $11::int8[], $12::int8[], $13::int8[], $14::int8[], $15::int4[], $16::int8[],
+             $17::uuid[], $18::uuid[])",
+        &job_keys as &[&str],
+        &workspaces,
+        &labels as &[&str],
+        &sku_labels as &[&str],
+        &premiums,
+        &vcpus,
+        &repositories as &[&str],
+        &workflows as &[&str],
+        &starts,
+        &ends,
+        &minutes,
+        &free,
+        &prices,
+        &surcharges,
+        &discounts,
+        &amounts,
+        &free_transfers as &[Option<Uuid>],
+        &charge_transfers as &[Option<Uuid>],
         now,
     )
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
-    tx.commit().await?;
-    Ok(record)
+    Ok(())
 }
 
 /// The usage record of `job_key`, whichever workspace it is in: the caller checks it is the
