@@ -278,6 +278,7 @@ async fn end_to_end(db: &sqlx::PgPool, url: &str) -> anyhow::Result<()> {
     .await?;
     let jobs: Vec<[serde_json::Value; 3]> = burst.iter().map(stages).collect();
     let jobs = Arc::new(std::sync::Mutex::new(jobs));
+    let ledger_before = ledger_requests();
     let started = Instant::now();
     let mut senders = Vec::new();
     for _ in 0..SENDERS {
@@ -337,6 +338,20 @@ async fn end_to_end(db: &sqlx::PgPool, url: &str) -> anyhow::Result<()> {
     println!(
         "  {retried} deliveries needed more than one attempt ({attempts} attempts in all): {errors:?}"
     );
+    // Every TigerBeetle request is a durable write; how many the burst made and how long they took.
+    let ledger_after = ledger_requests();
+    for (series, (count, sum)) in &ledger_after {
+        let (count_before, sum_before) = ledger_before.get(series).copied().unwrap_or_default();
+        let (count, sum) = (count - count_before, sum - sum_before);
+        if series.starts_with("metering_batch_jobs") {
+            println!("  metering: {count:.0} batches, {sum:.0} jobs");
+        } else {
+            println!(
+                "  {series}: {count:.0} requests, {:.0} ms in all",
+                sum * 1_000.0
+            );
+        }
+    }
     println!(
         "end to end, concurrency {concurrency}, provisioning {provisioning}: {} deliveries sent in {:.2} s ({:.0}/s); every job recorded and metered {:.0} ms after the last 2xx",
         BURST_JOBS * 3,
@@ -425,4 +440,33 @@ async fn send_all(
     let rate = DELIVERIES as f64 / started.elapsed().as_secs_f64();
     latencies.sort();
     Ok((rate, latencies))
+}
+
+/// The server's TigerBeetle requests so far, by operation and including the metering batches'
+/// sizes: (count, sum) from its Prometheus metrics.
+fn ledger_requests() -> std::collections::BTreeMap<String, (f64, f64)> {
+    let mut totals = std::collections::BTreeMap::<String, (f64, f64)>::new();
+    for line in server::telemetry::metrics_handle().render().lines() {
+        let Some((name, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        for prefix in [
+            "ledger_request_seconds",
+            "metering_batch_jobs",
+            "github_delivery_processing_seconds",
+        ] {
+            let Some(rest) = name.strip_prefix(prefix) else {
+                continue;
+            };
+            if let Some(labels) = rest.strip_prefix("_count") {
+                totals.entry(format!("{prefix}{labels}")).or_default().0 += value;
+            } else if let Some(labels) = rest.strip_prefix("_sum") {
+                totals.entry(format!("{prefix}{labels}")).or_default().1 += value;
+            }
+        }
+    }
+    totals
 }

@@ -116,6 +116,7 @@ pub async fn connect_on(db: tenki_core::PgPool, settings: &Settings) -> anyhow::
         kubernetes,
         capacity: settings.capacity,
         delivery_wakeup: tenki_core::github::drain::Wakeup::default(),
+        admission_passes: tenki_core::admission::PassRequests::default(),
         meter,
     })
 }
@@ -430,6 +431,10 @@ pub async fn run_until_stopped_within(
         tenki_core::github::drain::DrainOptions::with_concurrency(application.worker_concurrency),
         stopped(&application.stop_worker),
     ));
+    let admission_passes = tokio::spawn(tenki_core::admission::passes::run(
+        application.core.clone(),
+        stopped(&application.stop_worker),
+    ));
     let worker = tokio::spawn(supervise_worker(
         application.worker,
         application.core.clone(),
@@ -448,6 +453,9 @@ pub async fn run_until_stopped_within(
         let worker = worker.await;
         if let Err(e) = drain.await {
             tracing::error!("the GitHub delivery drain panicked: {e}");
+        }
+        if let Err(e) = admission_passes.await {
+            tracing::error!("the admission pass loop panicked: {e}");
         }
         (http, worker)
     })

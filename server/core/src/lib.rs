@@ -52,6 +52,8 @@ pub struct Core {
     pub capacity: admission::Capacity,
     /// Wakes this server's delivery drain when the intake stored a delivery.
     pub delivery_wakeup: github::drain::Wakeup,
+    /// Asks this server's admission pass loop for a pass.
+    pub admission_passes: admission::PassRequests,
     /// This server's metering batcher: finished jobs are metered through it, in batches.
     pub meter: metering::Meter,
 }

@@ -22,6 +22,10 @@ use crate::ledger::{Ledger, LedgerError};
 use crate::metering::JobKey;
 use crate::queue::{self, NewJob};
 
+pub mod passes;
+
+pub use passes::PassRequests;
+
 /// Concurrent jobs included per workspace, for x64 and, separately, for macOS.
 pub const INCLUDED_SLOTS: i64 = 40;
 
@@ -438,7 +442,7 @@ pub async fn request_pass(db: &mut sqlx::PgConnection) -> Result<(), sqlx::Error
 
 /// Releases the slot of job `key`, if it holds one, and marks its admission done (with `reason`
 /// when it ends without running, e.g. "could not start a runner: …"). Returns whether a slot was
-/// released.
+/// released: the caller then asks for an admission pass, so a waiting job takes the slot.
 pub async fn release_slot(
     tx: &mut sqlx::PgConnection,
     key: JobKey,
@@ -465,9 +469,6 @@ pub async fn release_slot(
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    if released {
-        request_pass(tx).await?;
-    }
     Ok(released)
 }
 

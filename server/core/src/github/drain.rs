@@ -155,13 +155,19 @@ pub async fn run(
 /// e^min(attempts, 10) seconds (2.7 s, 7.4 s, … then every 6 hours), as the queue did before.
 async fn process(core: &Core, delivery: Claimed, time_limit: Duration) {
     let id = delivery.delivery_id.as_str();
-    let processed = tokio::time::timeout(
-        time_limit,
-        events::process_delivery(&core.db, &core.meter, id, Utc::now()),
-    )
-    .await;
+    let started = std::time::Instant::now();
+    let processed =
+        tokio::time::timeout(time_limit, events::process_delivery(core, id, Utc::now())).await;
     let message = match processed {
         Ok(Ok(outcome)) => {
+            let kind = match &outcome {
+                events::Processed::Job { status, .. } => status.clone(),
+                events::Processed::NotTenkis => "not_tenkis".to_owned(),
+                events::Processed::Installation => "installation".to_owned(),
+                events::Processed::Nothing => "nothing".to_owned(),
+            };
+            metrics::histogram!("github_delivery_processing_seconds", "outcome" => kind)
+                .record(started.elapsed().as_secs_f64());
             tracing::debug!(delivery = id, ?outcome, "delivery processed");
             metrics::counter!("github_deliveries_processed_total", "outcome" => "processed")
                 .increment(1);

@@ -9,9 +9,10 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use sqlx::PgPool;
 
+use crate::Core;
 use crate::catalog;
-use crate::metering::{FinishedJob, JobKey, Meter, MeteringError};
-use crate::{admission, runners};
+use crate::metering::{FinishedJob, JobKey, MeteringError};
+use crate::runners;
 
 /// Why a delivery could not be processed; the drain retries it with back-off.
 #[derive(Debug, thiserror::Error)]
@@ -110,13 +111,13 @@ struct WorkflowJobEvent {
 }
 
 /// Processes the stored delivery `delivery_id` and marks it processed. Safe to repeat.
-#[tracing::instrument(level = "debug", skip(db, meter, now))]
+#[tracing::instrument(level = "debug", skip(core, now))]
 pub async fn process_delivery(
-    db: &PgPool,
-    meter: &Meter,
+    core: &Core,
     delivery_id: &str,
     now: DateTime<Utc>,
 ) -> Result<Processed, ProcessError> {
+    let db = &core.db;
     let delivery = sqlx::query!(
         "SELECT event, body, received_at FROM github_deliveries WHERE delivery_id = $1",
         delivery_id,
@@ -134,7 +135,7 @@ pub async fn process_delivery(
     let outcome = match delivery.event.as_str() {
         "workflow_job" => {
             let event: WorkflowJobEvent = serde_json::from_value(body).map_err(parse_error)?;
-            workflow_job(db, meter, event, delivery.received_at, now).await?
+            workflow_job(core, event, delivery.received_at, now).await?
         }
         "installation" => {
             let event: InstallationEvent = serde_json::from_value(body).map_err(parse_error)?;
@@ -185,12 +186,12 @@ pub async fn record_failure(
 }
 
 async fn workflow_job(
-    db: &PgPool,
-    meter: &Meter,
+    core: &Core,
     event: WorkflowJobEvent,
     received_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<Processed, ProcessError> {
+    let db = &core.db;
     let job = event.workflow_job;
     let labels: Vec<&str> = job.labels.iter().map(String::as_str).collect();
     let Some(label) = catalog::first_tenki_label(db, &labels).await? else {
@@ -258,9 +259,10 @@ async fn workflow_job(
     // The job's place in admission and its runner (SPEC §4, §5).
     if let Some(workspace_id) = workspace_id {
         match (row.status.as_str(), row.runner_name.as_deref()) {
+            // In-process: a durable request per queued job serialized a burst on its one
+            // queue key; the job's own `pending` state is what a later pass would find anyway.
             ("waiting" | "queued", _) if row.admission == "pending" => {
-                let mut conn = db.acquire().await?;
-                admission::request_pass(&mut conn).await?;
+                core.admission_passes.request();
             }
             ("in_progress", Some(runner_name)) => {
                 let mut tx = db.begin().await?;
@@ -269,8 +271,12 @@ async fn workflow_job(
             }
             ("completed", runner_name) => {
                 let mut tx = db.begin().await?;
-                runners::job_completed(&mut tx, workspace_id, key, runner_name, now).await?;
+                let released =
+                    runners::job_completed(&mut tx, workspace_id, key, runner_name, now).await?;
                 tx.commit().await?;
+                if released {
+                    core.admission_passes.request();
+                }
             }
             _ => {}
         }
@@ -321,7 +327,7 @@ async fn workflow_job(
         repository: event.repository.full_name.clone(),
         workflow: job.workflow_name.unwrap_or_default(),
     };
-    match meter.meter(finished).await {
+    match core.meter.meter(finished).await {
         Ok(record) => {
             sqlx::query!(
                 "UPDATE github_jobs SET metered = true WHERE github_job_id = $1 AND run_attempt = $2",

@@ -243,9 +243,12 @@ impl Ledger {
     /// A workspace's free minutes left, in vCPU-minutes.
     pub async fn free_vcpu_minutes_left(&self, workspace_id: Uuid) -> Result<u128, LedgerError> {
         let account = WorkspaceAccounts::of(workspace_id).free_minutes;
-        let found = bounded(self.client.lookup_accounts(vec![account]))
-            .await?
-            .map_err(|e| LedgerError::Send(e.to_string()))?;
+        let found = bounded(
+            "lookup_accounts",
+            self.client.lookup_accounts(vec![account]),
+        )
+        .await?
+        .map_err(|e| LedgerError::Send(e.to_string()))?;
         let account = found.first().ok_or(LedgerError::MissingAccount(account))?;
         // The account refuses debits beyond its credits, so this never goes below zero.
         account
@@ -448,7 +451,7 @@ impl Ledger {
 
     /// The posted debits and credits of an account, or `None` if it does not exist.
     pub async fn account_totals(&self, id: u128) -> Result<Option<(u128, u128)>, LedgerError> {
-        let found = bounded(self.client.lookup_accounts(vec![id]))
+        let found = bounded("lookup_accounts", self.client.lookup_accounts(vec![id]))
             .await?
             .map_err(|e| LedgerError::Send(e.to_string()))?;
         Ok(found
@@ -458,7 +461,7 @@ impl Ledger {
 
     /// Transfers by id; missing ones are left out.
     pub async fn lookup_transfers(&self, ids: Vec<u128>) -> Result<Vec<tb::Transfer>, LedgerError> {
-        bounded(self.client.lookup_transfers(ids))
+        bounded("lookup_transfers", self.client.lookup_transfers(ids))
             .await?
             .map_err(|e| LedgerError::Send(e.to_string()))
     }
@@ -477,7 +480,7 @@ impl Ledger {
     }
 
     async fn create_accounts(&self, accounts: Vec<tb::Account>) -> Result<(), LedgerError> {
-        match bounded(self.client.create_accounts(accounts)).await? {
+        match bounded("create_accounts", self.client.create_accounts(accounts)).await? {
             Ok(()) => Ok(()),
             Err(CreateAccountsError::Api(errors)) => {
                 let refused: Vec<String> = errors
@@ -497,7 +500,7 @@ impl Ledger {
     }
 
     async fn create_transfers(&self, transfers: Vec<tb::Transfer>) -> Result<(), LedgerError> {
-        match bounded(self.client.create_transfers(transfers)).await? {
+        match bounded("create_transfers", self.client.create_transfers(transfers)).await? {
             Ok(()) => Ok(()),
             Err(CreateTransfersError::Api(errors)) => {
                 // `Exists` is a retry of a transfer already posted: the outcome we wanted.
@@ -527,10 +530,17 @@ fn link(chain: &mut [tb::Transfer]) {
     }
 }
 
-async fn bounded<T>(call: impl Future<Output = T>) -> Result<T, LedgerError> {
-    tokio::time::timeout(CALL_TIMEOUT, call)
-        .await
-        .map_err(|_| LedgerError::Timeout(CALL_TIMEOUT))
+/// Runs one TigerBeetle request, cut off after [`CALL_TIMEOUT`], and records how long it took
+/// (`ledger_request_seconds`, by operation): every request is a durable write on the cluster.
+async fn bounded<T>(
+    operation: &'static str,
+    call: impl Future<Output = T>,
+) -> Result<T, LedgerError> {
+    let started = std::time::Instant::now();
+    let answer = tokio::time::timeout(CALL_TIMEOUT, call).await;
+    metrics::histogram!("ledger_request_seconds", "operation" => operation)
+        .record(started.elapsed().as_secs_f64());
+    answer.map_err(|_| LedgerError::Timeout(CALL_TIMEOUT))
 }
 
 #[cfg(test)]

@@ -70,6 +70,7 @@ impl Ledger {
             return Ok(HashMap::new());
         }
         let found = bounded(
+            "lookup_accounts",
             self.client
                 .lookup_accounts(by_account.keys().copied().collect::<Vec<u128>>()),
         )
@@ -102,12 +103,13 @@ impl Ledger {
             .iter()
             .flat_map(|p| [p.free_minutes_transfer_id, p.charge_transfer_id])
             .collect();
-        let found: HashMap<u128, u128> = bounded(self.client.lookup_transfers(ids))
-            .await?
-            .map_err(|e| LedgerError::Send(e.to_string()))?
-            .into_iter()
-            .map(|transfer| (transfer.id(), transfer.amount()))
-            .collect();
+        let found: HashMap<u128, u128> =
+            bounded("lookup_transfers", self.client.lookup_transfers(ids))
+                .await?
+                .map_err(|e| LedgerError::Send(e.to_string()))?
+                .into_iter()
+                .map(|transfer| (transfer.id(), transfer.amount()))
+                .collect();
         Ok(postings
             .iter()
             .map(|posting| {
@@ -144,7 +146,7 @@ impl Ledger {
         if transfers.is_empty() {
             return Ok(outcomes);
         }
-        match bounded(self.client.create_transfers(transfers)).await? {
+        match bounded("create_transfers", self.client.create_transfers(transfers)).await? {
             Ok(()) => {}
             Err(CreateTransfersError::Api(errors)) => {
                 for error in errors.as_slice() {

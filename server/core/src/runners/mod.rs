@@ -538,7 +538,9 @@ pub async fn runner_failed(
     if still_waiting {
         if permanent || failures >= MAX_RUNNER_FAILURES {
             let shown = format!("could not start a runner: {reason}");
-            admission::release_slot(&mut tx, key, Some(&shown), now).await?;
+            if admission::release_slot(&mut tx, key, Some(&shown), now).await? {
+                admission::request_pass(&mut tx).await?;
+            }
         } else {
             // Back off: 30 s, 60 s, … before the next runner.
             let delay = chrono::Duration::seconds(30 * (1 << failures.clamp(0, 6)));
@@ -752,15 +754,16 @@ pub async fn job_started(
 }
 
 /// GitHub says job `key` completed (on `runner_name`, or on none when cancelled while waiting):
-/// its slot is released and the runners it used or asked for are removed.
+/// its slot is released and the runners it used or asked for are removed. Returns whether a slot
+/// was released: once `tx` is committed, the caller asks for an admission pass.
 pub async fn job_completed(
     tx: &mut sqlx::PgConnection,
     workspace_id: Uuid,
     key: JobKey,
     runner_name: Option<&str>,
     now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    admission::release_slot(tx, key, None, now).await?;
+) -> Result<bool, sqlx::Error> {
+    let released = admission::release_slot(tx, key, None, now).await?;
     if let Some(runner_name) = runner_name {
         let finished = sqlx::query(
             "UPDATE runners SET state = 'finished', finished_at = $3, updated_at = $3
@@ -788,7 +791,7 @@ pub async fn job_completed(
     for name in idle {
         enqueue_removal(tx, &name, Removal::Idle).await?;
     }
-    Ok(())
+    Ok(released)
 }
 
 /// A live runner, as the Runners page and `tenki admin runners` list it.
