@@ -485,15 +485,14 @@ pub async fn slot_follows_runner(
     label: &str,
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
+    // Nearly every job runs on a runner asked for it, admitted: nothing moves, and the admission
+    // lock (which every pass holds) is not needed to see that. An admitted job stays admitted
+    // until it ends, so the answer cannot go stale; any other answer is read again under the lock.
+    if admission_of(tx, ran).await?.is_none_or(|a| a == "admitted") {
+        return Ok(());
+    }
     lock_admission(tx).await?;
-    let ran_admission: Option<String> = sqlx::query_scalar(
-        "SELECT admission FROM github_jobs WHERE github_job_id = $1 AND run_attempt = $2",
-    )
-    .bind(ran.github_job_id)
-    .bind(ran.run_attempt)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if ran_admission.is_none_or(|a| a == "admitted") {
+    if admission_of(tx, ran).await?.is_none_or(|a| a == "admitted") {
         return Ok(());
     }
     let donor: Option<(i64, i32)> = sqlx::query_as(
@@ -550,6 +549,20 @@ pub async fn slot_follows_runner(
         crate::runners::enqueue_removal(tx, &name, crate::runners::Removal::Idle).await?;
     }
     request_pass(tx).await
+}
+
+/// Job `key`'s admission state, if the job is known.
+async fn admission_of(
+    tx: &mut sqlx::PgConnection,
+    key: JobKey,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT admission FROM github_jobs WHERE github_job_id = $1 AND run_attempt = $2",
+    )
+    .bind(key.github_job_id)
+    .bind(key.run_attempt)
+    .fetch_optional(tx)
+    .await
 }
 
 async fn workspace_states(

@@ -115,10 +115,10 @@ pub async fn meter_jobs(
         .collect();
     workspace_ids.sort_unstable();
     workspace_ids.dedup();
-    // Serializes metering per workspace, as `meter_job` does; in id order, so that batches
+    // Serializes metering per workspace, with `meter_job`'s lock; in id order, so that batches
     // locking overlapping workspaces wait for each other instead of deadlocking.
     let locked: HashSet<Uuid> = sqlx::query_scalar!(
-        "SELECT id FROM workspaces WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        "SELECT id FROM workspaces WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
         &workspace_ids,
     )
     .fetch_all(&mut *tx)

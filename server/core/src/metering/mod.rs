@@ -235,7 +235,10 @@ pub async fn meter_job(
 
     let mut tx = db.begin().await?;
     // Serializes metering per workspace: the free-minute balance read below stays true until
-    // the ledger chain is posted. The discount is the one in force when the job started.
+    // the ledger chain is posted. `NO KEY UPDATE`, not `UPDATE`: rows that reference the
+    // workspace (a concurrency slot, a usage record) can still be inserted meanwhile; the
+    // stronger lock made the admission pass wait for metering while holding its own lock.
+    // The discount is the one in force when the job started.
     let workspace = sqlx::query!(
         r#"SELECT coalesce((SELECT basis_points FROM workspace_discounts
                             WHERE workspace_id = w.id AND active_from <= $3
@@ -243,7 +246,7 @@ pub async fn meter_job(
                   EXISTS (SELECT 1 FROM ledger_adjustments
                           WHERE kind = 'usage_reversal' AND job_key = $2
                             AND workspace_id = w.id) AS "reversed!"
-           FROM workspaces w WHERE w.id = $1 FOR UPDATE"#,
+           FROM workspaces w WHERE w.id = $1 FOR NO KEY UPDATE"#,
         job.workspace_id,
         job_key,
         started_at,

@@ -712,10 +712,9 @@ pub async fn job_started(
     runner_name: &str,
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    // The admission lock first, as `job_completed` takes it (releasing the slot) before the
-    // runner's row: the other order deadlocked when a job's start and completion were processed
-    // at the same time.
-    admission::lock_admission(tx).await?;
+    // The runner's row first, then (only when the slot must move) the admission lock, the order
+    // `job_completed` takes them in too: the opposite orders deadlocked when a job's start and
+    // completion were processed at the same time.
     // `online_at` equals `now` afterwards only when this is the runner's first job delivery.
     let runner: Option<StartedRunner> = sqlx::query_as(
         "UPDATE runners SET state = CASE WHEN state IN ('requested', 'starting') THEN 'running' ELSE state END,
@@ -763,7 +762,7 @@ pub async fn job_completed(
     runner_name: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
-    let released = admission::release_slot(tx, key, None, now).await?;
+    // The runner's row before the admission lock (`release_slot`), as `job_started` does.
     if let Some(runner_name) = runner_name {
         let finished = sqlx::query(
             "UPDATE runners SET state = 'finished', finished_at = $3, updated_at = $3
@@ -791,7 +790,7 @@ pub async fn job_completed(
     for name in idle {
         enqueue_removal(tx, &name, Removal::Idle).await?;
     }
-    Ok(released)
+    admission::release_slot(tx, key, None, now).await
 }
 
 /// A live runner, as the Runners page and `tenki admin runners` list it.
