@@ -279,13 +279,9 @@ pub async fn admit_waiting(
         slots_in_use.insert(key, in_use + 1);
         vcpus_in_use.insert(class.to_owned(), used + vcpus);
         admitted.push(candidate);
-        report.admitted.push(JobKey {
-            github_job_id: candidate.github_job_id,
-            run_attempt: candidate.run_attempt,
-        });
     }
 
-    take_slots(&mut tx, &admitted, now).await?;
+    report.admitted = take_slots(&mut tx, &admitted, now).await?;
     // Write only what changed: a pass over 10,000 waiting jobs rewrites few of them.
     let current: HashMap<(i64, i32), (&str, Option<&str>)> = candidates
         .iter()
@@ -307,7 +303,8 @@ pub async fn admit_waiting(
         sqlx::query(
             "UPDATE github_jobs j SET admission = u.state, admission_reason = u.reason, updated_at = $5
              FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[]) AS u(id, attempt, state, reason)
-             WHERE j.github_job_id = u.id AND j.run_attempt = u.attempt",
+             WHERE j.github_job_id = u.id AND j.run_attempt = u.attempt
+               AND j.status IN ('waiting', 'queued')",
         )
         .bind(&ids)
         .bind(&attempts)
@@ -325,16 +322,41 @@ pub async fn admit_waiting(
     Ok(report)
 }
 
-/// Gives each of `admitted` a slot, marks it admitted and enqueues its runner, in `tx`: three
-/// statements whatever their number (a burst of 4,000 admissions took 10 s one job at a time).
+/// Gives each of `admitted` that still waits a slot, marks it admitted and enqueues its runner,
+/// in `tx`: three statements whatever their number (a burst of 4,000 admissions took 10 s one
+/// job at a time). Returns the jobs admitted. A job that ended since the pass read it is left
+/// out: its completion does not wait for passes (`release_slot` takes no admission lock), so the
+/// state is checked again here, on the row its completion locks.
 async fn take_slots(
     tx: &mut sqlx::PgConnection,
     admitted: &[&Candidate],
     now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
+) -> Result<Vec<JobKey>, sqlx::Error> {
     if admitted.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
+    let ids: Vec<i64> = admitted.iter().map(|c| c.github_job_id).collect();
+    let attempts: Vec<i32> = admitted.iter().map(|c| c.run_attempt).collect();
+    let still_waiting: std::collections::HashSet<(i64, i32)> = sqlx::query_as(
+        "UPDATE github_jobs j SET admission = 'admitted', admission_reason = NULL, admitted_at = $3,
+                updated_at = $3
+         FROM unnest($1::bigint[], $2::int[]) AS a(id, attempt)
+         WHERE j.github_job_id = a.id AND j.run_attempt = a.attempt
+           AND j.admission IN ('pending', 'waiting', 'blocked') AND j.status IN ('waiting', 'queued')
+         RETURNING j.github_job_id, j.run_attempt",
+    )
+    .bind(&ids)
+    .bind(&attempts)
+    .bind(now)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
+    let admitted: Vec<&Candidate> = admitted
+        .iter()
+        .copied()
+        .filter(|c| still_waiting.contains(&(c.github_job_id, c.run_attempt)))
+        .collect();
     let ids: Vec<i64> = admitted.iter().map(|c| c.github_job_id).collect();
     let attempts: Vec<i32> = admitted.iter().map(|c| c.run_attempt).collect();
     let workspaces: Vec<Uuid> = admitted.iter().map(|c| c.workspace_id).collect();
@@ -354,17 +376,6 @@ async fn take_slots(
     .bind(now)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
-        "UPDATE github_jobs j SET admission = 'admitted', admission_reason = NULL, admitted_at = $3,
-                updated_at = $3
-         FROM unnest($1::bigint[], $2::int[]) AS a(id, attempt)
-         WHERE j.github_job_id = a.id AND j.run_attempt = a.attempt",
-    )
-    .bind(&ids)
-    .bind(&attempts)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
     let jobs: Vec<(serde_json::Value, String)> = admitted
         .iter()
         .map(|c| {
@@ -378,7 +389,14 @@ async fn take_slots(
             )
         })
         .collect();
-    queue::enqueue_all(tx, PROVISION_RUNNER_TASK, &jobs, 10).await
+    queue::enqueue_all(tx, PROVISION_RUNNER_TASK, &jobs, 10).await?;
+    Ok(admitted
+        .iter()
+        .map(|c| JobKey {
+            github_job_id: c.github_job_id,
+            run_attempt: c.run_attempt,
+        })
+        .collect())
 }
 
 /// The queue key of job `key`'s provisioning: one pending per job.
@@ -443,21 +461,17 @@ pub async fn request_pass(db: &mut sqlx::PgConnection) -> Result<(), sqlx::Error
 /// Releases the slot of job `key`, if it holds one, and marks its admission done (with `reason`
 /// when it ends without running, e.g. "could not start a runner: …"). Returns whether a slot was
 /// released: the caller then asks for an admission pass, so a waiting job takes the slot.
+///
+/// Takes no admission lock, so a completion never waits for a pass: it locks the job's row
+/// first, which a pass admitting the job at the same moment also updates (and only while the
+/// job still waits), and deletes the slot after, so it finds a slot that pass committed. A pass
+/// that counted the slot just before it went only admits one job fewer until the next pass.
 pub async fn release_slot(
     tx: &mut sqlx::PgConnection,
     key: JobKey,
     reason: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
-    lock_admission(tx).await?;
-    let released =
-        sqlx::query("DELETE FROM runner_slots WHERE github_job_id = $1 AND run_attempt = $2")
-            .bind(key.github_job_id)
-            .bind(key.run_attempt)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-            > 0;
     sqlx::query(
         "UPDATE github_jobs SET admission = 'done', admission_reason = coalesce($3, admission_reason),
                 updated_at = $4
@@ -469,6 +483,14 @@ pub async fn release_slot(
     .bind(now)
     .execute(&mut *tx)
     .await?;
+    let released =
+        sqlx::query("DELETE FROM runner_slots WHERE github_job_id = $1 AND run_attempt = $2")
+            .bind(key.github_job_id)
+            .bind(key.run_attempt)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            > 0;
     Ok(released)
 }
 
