@@ -127,9 +127,10 @@ pub fn ordinal(n: usize) -> String {
 }
 
 /// Waits for the admission pass in progress, if any, and keeps the next one out until `tx` ends:
-/// a change to a job's slot never interleaves with a pass deciding about it. Taking it again in
-/// the same transaction is free; take it before any runner row a slot change also locks.
-pub async fn lock_admission(tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+/// moving a slot never interleaves with a pass deciding about it. Taking it again in the same
+/// transaction is free. A job's start takes it after the runner's row, so nothing holding it may
+/// wait for a runner's row.
+async fn lock_admission(tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(ADMISSION_LOCK)
         .execute(&mut *tx)

@@ -712,9 +712,10 @@ pub async fn job_started(
     runner_name: &str,
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    // The runner's row first, then (only when the slot must move) the admission lock, the order
-    // `job_completed` takes them in too: the opposite orders deadlocked when a job's start and
-    // completion were processed at the same time.
+    // The runner's row first, then (only when the slot must move) the admission lock; a
+    // completion takes the runner's row first too. Taking the admission lock first here while a
+    // completion took it after the runner's row deadlocked when a job's start and completion
+    // were processed at the same time.
     // `online_at` equals `now` afterwards only when this is the runner's first job delivery.
     let runner: Option<StartedRunner> = sqlx::query_as(
         "UPDATE runners SET state = CASE WHEN state IN ('requested', 'starting') THEN 'running' ELSE state END,
@@ -762,7 +763,7 @@ pub async fn job_completed(
     runner_name: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
-    // The runner's row before the admission lock (`release_slot`), as `job_started` does.
+    // The runner's row first, as `job_started` takes it, then the job's row (`release_slot`).
     if let Some(runner_name) = runner_name {
         let finished = sqlx::query(
             "UPDATE runners SET state = 'finished', finished_at = $3, updated_at = $3
