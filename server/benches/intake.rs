@@ -278,7 +278,7 @@ async fn end_to_end(db: &sqlx::PgPool, url: &str) -> anyhow::Result<()> {
     .await?;
     let jobs: Vec<[serde_json::Value; 3]> = burst.iter().map(stages).collect();
     let jobs = Arc::new(std::sync::Mutex::new(jobs));
-    let ledger_before = ledger_requests();
+    let metrics_before = server_metrics();
     let started = Instant::now();
     let mut senders = Vec::new();
     for _ in 0..SENDERS {
@@ -338,10 +338,11 @@ async fn end_to_end(db: &sqlx::PgPool, url: &str) -> anyhow::Result<()> {
     println!(
         "  {retried} deliveries needed more than one attempt ({attempts} attempts in all): {errors:?}"
     );
-    // Every TigerBeetle request is a durable write; how many the burst made and how long they took.
-    let ledger_after = ledger_requests();
-    for (series, (count, sum)) in &ledger_after {
-        let (count_before, sum_before) = ledger_before.get(series).copied().unwrap_or_default();
+    // What the burst cost: TigerBeetle requests (each a durable write), processing time by the
+    // job's status, metering batches.
+    let metrics_after = server_metrics();
+    for (series, (count, sum)) in &metrics_after {
+        let (count_before, sum_before) = metrics_before.get(series).copied().unwrap_or_default();
         let (count, sum) = (count - count_before, sum - sum_before);
         if series.starts_with("metering_batch_jobs") {
             println!("  metering: {count:.0} batches, {sum:.0} jobs");
@@ -442,9 +443,9 @@ async fn send_all(
     Ok((rate, latencies))
 }
 
-/// The server's TigerBeetle requests so far, by operation and including the metering batches'
-/// sizes: (count, sum) from its Prometheus metrics.
-fn ledger_requests() -> std::collections::BTreeMap<String, (f64, f64)> {
+/// The server's TigerBeetle requests, delivery processing times and metering batch sizes so far:
+/// (count, sum) per series, from its Prometheus metrics.
+fn server_metrics() -> std::collections::BTreeMap<String, (f64, f64)> {
     let mut totals = std::collections::BTreeMap::<String, (f64, f64)>::new();
     for line in server::telemetry::metrics_handle().render().lines() {
         let Some((name, value)) = line.rsplit_once(' ') else {

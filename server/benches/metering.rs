@@ -122,25 +122,17 @@ async fn run(db: &PgPool, ledger: &Ledger) -> anyhow::Result<()> {
 
     // One at a time, 16 tasks: the path before the batcher.
     let started = Instant::now();
-    let tasks: Vec<_> = (0..TASKS)
-        .map(|task| {
-            let (db, ledger, job_of) = (db.clone(), ledger.clone(), job_of.clone());
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                for i in 0..JOBS / TASKS {
-                    let job = job_of(task * (JOBS / TASKS) + i);
-                    let one = Instant::now();
-                    metering::meter_job(&db, &ledger, &job, Utc::now()).await?;
-                    latencies.push(one.elapsed());
-                }
-                Ok::<_, anyhow::Error>(latencies)
-            })
-        })
-        .collect();
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend(task.await??);
-    }
+    let one_at_a_time = {
+        let (db, ledger) = (db.clone(), ledger.clone());
+        move |job: FinishedJob| {
+            let (db, ledger) = (db.clone(), ledger.clone());
+            async move {
+                metering::meter_job(&db, &ledger, &job, Utc::now()).await?;
+                Ok(())
+            }
+        }
+    };
+    let latencies = closed_loop(TASKS, JOBS, 0, job_of.clone(), one_at_a_time).await?;
     report(
         "one at a time, 16 tasks",
         JOBS,
@@ -152,27 +144,19 @@ async fn run(db: &PgPool, ledger: &Ledger) -> anyhow::Result<()> {
     // The batcher, as fast as it goes: BATCHED_SENDERS tasks each sending its next job as soon
     // as the last is metered.
     let meter = Meter::start(db.clone(), ledger.clone());
-    let first = JOBS;
     let started = Instant::now();
-    let tasks: Vec<_> = (0..BATCHED_SENDERS)
-        .map(|task| {
-            let (meter, job_of) = (meter.clone(), job_of.clone());
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                for i in 0..BATCHED_JOBS / BATCHED_SENDERS {
-                    let job = job_of(first + task * (BATCHED_JOBS / BATCHED_SENDERS) + i);
-                    let one = Instant::now();
-                    meter.meter(job).await?;
-                    latencies.push(one.elapsed());
-                }
-                Ok::<_, anyhow::Error>(latencies)
-            })
-        })
-        .collect();
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend(task.await??);
-    }
+    let batched = {
+        let meter = meter.clone();
+        move |job: FinishedJob| {
+            let meter = meter.clone();
+            async move {
+                meter.meter(job).await?;
+                Ok(())
+            }
+        }
+    };
+    let latencies =
+        closed_loop(BATCHED_SENDERS, BATCHED_JOBS, JOBS, job_of.clone(), batched).await?;
     report(
         &format!("batcher, {BATCHED_SENDERS} senders"),
         BATCHED_JOBS,
@@ -287,6 +271,41 @@ fn percentile(sorted: &[Duration], p: usize) -> Duration {
 
 fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1_000.0
+}
+
+/// Meters `jobs` jobs (numbered from `first`) from `senders` tasks, each sending its next job as
+/// soon as the last is answered; returns each job's latency.
+async fn closed_loop<M, F>(
+    senders: usize,
+    jobs: usize,
+    first: usize,
+    job_of: impl Fn(usize) -> FinishedJob + Clone + Send + 'static,
+    meter: M,
+) -> anyhow::Result<Vec<Duration>>
+where
+    M: Fn(FinishedJob) -> F + Clone + Send + 'static,
+    F: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let tasks: Vec<_> = (0..senders)
+        .map(|task| {
+            let (meter, job_of) = (meter.clone(), job_of.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                for i in 0..jobs / senders {
+                    let job = job_of(first + task * (jobs / senders) + i);
+                    let one = Instant::now();
+                    meter(job).await?;
+                    latencies.push(one.elapsed());
+                }
+                Ok::<_, anyhow::Error>(latencies)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    Ok(latencies)
 }
 
 /// Prints a phase's throughput, its ratio to the baseline and its per-job latency.

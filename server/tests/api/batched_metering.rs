@@ -8,13 +8,13 @@ use chrono::{DateTime, Duration, Utc};
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
 use sqlx::PgPool;
-use tenki_core::identity;
 use tenki_core::ledger::reconcile::{self, Scope};
 use tenki_core::ledger::{UsagePosting, WorkspaceAccounts};
 use tenki_core::metering::{self, FinishedJob, JobKey, MeteringError, UsageRecord};
 use uuid::Uuid;
 
 use crate::harness::TestApp;
+use crate::metering::workspace;
 
 /// Labels with their vCPUs and price per minute in micro-cents.
 const LABELS: [(&str, i64, i64); 5] = [
@@ -24,22 +24,6 @@ const LABELS: [(&str, i64, i64); 5] = [
     ("tenki-standard-4c-premium", 4, 900_000),
     ("tenki-macos-m4-6c", 6, 12_000_000),
 ];
-
-async fn workspace(app: &TestApp) -> Uuid {
-    let email = format!("{}@batched.test", Uuid::new_v4());
-    identity::sign_up(
-        &app.core.db,
-        &app.core.ledger,
-        &email,
-        "a long enough password",
-        "Batch",
-        &identity::SignUpClient::LOCAL,
-        Utc::now(),
-    )
-    .await
-    .expect("sign-up")
-    .workspace_id
-}
 
 /// A block of job ids no other test (or earlier run on the same TigerBeetle) uses.
 fn fresh_job_ids() -> i64 {
@@ -65,6 +49,23 @@ fn job(
         repository: "acme/web".to_owned(),
         workflow: "CI".to_owned(),
     }
+}
+
+/// One job per (workspace index, seconds) of `plan`, ids counted up from `base`.
+fn planned_jobs(
+    plan: &[(usize, i64)],
+    workspaces: &[Uuid],
+    base: i64,
+    label: &str,
+    completed_at: DateTime<Utc>,
+) -> Vec<FinishedJob> {
+    plan.iter()
+        .enumerate()
+        .map(|(n, (w, seconds))| {
+            let id = base + i64::try_from(n).expect("small");
+            job(workspaces[*w], id, label, *seconds, completed_at)
+        })
+        .collect()
 }
 
 /// What a customer sees of a usage record; the job key and workspace differ between twins.
@@ -292,19 +293,8 @@ async fn a_chain_the_ledger_refuses_leaves_its_workspace_as_one_by_one_metering_
     let (base_batched, base_one_by_one) = (fresh_job_ids(), fresh_job_ids());
     // Job 1 is refused by the ledger; jobs 0 and 2 share its workspace, job 3 is elsewhere.
     let plan = [(0, 240), (0, 360), (0, 600), (1, 300)];
-    let jobs = |workspaces: &[Uuid], base: i64| -> Vec<FinishedJob> {
-        plan.iter()
-            .enumerate()
-            .map(|(n, (w, seconds))| {
-                job(
-                    workspaces[*w],
-                    base + i64::try_from(n).expect("small"),
-                    "tenki-standard-2c",
-                    *seconds,
-                    completed_at,
-                )
-            })
-            .collect()
+    let jobs = |workspaces: &[Uuid], base: i64| {
+        planned_jobs(&plan, workspaces, base, "tenki-standard-2c", completed_at)
     };
     let batched_jobs = jobs(&twins.batched, base_batched);
     let one_by_one_jobs = jobs(&twins.one_by_one, base_one_by_one);
@@ -358,19 +348,8 @@ async fn a_batch_that_dies_between_ledger_and_database_is_finished_from_what_it_
     let completed_at = Utc::now() - Duration::minutes(1);
     let (base_batched, base_one_by_one) = (fresh_job_ids(), fresh_job_ids());
     let plan = [(0, 300), (1, 600), (0, 420), (1, 60), (0, 120)];
-    let jobs = |workspaces: &[Uuid], base: i64| -> Vec<FinishedJob> {
-        plan.iter()
-            .enumerate()
-            .map(|(n, (w, seconds))| {
-                job(
-                    workspaces[*w],
-                    base + i64::try_from(n).expect("small"),
-                    "tenki-standard-4c",
-                    *seconds,
-                    completed_at,
-                )
-            })
-            .collect()
+    let jobs = |workspaces: &[Uuid], base: i64| {
+        planned_jobs(&plan, workspaces, base, "tenki-standard-4c", completed_at)
     };
     let mut batched_jobs = jobs(&twins.batched, base_batched);
     batched_jobs[2].repository = "acme/dies".to_owned();

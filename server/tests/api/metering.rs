@@ -19,7 +19,7 @@ use crate::harness::TestApp;
 const CENT: i64 = 1_000_000;
 
 /// A fresh workspace with 1,000 free minutes.
-async fn workspace(app: &TestApp) -> Uuid {
+pub(crate) async fn workspace(app: &TestApp) -> Uuid {
     let email = format!("{}@metering.test", Uuid::new_v4());
     identity::sign_up(
         &app.core.db,

@@ -242,19 +242,12 @@ impl Ledger {
 
     /// A workspace's free minutes left, in vCPU-minutes.
     pub async fn free_vcpu_minutes_left(&self, workspace_id: Uuid) -> Result<u128, LedgerError> {
-        let account = WorkspaceAccounts::of(workspace_id).free_minutes;
-        let found = bounded(
-            "lookup_accounts",
-            self.client.lookup_accounts(vec![account]),
-        )
-        .await?
-        .map_err(|e| LedgerError::Send(e.to_string()))?;
-        let account = found.first().ok_or(LedgerError::MissingAccount(account))?;
-        // The account refuses debits beyond its credits, so this never goes below zero.
-        account
-            .credits_posted()
-            .checked_sub(account.debits_posted())
-            .ok_or(LedgerError::Overdrawn(account.id()))
+        self.free_vcpu_minutes_left_of(&[workspace_id])
+            .await?
+            .remove(&workspace_id)
+            .ok_or(LedgerError::MissingAccount(
+                WorkspaceAccounts::of(workspace_id).free_minutes,
+            ))
     }
 
     /// Posts one job's usage as one linked chain: both transfers or neither. A zero amount is
