@@ -19,4 +19,5 @@ mod runners;
 mod security;
 mod spending;
 mod storage;
+mod usage_rollups;
 mod webhooks;

@@ -39,6 +39,8 @@ impl std::fmt::Display for Difference {
 pub struct Report {
     pub workspaces_checked: usize,
     pub usage_records_checked: usize,
+    /// Daily usage rollups compared with the records they sum.
+    pub daily_rollups_checked: usize,
     pub invoices_checked: usize,
     pub differences: Vec<Difference>,
 }
@@ -116,6 +118,8 @@ pub async fn reconcile(
         }
         report.usage_records_checked +=
             check_usage_transfers(db, ledger, workspace_id, &mut report.differences).await?;
+        report.daily_rollups_checked +=
+            check_daily_rollups(db, workspace_id, &mut report.differences).await?;
         report.invoices_checked +=
             check_invoices(db, ledger, workspace_id, &mut report.differences).await?;
         platform.add(&expected);
@@ -310,6 +314,64 @@ async fn check_usage_transfers(
         });
     }
     Ok(records.len())
+}
+
+/// Every daily rollup (`usage_daily`) equals the sums of the usage records it stands for, and
+/// every day with records has one: the Usage page and the Overview read the rollups.
+async fn check_daily_rollups(
+    db: &PgPool,
+    workspace_id: Uuid,
+    differences: &mut Vec<Difference>,
+) -> Result<usize, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        day: chrono::NaiveDate,
+        label: String,
+        repository: String,
+        workflow: String,
+        rollup: bool,
+        figures: Vec<i64>,
+        records: Vec<i64>,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "WITH records AS (
+             SELECT (completed_at AT TIME ZONE 'UTC')::date AS day, label, repository, workflow,
+                    count(*)::bigint AS jobs, sum(minutes)::bigint AS minutes,
+                    sum(free_vcpu_minutes)::bigint AS free_vcpu_minutes, sum(amount)::bigint AS amount
+             FROM usage_records WHERE workspace_id = $1
+             GROUP BY 1, 2, 3, 4
+         ), rollups AS (
+             SELECT day, label, repository, workflow, jobs, minutes, free_vcpu_minutes, amount
+             FROM usage_daily WHERE workspace_id = $1
+         )
+         SELECT day, label, repository, workflow, d.day IS NOT NULL AS rollup,
+                ARRAY[coalesce(d.jobs, 0), coalesce(d.minutes, 0), coalesce(d.free_vcpu_minutes, 0),
+                      coalesce(d.amount, 0)] AS figures,
+                ARRAY[coalesce(r.jobs, 0), coalesce(r.minutes, 0), coalesce(r.free_vcpu_minutes, 0),
+                      coalesce(r.amount, 0)] AS records
+         FROM rollups d FULL JOIN records r USING (day, label, repository, workflow)
+         ORDER BY day, label, repository, workflow",
+    )
+    .bind(workspace_id)
+    .fetch_all(db)
+    .await?;
+    const FIGURES: [&str; 4] = ["jobs", "minutes", "free vCPU-minutes", "micro-cents"];
+    for row in &rows {
+        for ((figure, rollup), records) in FIGURES.iter().zip(&row.figures).zip(&row.records) {
+            if rollup != records {
+                differences.push(Difference {
+                    workspace_id: Some(workspace_id),
+                    what: format!(
+                        "daily rollup {} {} {} · {}: {figure} in the rollup vs the day's usage records",
+                        row.day, row.label, row.repository, row.workflow
+                    ),
+                    database: i128::from(*rollup),
+                    ledger: i128::from(*records),
+                });
+            }
+        }
+    }
+    Ok(rows.iter().filter(|row| row.rollup).count())
 }
 
 /// Every invoice agrees with what it bills and what paid it: its total is the sum of its lines;

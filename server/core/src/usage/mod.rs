@@ -1,8 +1,9 @@
-//! Reading usage back: month summaries for the Usage page and the Overview, and the records of a
-//! month for the CSV export. Every query is bounded by one workspace and one month, on the
-//! `(workspace_id, completed_at)` index, so it stays flat as a workspace's history grows.
+//! Reading usage back: month summaries for the Usage page and the Overview from the daily
+//! rollups (`usage_daily`, kept with the records by the database, ADR 0009), and the records of a
+//! month streamed for the CSV export. Every query is bounded by one workspace and one month.
 
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
+use futures_util::{Stream, StreamExt};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -161,7 +162,7 @@ pub fn project(amount_so_far: i64, month: Month, now: DateTime<Utc>) -> Result<i
     money::convert(projected, || format!("the projected cost of {month}"))
 }
 
-/// Micro-cents charged to a workspace in the month up to `now`.
+/// Micro-cents charged to a workspace in the month containing `now`, from its daily rollups.
 pub async fn month_to_date_amount(
     db: &PgPool,
     workspace_id: Uuid,
@@ -169,38 +170,41 @@ pub async fn month_to_date_amount(
 ) -> Result<i64, sqlx::Error> {
     let month = Month::containing(now);
     sqlx::query_scalar!(
-        r#"SELECT coalesce(sum(amount), 0)::bigint AS "amount!" FROM usage_records
-           WHERE workspace_id = $1 AND completed_at >= $2 AND completed_at < $3"#,
+        r#"SELECT coalesce(sum(amount), 0)::bigint AS "amount!" FROM usage_daily
+           WHERE workspace_id = $1 AND day >= $2 AND day < $3"#,
         workspace_id,
-        month.start(),
-        month.end(),
+        month.first_day(),
+        month.next().first_day(),
     )
     .fetch_one(db)
     .await
 }
 
-/// The Usage page's figures for `month`.
+/// The Usage page's figures for `month`, from its daily rollups (one row per day, label,
+/// repository and workflow), so the cost follows those combinations, not the month's jobs.
 pub async fn month_usage(
     db: &PgPool,
     workspace_id: Uuid,
     month: Month,
     now: DateTime<Utc>,
 ) -> Result<MonthUsage, UsageError> {
-    let (from, to) = (month.start(), month.end());
-    // The three breakdowns in one pass over the month's records.
+    let (from, to) = (month.first_day(), month.next().first_day());
+    // The three breakdowns and the daily chart in one pass over the month's rollups.
     let rows = sqlx::query!(
-        r#"SELECT CASE WHEN GROUPING(label) = 0 THEN 'label'
+        r#"SELECT CASE WHEN GROUPING(day) = 0 THEN 'day'
+                       WHEN GROUPING(label) = 0 THEN 'label'
                        WHEN GROUPING(workflow) = 0 THEN 'workflow'
                        ELSE 'repository' END AS "dimension!",
+                  day AS "day?",
                   CASE WHEN GROUPING(label) = 0 THEN label
                        WHEN GROUPING(workflow) = 0 THEN repository || ' · ' || workflow
                        ELSE repository END AS "key!",
-                  count(*) AS "jobs!", sum(minutes)::bigint AS "minutes!",
+                  sum(jobs)::bigint AS "jobs!", sum(minutes)::bigint AS "minutes!",
                   sum(free_vcpu_minutes)::bigint AS "free_vcpu_minutes!",
                   sum(amount)::bigint AS "amount!"
-           FROM usage_records WHERE workspace_id = $1 AND completed_at >= $2 AND completed_at < $3
-           GROUP BY GROUPING SETS ((label), (repository), (repository, workflow))
-           ORDER BY 1, sum(amount) DESC, 2"#,
+           FROM usage_daily WHERE workspace_id = $1 AND day >= $2 AND day < $3
+           GROUP BY GROUPING SETS ((day, label), (label), (repository), (repository, workflow))
+           ORDER BY 1, 2, sum(amount) DESC, 3"#,
         workspace_id,
         from,
         to,
@@ -208,7 +212,17 @@ pub async fn month_usage(
     .fetch_all(db)
     .await?;
     let (mut by_label, mut by_repository, mut by_workflow) = (Vec::new(), Vec::new(), Vec::new());
+    let mut daily = Vec::new();
     for row in rows {
+        if let ("day", Some(day)) = (row.dimension.as_str(), row.day) {
+            daily.push(DailyUsage {
+                day,
+                label: row.key,
+                minutes: row.minutes,
+                amount: row.amount,
+            });
+            continue;
+        }
         let group = UsageGroup {
             key: row.key,
             jobs: row.jobs,
@@ -222,25 +236,6 @@ pub async fn month_usage(
             _ => by_repository.push(group),
         }
     }
-    let daily = sqlx::query!(
-        r#"SELECT (completed_at AT TIME ZONE 'UTC')::date AS "day!", label,
-                  sum(minutes)::bigint AS "minutes!", sum(amount)::bigint AS "amount!"
-           FROM usage_records WHERE workspace_id = $1 AND completed_at >= $2 AND completed_at < $3
-           GROUP BY 1, label ORDER BY 1, label"#,
-        workspace_id,
-        from,
-        to,
-    )
-    .fetch_all(db)
-    .await?
-    .into_iter()
-    .map(|row| DailyUsage {
-        day: row.day,
-        label: row.label,
-        minutes: row.minutes,
-        amount: row.amount,
-    })
-    .collect();
     let sum = |f: fn(&UsageGroup) -> i64| by_label.iter().map(f).sum::<i64>();
     let amount = sum(|g| g.amount);
     Ok(MonthUsage {
@@ -257,11 +252,48 @@ pub async fn month_usage(
     })
 }
 
-/// Every usage record of the month, oldest first, for the CSV export.
-pub async fn month_records(
+/// Rows of the CSV export fetched per query: the export holds at most this many records in
+/// memory, whatever the month holds.
+const CSV_PAGE: i64 = 2_000;
+
+/// The CSV export of a month's usage records, oldest first, as a stream of text chunks (the
+/// header, then up to [`CSV_PAGE`] rows per chunk). Each chunk is one keyset query on
+/// `(workspace_id, completed_at)`, so a month of a million jobs is never held in memory.
+pub fn month_csv(
+    db: PgPool,
+    workspace_id: Uuid,
+    month: Month,
+) -> impl Stream<Item = Result<String, sqlx::Error>> + Send + 'static {
+    let header = futures_util::stream::once(async { Ok(format!("{CSV_HEADER}\n")) });
+    let pages =
+        futures_util::stream::try_unfold(Some((month.start(), String::new())), move |after| {
+            let db = db.clone();
+            async move {
+                let Some((after_time, after_key)) = after else {
+                    return Ok(None);
+                };
+                let records = records_after(&db, workspace_id, month, (after_time, &after_key))
+                    .await
+                    .inspect_err(|e| tracing::error!(error = %e, %workspace_id, "usage CSV"))?;
+                let next = match records.last() {
+                    Some(last) if i64::try_from(records.len()) == Ok(CSV_PAGE) => {
+                        Some((last.completed_at, last.job_key.clone()))
+                    }
+                    Some(_) => None,
+                    None => return Ok(None),
+                };
+                Ok(Some((csv_rows(&records), next)))
+            }
+        });
+    header.chain(pages)
+}
+
+/// Up to [`CSV_PAGE`] records of the month after `(completed_at, job_key)`, in that order.
+async fn records_after(
     db: &PgPool,
     workspace_id: Uuid,
     month: Month,
+    (after_time, after_key): (DateTime<Utc>, &str),
 ) -> Result<Vec<UsageRecord>, sqlx::Error> {
     sqlx::query_as!(
         UsageRecord,
@@ -269,11 +301,14 @@ pub async fn month_records(
                 started_at, completed_at, minutes, free_vcpu_minutes, price_per_minute,
                 premium_surcharge_per_minute, discount_basis_points, amount
          FROM usage_records
-         WHERE workspace_id = $1 AND completed_at >= $2 AND completed_at < $3
-         ORDER BY completed_at, job_key",
+         WHERE workspace_id = $1 AND completed_at < $2 AND (completed_at, job_key) > ($3, $4)
+         ORDER BY completed_at, job_key
+         LIMIT $5",
         workspace_id,
-        month.start(),
         month.end(),
+        after_time,
+        after_key,
+        CSV_PAGE,
     )
     .fetch_all(db)
     .await
@@ -283,9 +318,9 @@ pub async fn month_records(
 /// header says so.
 pub const CSV_HEADER: &str = "job_key,completed_at,repository,workflow,label,vcpus,minutes,free_minutes_used_2vcpu_minutes,amount_usd,amount_microcents";
 
-/// The CSV export of `records`: one row per job, amounts in dollars (6 decimals) and micro-cents.
-pub fn to_csv(records: &[UsageRecord]) -> String {
-    let mut csv = format!("{CSV_HEADER}\n");
+/// CSV rows of `records`, one per job, amounts in dollars (6 decimals) and micro-cents.
+fn csv_rows(records: &[UsageRecord]) -> String {
+    let mut csv = String::with_capacity(records.len() * 160);
     for record in records {
         let fields = [
             record.job_key.clone(),
