@@ -1,13 +1,16 @@
 //! Benchmark: jobs metered per second end to end (PostgreSQL + TigerBeetle), one at a time by 16
 //! concurrent tasks and through the metering batcher (as many as it can, and at a steady 5,000
-//! jobs/s), next to a same-run baseline of plain single-row INSERTs; and the Usage page's query
-//! latency with 100,000 and then 1,000,000 usage records in a workspace
-//! (`TENKI_BENCH_USAGE=off` skips that part).
+//! jobs/s), next to a same-run baseline of plain single-row INSERTs; and the Usage page, the
+//! Overview and the CSV export with 100,000 and then 1,000,000 jobs in one workspace's month, next
+//! to the same figures summed from the records (`TENKI_BENCH_USAGE=off` skips that part).
 //!
 //! Run with `bash scripts/bench.sh` (it starts the services). Loops are bounded; traffic stays on
 //! 127.0.0.1. Results go to docs/benchmarks.md by hand.
 
 use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use peak_alloc::PeakAlloc;
 
 use chrono::Utc;
 use sqlx::PgPool;
@@ -15,6 +18,7 @@ use sqlx::postgres::PgPoolOptions;
 use tenki_core::ledger::Ledger;
 use tenki_core::metering::{self, FinishedJob, JobKey, Meter};
 use tenki_core::usage::{self, Month};
+use tenki_core::workspaces::{self, Membership, Role};
 use uuid::Uuid;
 
 const TASKS: usize = 16;
@@ -203,67 +207,235 @@ async fn run(db: &PgPool, ledger: &Ledger) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    // Usage page latency as a workspace's history grows: ~1,000 jobs a day, so a month holds
-    // ~30,000 records whatever the total.
-    let workspace_id = workspaces[0];
+    usage_pages(db, ledger, workspaces[0]).await
+}
+
+/// The Usage page's server function and the Overview as one workspace's month grows to 100,000
+/// and then 1,000,000 jobs, next to the same figures summed from the records themselves (what
+/// the Usage page read before the rollups); then the CSV export of that month: time and peak
+/// memory, streamed and (as before) all in memory.
+async fn usage_pages(db: &PgPool, ledger: &Ledger, workspace_id: Uuid) -> anyhow::Result<()> {
     let month = Month::containing(Utc::now()).previous();
+    let member = Membership {
+        workspace_id,
+        workspace_name: "Bench".to_owned(),
+        role: Role::Owner,
+    };
+    let late_in_month = month.end() - chrono::Duration::seconds(1);
     for total in [100_000_i64, 1_000_000] {
-        fill_history(db, workspace_id, total).await?;
+        let filling = Instant::now();
+        fill_month(db, workspace_id, month, total).await?;
+        println!(
+            "filled {month} to {total} jobs in {:.1} s (records and their rollups)",
+            filling.elapsed().as_secs_f64()
+        );
         sqlx::query("ANALYZE usage_records").execute(db).await?;
-        let mut times = Vec::new();
+        sqlx::query("ANALYZE usage_daily, usage_monthly")
+            .execute(db)
+            .await?;
+        let rollups: i64 = sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM usage_daily WHERE workspace_id = $1)
+                  + (SELECT count(*) FROM usage_monthly WHERE workspace_id = $1)",
+        )
+        .bind(workspace_id)
+        .fetch_one(db)
+        .await?;
+        let mut page = Vec::new();
+        let mut plain = Vec::new();
+        let mut overview = Vec::new();
         for _ in 0..30 {
             let one = Instant::now();
             let view = usage::month_usage(db, workspace_id, month, Utc::now()).await?;
-            times.push(one.elapsed());
-            assert!(view.jobs > 0);
+            page.push(one.elapsed());
+            anyhow::ensure!(view.jobs == total, "the page counts {} jobs", view.jobs);
+            let one = Instant::now();
+            let jobs = month_from_records(db, workspace_id, month).await?;
+            plain.push(one.elapsed());
+            anyhow::ensure!(jobs == total, "the records count {jobs} jobs");
+            let one = Instant::now();
+            let figures = workspaces::overview(db, ledger, &member, late_in_month).await?;
+            overview.push(one.elapsed());
+            anyhow::ensure!(figures.month_to_date_amount > 0, "a cost this month");
         }
-        times.sort();
-        println!(
-            "usage page query, {total} records in the workspace ({month}): p50 {:.1} ms, p95 {:.1} ms",
-            millis(percentile(&times, 50)),
-            millis(percentile(&times, 95)),
-        );
+        for (what, times) in [
+            ("Usage page (usage::month_usage, rollups)", &mut page),
+            ("the same figures from the records", &mut plain),
+            ("Overview (workspaces::overview)", &mut overview),
+        ] {
+            times.sort();
+            println!(
+                "{what}, {total} jobs in {month} ({rollups} rollup rows): p50 {:.1} ms, p95 {:.1} ms",
+                millis(percentile(times, 50)),
+                millis(percentile(times, 95)),
+            );
+        }
     }
     let plan: Vec<(String,)> = sqlx::query_as(
-        "EXPLAIN SELECT label, count(*), sum(minutes) FROM usage_records
-         WHERE workspace_id = $1 AND completed_at >= $2 AND completed_at < $3 GROUP BY label",
+        "EXPLAIN SELECT repository, sum(jobs), sum(minutes) FROM usage_monthly
+         WHERE workspace_id = $1 AND month = $2 GROUP BY repository",
+    )
+    .bind(workspace_id)
+    .bind(month.first_day())
+    .fetch_all(db)
+    .await?;
+    println!("plan of a monthly rollups query:");
+    for (line,) in plan {
+        println!("  {line}");
+    }
+
+    // The CSV export of the million-job month: streamed (production), then all in memory.
+    HEAP.reset_peak_usage();
+    let before = HEAP.current_usage();
+    let one = Instant::now();
+    let mut csv = std::pin::pin!(usage::month_csv(db.clone(), workspace_id, month));
+    let (mut bytes, mut lines) = (0_usize, 0_usize);
+    while let Some(chunk) = csv.next().await {
+        let chunk = chunk?;
+        bytes += chunk.len();
+        lines += chunk.matches('\n').count();
+    }
+    println!(
+        "CSV export streamed: {} rows, {:.0} MB in {:.1} s, peak heap +{:.1} MiB",
+        lines - 1,
+        bytes as f64 / 1e6,
+        one.elapsed().as_secs_f64(),
+        mib(HEAP.peak_usage().saturating_sub(before)),
+    );
+    anyhow::ensure!(lines == 1_000_001, "a header and a row per job: {lines}");
+    HEAP.reset_peak_usage();
+    let before = HEAP.current_usage();
+    let one = Instant::now();
+    let rows: Vec<CsvRow> = sqlx::query_as(
+        "SELECT job_key, completed_at, repository, workflow, label, vcpus, minutes,
+                    free_vcpu_minutes, amount
+             FROM usage_records WHERE workspace_id = $1 AND completed_at >= $2 AND completed_at < $3
+             ORDER BY completed_at, job_key",
     )
     .bind(workspace_id)
     .bind(month.start())
     .bind(month.end())
     .fetch_all(db)
     .await?;
-    println!("plan:");
-    for (line,) in plan {
-        println!("  {line}");
+    let mut text = String::new();
+    for row in &rows {
+        text.push_str(&format!("{row:?}\n"));
+    }
+    println!(
+        "CSV export all in memory (before): {} rows, {:.0} MB in {:.1} s, peak heap +{:.1} MiB",
+        rows.len(),
+        text.len() as f64 / 1e6,
+        one.elapsed().as_secs_f64(),
+        mib(HEAP.peak_usage().saturating_sub(before)),
+    );
+    Ok(())
+}
+
+/// The columns the CSV export writes, as the export before streaming read them all at once.
+type CsvRow = (
+    String,
+    chrono::DateTime<Utc>,
+    String,
+    String,
+    String,
+    i32,
+    i64,
+    i64,
+    i64,
+);
+
+/// The Usage page's figures summed from the month's records (the query the page ran before the
+/// rollups); returns the month's jobs.
+async fn month_from_records(db: &PgPool, workspace_id: Uuid, month: Month) -> anyhow::Result<i64> {
+    let rows: Vec<(String, String, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT CASE WHEN GROUPING(label) = 0 THEN 'label'
+                     WHEN GROUPING(workflow) = 0 THEN 'workflow' ELSE 'repository' END,
+                CASE WHEN GROUPING(label) = 0 THEN label
+                     WHEN GROUPING(workflow) = 0 THEN repository || ' · ' || workflow
+                     ELSE repository END,
+                count(*), sum(minutes)::bigint, sum(free_vcpu_minutes)::bigint, sum(amount)::bigint
+         FROM usage_records WHERE workspace_id = $1 AND completed_at >= $2 AND completed_at < $3
+         GROUP BY GROUPING SETS ((label), (repository), (repository, workflow))
+         ORDER BY 1, sum(amount) DESC, 2",
+    )
+    .bind(workspace_id)
+    .bind(month.start())
+    .bind(month.end())
+    .fetch_all(db)
+    .await?;
+    let daily: Vec<(chrono::NaiveDate, String, i64, i64)> = sqlx::query_as(
+        "SELECT (completed_at AT TIME ZONE 'UTC')::date, label, sum(minutes)::bigint,
+                sum(amount)::bigint
+         FROM usage_records WHERE workspace_id = $1 AND completed_at >= $2 AND completed_at < $3
+         GROUP BY 1, label ORDER BY 1, label",
+    )
+    .bind(workspace_id)
+    .bind(month.start())
+    .bind(month.end())
+    .fetch_all(db)
+    .await?;
+    anyhow::ensure!(!daily.is_empty(), "a daily chart");
+    Ok(rows
+        .iter()
+        .filter(|row| row.0 == "label")
+        .map(|row| row.2)
+        .sum())
+}
+
+/// Adds jobs to `month` until it holds `total`, spread evenly over its days, over 50
+/// repositories with 4 workflows each and 4 labels (a large customer's variety: about 24,000
+/// rollup rows a month). The rollups follow through the production triggers.
+async fn fill_month(
+    db: &PgPool,
+    workspace_id: Uuid,
+    month: Month,
+    total: i64,
+) -> anyhow::Result<()> {
+    let have: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM usage_records
+         WHERE workspace_id = $1 AND completed_at >= $2 AND completed_at < $3",
+    )
+    .bind(workspace_id)
+    .bind(month.start())
+    .bind(month.end())
+    .fetch_one(db)
+    .await?;
+    let seconds = (month.end() - month.start()).num_seconds();
+    // In slices of 100,000, so no statement's transition table is larger.
+    let mut from = have;
+    while from < total {
+        let to = (from + 100_000).min(total);
+        sqlx::query(
+            "INSERT INTO usage_records (job_key, workspace_id, label, sku_label, premium, vcpus,
+                 repository, workflow, started_at, completed_at, minutes, free_vcpu_minutes,
+                 price_per_minute, premium_surcharge_per_minute, discount_basis_points, amount, metered_at)
+             SELECT 'month:' || $1::text || ':' || n, $1, l.label, l.label, false, 2,
+                    'acme/repo-' || (n % 50), 'workflow-' || (n / 50 % 4), at - interval '5 minutes',
+                    at, 5, 0, 300000, 0, 0, 1500000, at
+             FROM generate_series($2::bigint, $3::bigint - 1) AS n,
+                  LATERAL (SELECT $4::timestamptz + (n * 7919 % $5) * interval '1 second' AS at) t,
+                  LATERAL (SELECT (ARRAY['tenki-standard-2c','tenki-standard-4c','tenki-standard-8c',
+                                         'tenki-standard-16c'])[1 + n / 200 % 4] AS label) l",
+        )
+        .bind(workspace_id)
+        .bind(from)
+        .bind(to)
+        .bind(month.start())
+        .bind(seconds)
+        .execute(db)
+        .await?;
+        from = to;
     }
     Ok(())
 }
 
-/// Adds usage records (1,000 a day, going back from now) until the workspace has `total`.
-async fn fill_history(db: &PgPool, workspace_id: Uuid, total: i64) -> anyhow::Result<()> {
-    let have: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM usage_records WHERE workspace_id = $1")
-            .bind(workspace_id)
-            .fetch_one(db)
-            .await?;
-    sqlx::query(
-        "INSERT INTO usage_records (job_key, workspace_id, label, sku_label, premium, vcpus,
-             repository, workflow, started_at, completed_at, minutes, free_vcpu_minutes,
-             price_per_minute, premium_surcharge_per_minute, discount_basis_points, amount, metered_at)
-         SELECT 'history:' || $1::text || ':' || n, $1, l.label, l.label, false, 2,
-                'acme/repo-' || (n % 7), 'CI', at - interval '5 minutes', at, 5, 0, 300000, 0, 0, 1500000, at
-         FROM generate_series($2::bigint, $3::bigint - 1) AS n,
-              LATERAL (SELECT now() - (n * interval '86.4 seconds') AS at) t,
-              LATERAL (SELECT (ARRAY['tenki-standard-2c','tenki-standard-4c','tenki-standard-8c'])[1 + n % 3] AS label) l",
-    )
-    .bind(workspace_id)
-    .bind(have)
-    .bind(total)
-    .execute(db)
-    .await?;
-    Ok(())
+fn mib(bytes: usize) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
 }
+
+/// Counts the heap: the CSV export's memory is measured on it, not on the resident set, which
+/// keeps pages the earlier phases freed.
+#[global_allocator]
+static HEAP: PeakAlloc = PeakAlloc;
 
 fn percentile(sorted: &[Duration], p: usize) -> Duration {
     sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]

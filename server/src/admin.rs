@@ -233,10 +233,10 @@ pub async fn run(core: &Core, command: AdminCommand) -> anyhow::Result<bool> {
             }
             if report.is_balanced() {
                 println!(
-                    "balanced: {} workspaces, {} usage records, {} daily usage rollups, {} invoices",
+                    "balanced: {} workspaces, {} usage records, {} usage rollups, {} invoices",
                     report.workspaces_checked,
                     report.usage_records_checked,
-                    report.daily_rollups_checked,
+                    report.usage_rollups_checked,
                     report.invoices_checked
                 );
             } else {

@@ -1,4 +1,4 @@
-//! The daily usage rollups the Usage page and the Overview read (usage rollups issue): whatever
+//! The usage rollups (daily and monthly) the Usage page and the Overview read (usage rollups issue): whatever
 //! happens to usage records — metering one by one or in batches, retries, a crash between the
 //! ledger and the database, admin reversals — the rollups equal the records' sums, reconcile
 //! proves it, and the CSV export streams every record of a month however many there are. Real
@@ -86,24 +86,39 @@ fn assert_expected(outcome: Result<(), MeteringError>, step: &Step) {
     }
 }
 
-/// Each rollup of `workspaces` next to the sums of the records it stands for; rows that differ.
+/// Each rollup of `workspaces` (daily and monthly) next to the sums of the records it stands
+/// for; the rows that differ.
 async fn rollups_differing_from_records(db: &PgPool, workspaces: &[Uuid]) -> Vec<String> {
     sqlx::query_scalar(
         "WITH records AS (
-             SELECT workspace_id, (completed_at AT TIME ZONE 'UTC')::date AS day, label,
-                    repository, workflow, count(*)::bigint AS jobs, sum(minutes)::bigint AS minutes,
+             SELECT workspace_id, (completed_at AT TIME ZONE 'UTC')::date AS day,
+                    date_trunc('month', completed_at AT TIME ZONE 'UTC')::date AS month, label,
+                    repository, workflow, minutes, free_vcpu_minutes, amount
+             FROM usage_records WHERE workspace_id = ANY($1)
+         ), daily AS (
+             SELECT workspace_id, day, label, count(*)::bigint AS jobs,
+                    sum(minutes)::bigint AS minutes,
                     sum(free_vcpu_minutes)::bigint AS free_vcpu_minutes,
                     sum(amount)::bigint AS amount
-             FROM usage_records WHERE workspace_id = ANY($1) GROUP BY 1, 2, 3, 4, 5
-         ), rollups AS (
-             SELECT workspace_id, day, label, repository, workflow, jobs, minutes,
-                    free_vcpu_minutes, amount
-             FROM usage_daily WHERE workspace_id = ANY($1)
+             FROM records GROUP BY 1, 2, 3
+         ), monthly AS (
+             SELECT workspace_id, month, label, repository, workflow, count(*)::bigint AS jobs,
+                    sum(minutes)::bigint AS minutes,
+                    sum(free_vcpu_minutes)::bigint AS free_vcpu_minutes,
+                    sum(amount)::bigint AS amount
+             FROM records GROUP BY 1, 2, 3, 4, 5
          )
-         SELECT format('%s %s %s %s: rollup %s, records %s', day, label, repository, workflow,
-                       d, r)
-         FROM rollups d FULL JOIN records r USING (workspace_id, day, label, repository, workflow)
+         SELECT format('daily %s %s: rollup %s, records %s', day, label, d, r)
+         FROM (SELECT * FROM usage_daily WHERE workspace_id = ANY($1)) d
+         FULL JOIN daily r USING (workspace_id, day, label)
          WHERE (d.jobs, d.minutes, d.free_vcpu_minutes, d.amount)
+               IS DISTINCT FROM (r.jobs, r.minutes, r.free_vcpu_minutes, r.amount)
+         UNION ALL
+         SELECT format('monthly %s %s %s %s: rollup %s, records %s', month, label, repository,
+                       workflow, m, r)
+         FROM (SELECT * FROM usage_monthly WHERE workspace_id = ANY($1)) m
+         FULL JOIN monthly r USING (workspace_id, month, label, repository, workflow)
+         WHERE (m.jobs, m.minutes, m.free_vcpu_minutes, m.amount)
                IS DISTINCT FROM (r.jobs, r.minutes, r.free_vcpu_minutes, r.amount)",
     )
     .bind(workspaces)
@@ -348,6 +363,11 @@ async fn reconcile_reports_a_rollup_that_differs_from_its_records(db: PgPool) {
         .execute(&db)
         .await
         .expect("tamper");
+    sqlx::query("UPDATE usage_monthly SET amount = amount + 7 WHERE workspace_id = $1")
+        .bind(workspace_id)
+        .execute(&db)
+        .await
+        .expect("tamper");
     let report = reconcile::reconcile(
         &db,
         &app.core.ledger,
@@ -361,15 +381,25 @@ async fn reconcile_reports_a_rollup_that_differs_from_its_records(db: PgPool) {
         .map(|d| (d.what.clone(), d.database, d.ledger))
         .collect();
     let day = completed_at.date_naive();
+    let month = Month::containing(completed_at);
     assert_eq!(
         found,
-        vec![(
-            format!(
-                "daily rollup {day} tenki-standard-2c acme/web · CI: minutes in the rollup vs the day's usage records"
+        vec![
+            (
+                format!(
+                    "daily rollup {day} tenki-standard-2c: minutes in the rollup vs the usage records"
+                ),
+                5,
+                3
             ),
-            5,
-            3
-        )]
+            (
+                format!(
+                    "monthly rollup {month} tenki-standard-2c acme/web · CI: micro-cents in the rollup vs the usage records"
+                ),
+                7,
+                0
+            ),
+        ]
     );
 }
 

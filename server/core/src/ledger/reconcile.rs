@@ -39,8 +39,8 @@ impl std::fmt::Display for Difference {
 pub struct Report {
     pub workspaces_checked: usize,
     pub usage_records_checked: usize,
-    /// Daily usage rollups compared with the records they sum.
-    pub daily_rollups_checked: usize,
+    /// Usage rollups (daily and monthly) compared with the records they sum.
+    pub usage_rollups_checked: usize,
     pub invoices_checked: usize,
     pub differences: Vec<Difference>,
 }
@@ -118,8 +118,8 @@ pub async fn reconcile(
         }
         report.usage_records_checked +=
             check_usage_transfers(db, ledger, workspace_id, &mut report.differences).await?;
-        report.daily_rollups_checked +=
-            check_daily_rollups(db, workspace_id, &mut report.differences).await?;
+        report.usage_rollups_checked +=
+            check_usage_rollups(db, workspace_id, &mut report.differences).await?;
         report.invoices_checked +=
             check_invoices(db, ledger, workspace_id, &mut report.differences).await?;
         platform.add(&expected);
@@ -316,20 +316,18 @@ async fn check_usage_transfers(
     Ok(records.len())
 }
 
-/// Every daily rollup (`usage_daily`) equals the sums of the usage records it stands for, and
-/// every day with records has one: the Usage page and the Overview read the rollups.
-async fn check_daily_rollups(
+/// Every usage rollup (`usage_daily`, `usage_monthly`) equals the sums of the usage records it
+/// stands for, and every day and month with records has its rollups: the Usage page and the
+/// Overview read them (ADR 0009).
+async fn check_usage_rollups(
     db: &PgPool,
     workspace_id: Uuid,
     differences: &mut Vec<Difference>,
 ) -> Result<usize, sqlx::Error> {
     #[derive(sqlx::FromRow)]
     struct Row {
-        day: chrono::NaiveDate,
-        label: String,
-        repository: String,
-        workflow: String,
-        rollup: bool,
+        rollup: String,
+        present: bool,
         figures: Vec<i64>,
         records: Vec<i64>,
     }
@@ -340,17 +338,34 @@ async fn check_daily_rollups(
                     sum(free_vcpu_minutes)::bigint AS free_vcpu_minutes, sum(amount)::bigint AS amount
              FROM usage_records WHERE workspace_id = $1
              GROUP BY 1, 2, 3, 4
-         ), rollups AS (
-             SELECT day, label, repository, workflow, jobs, minutes, free_vcpu_minutes, amount
-             FROM usage_daily WHERE workspace_id = $1
+         ), daily AS (
+             SELECT day, label, sum(jobs)::bigint AS jobs, sum(minutes)::bigint AS minutes,
+                    sum(free_vcpu_minutes)::bigint AS free_vcpu_minutes, sum(amount)::bigint AS amount
+             FROM records GROUP BY 1, 2
+         ), monthly AS (
+             SELECT date_trunc('month', day)::date AS month, label, repository, workflow,
+                    sum(jobs)::bigint AS jobs, sum(minutes)::bigint AS minutes,
+                    sum(free_vcpu_minutes)::bigint AS free_vcpu_minutes, sum(amount)::bigint AS amount
+             FROM records GROUP BY 1, 2, 3, 4
          )
-         SELECT day, label, repository, workflow, d.day IS NOT NULL AS rollup,
+         SELECT format('daily rollup %s %s', day, label) AS rollup, d.day IS NOT NULL AS present,
                 ARRAY[coalesce(d.jobs, 0), coalesce(d.minutes, 0), coalesce(d.free_vcpu_minutes, 0),
                       coalesce(d.amount, 0)] AS figures,
                 ARRAY[coalesce(r.jobs, 0), coalesce(r.minutes, 0), coalesce(r.free_vcpu_minutes, 0),
                       coalesce(r.amount, 0)] AS records
-         FROM rollups d FULL JOIN records r USING (day, label, repository, workflow)
-         ORDER BY day, label, repository, workflow",
+         FROM (SELECT * FROM usage_daily WHERE workspace_id = $1) d
+         FULL JOIN daily r USING (day, label)
+         UNION ALL
+         SELECT format('monthly rollup %s %s %s · %s', to_char(month, 'YYYY-MM'), label, repository,
+                       workflow),
+                m.month IS NOT NULL,
+                ARRAY[coalesce(m.jobs, 0), coalesce(m.minutes, 0), coalesce(m.free_vcpu_minutes, 0),
+                      coalesce(m.amount, 0)],
+                ARRAY[coalesce(r.jobs, 0), coalesce(r.minutes, 0), coalesce(r.free_vcpu_minutes, 0),
+                      coalesce(r.amount, 0)]
+         FROM (SELECT * FROM usage_monthly WHERE workspace_id = $1) m
+         FULL JOIN monthly r USING (month, label, repository, workflow)
+         ORDER BY 1",
     )
     .bind(workspace_id)
     .fetch_all(db)
@@ -362,8 +377,8 @@ async fn check_daily_rollups(
                 differences.push(Difference {
                     workspace_id: Some(workspace_id),
                     what: format!(
-                        "daily rollup {} {} {} · {}: {figure} in the rollup vs the day's usage records",
-                        row.day, row.label, row.repository, row.workflow
+                        "{}: {figure} in the rollup vs the usage records",
+                        row.rollup
                     ),
                     database: i128::from(*rollup),
                     ledger: i128::from(*records),
@@ -371,7 +386,7 @@ async fn check_daily_rollups(
             }
         }
     }
-    Ok(rows.iter().filter(|row| row.rollup).count())
+    Ok(rows.iter().filter(|row| row.present).count())
 }
 
 /// Every invoice agrees with what it bills and what paid it: its total is the sum of its lines;

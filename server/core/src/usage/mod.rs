@@ -1,6 +1,6 @@
-//! Reading usage back: month summaries for the Usage page and the Overview from the daily
-//! rollups (`usage_daily`, kept with the records by the database, ADR 0009), and the records of a
-//! month streamed for the CSV export. Every query is bounded by one workspace and one month.
+//! Reading usage back: month summaries for the Usage page and the Overview from the usage
+//! rollups (`usage_daily`, `usage_monthly`, kept with the records by the database, ADR 0009),
+//! and the records of a month streamed for the CSV export. Every query is bounded by one workspace and one month.
 
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use futures_util::{Stream, StreamExt};
@@ -180,8 +180,8 @@ pub async fn month_to_date_amount(
     .await
 }
 
-/// The Usage page's figures for `month`, from its daily rollups (one row per day, label,
-/// repository and workflow), so the cost follows those combinations, not the month's jobs.
+/// The Usage page's figures for `month`, from its rollups (ADR 0009), so the cost follows the
+/// month's days, labels, repositories and workflows, not its jobs.
 pub async fn month_usage(
     db: &PgPool,
     workspace_id: Uuid,
@@ -189,22 +189,26 @@ pub async fn month_usage(
     now: DateTime<Utc>,
 ) -> Result<MonthUsage, UsageError> {
     let (from, to) = (month.first_day(), month.next().first_day());
-    // The three breakdowns and the daily chart in one pass over the month's rollups.
+    // The daily chart and the per-label table from the daily rollups, the per-repository and
+    // per-workflow tables from the month's: one round trip over about a thousand rows.
     let rows = sqlx::query!(
-        r#"SELECT CASE WHEN GROUPING(day) = 0 THEN 'day'
-                       WHEN GROUPING(label) = 0 THEN 'label'
-                       WHEN GROUPING(workflow) = 0 THEN 'workflow'
-                       ELSE 'repository' END AS "dimension!",
-                  day AS "day?",
-                  CASE WHEN GROUPING(label) = 0 THEN label
-                       WHEN GROUPING(workflow) = 0 THEN repository || ' · ' || workflow
-                       ELSE repository END AS "key!",
+        r#"SELECT CASE WHEN GROUPING(day) = 0 THEN 'day' ELSE 'label' END AS "dimension!",
+                  day AS "day?", label AS "key!",
                   sum(jobs)::bigint AS "jobs!", sum(minutes)::bigint AS "minutes!",
                   sum(free_vcpu_minutes)::bigint AS "free_vcpu_minutes!",
                   sum(amount)::bigint AS "amount!"
            FROM usage_daily WHERE workspace_id = $1 AND day >= $2 AND day < $3
-           GROUP BY GROUPING SETS ((day, label), (label), (repository), (repository, workflow))
-           ORDER BY 1, 2, sum(amount) DESC, 3"#,
+           GROUP BY GROUPING SETS ((day, label), (label))
+           UNION ALL
+           SELECT CASE WHEN GROUPING(workflow) = 0 THEN 'workflow' ELSE 'repository' END,
+                  NULL,
+                  CASE WHEN GROUPING(workflow) = 0 THEN repository || ' · ' || workflow
+                       ELSE repository END,
+                  sum(jobs)::bigint, sum(minutes)::bigint, sum(free_vcpu_minutes)::bigint,
+                  sum(amount)::bigint
+           FROM usage_monthly WHERE workspace_id = $1 AND month = $2
+           GROUP BY GROUPING SETS ((repository), (repository, workflow))
+           ORDER BY 1, 2, 7 DESC, 3"#,
         workspace_id,
         from,
         to,
