@@ -318,23 +318,40 @@ async fn records_after(
     .await
 }
 
-/// The CSV header. Free minutes count 2-vCPU minutes (10 minutes on 4 vCPUs use 20), and the
-/// header says so.
-pub const CSV_HEADER: &str = "job_key,completed_at,repository,workflow,label,vcpus,minutes,free_minutes_used_2vcpu_minutes,amount_usd,amount_microcents";
+/// The CSV header, for finance: times in UTC (RFC 3339), the job's run in seconds and its billed
+/// minutes (whole minutes, rounded up), free minutes in 2-vCPU minutes (10 minutes on 4 vCPUs use
+/// 20), the price per minute with any premium surcharge, the discount, and the amount in US
+/// dollars (6 decimals) and exactly, in millionths of a cent.
+pub const CSV_HEADER: &str = "job_key,started_at,completed_at,repository,workflow,label,premium,vcpus,run_seconds,billed_minutes,free_minutes_used_2vcpu_minutes,price_per_minute_usd,discount_percent,currency,amount_usd,amount_millionths_of_a_cent";
 
-/// CSV rows of `records`, one per job, amounts in dollars (6 decimals) and micro-cents.
+/// CSV rows of `records`, one per job.
 fn csv_rows(records: &[UsageRecord]) -> String {
-    let mut csv = String::with_capacity(records.len() * 160);
+    let mut csv = String::with_capacity(records.len() * 220);
     for record in records {
         let fields = [
             record.job_key.clone(),
+            record.started_at.to_rfc3339(),
             record.completed_at.to_rfc3339(),
             record.repository.clone(),
             record.workflow.clone(),
             record.label.clone(),
+            record.premium.to_string(),
             record.vcpus.to_string(),
+            (record.completed_at - record.started_at)
+                .num_seconds()
+                .to_string(),
             record.minutes.to_string(),
             format_free_minutes(record.free_vcpu_minutes),
+            money::dollars(
+                record.price_per_minute + record.premium_surcharge_per_minute,
+                6,
+            ),
+            format!(
+                "{}.{:02}",
+                record.discount_basis_points / 100,
+                record.discount_basis_points % 100
+            ),
+            "USD".to_owned(),
             money::dollars(record.amount, 6),
             record.amount.to_string(),
         ];
@@ -401,6 +418,46 @@ mod tests {
         assert_eq!(
             project(1_000, month, month.start() - Duration::days(1)),
             Ok(0)
+        );
+    }
+
+    #[test]
+    fn a_csv_row_carries_what_finance_needs_to_check_the_charge() {
+        let completed_at = Utc
+            .with_ymd_and_hms(2026, 11, 3, 10, 4, 30)
+            .single()
+            .expect("time");
+        let record = UsageRecord {
+            job_key: "123:2".to_owned(),
+            workspace_id: Uuid::nil(),
+            label: "tenki-standard-4c-premium".to_owned(),
+            sku_label: "tenki-standard-4c".to_owned(),
+            premium: true,
+            vcpus: 4,
+            repository: "acme/web".to_owned(),
+            workflow: "Build, test".to_owned(),
+            started_at: completed_at - Duration::seconds(185),
+            completed_at,
+            minutes: 4,
+            free_vcpu_minutes: 3,
+            price_per_minute: 600_000,
+            premium_surcharge_per_minute: 300_000,
+            discount_basis_points: 1_050,
+            amount: 2_416_500,
+        };
+        let row = csv_rows(&[record]);
+        assert_eq!(
+            row,
+            "123:2,2026-11-03T10:01:25+00:00,2026-11-03T10:04:30+00:00,acme/web,\"Build, test\",\
+             tenki-standard-4c-premium,true,4,185,4,1.5,0.009000,10.50,USD,0.024165,2416500\n"
+        );
+        assert_eq!(
+            CSV_HEADER.split(',').count(),
+            row.trim_end()
+                .replace("\"Build, test\"", "x")
+                .split(',')
+                .count(),
+            "a column per header"
         );
     }
 
