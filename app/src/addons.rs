@@ -164,6 +164,7 @@ pub fn AddonsPage() -> impl IntoView {
             view! { <p role="status" class=class data-testid="addons-notice">{message}</p> }
         });
     view! {
+        <leptos_meta::Title text="Add-ons · Tenki"/>
         <h1 class="text-2xl font-semibold text-slate-900">"Add-ons"</h1>
         {notice}
         <Suspense fallback=|| view! { <p class="mt-6 text-slate-500">"Loading…"</p> }>

@@ -119,6 +119,7 @@ pub async fn sign_out() -> Result<(), AppError> {
 pub fn SignInPage() -> impl IntoView {
     let action = ServerAction::<SignIn>::new();
     view! {
+        <leptos_meta::Title text="Sign in · Tenki"/>
         <AuthCard title="Sign in to Tenki">
             <ActionForm action=action attr:class="space-y-4">
                 <Field label="E-mail" name="email" kind="email" autocomplete="email"/>
@@ -139,6 +140,7 @@ pub fn SignInPage() -> impl IntoView {
 pub fn SignUpPage() -> impl IntoView {
     let action = ServerAction::<SignUp>::new();
     view! {
+        <leptos_meta::Title text="Create your account · Tenki"/>
         <AuthCard title="Create your Tenki account">
             <ActionForm action=action attr:class="space-y-4">
                 <Field label="Workspace name" name="workspace" kind="text" autocomplete="organization"/>

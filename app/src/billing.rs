@@ -239,6 +239,7 @@ pub fn BillingPage() -> impl IntoView {
             view! { <p role="status" class=class data-testid="billing-notice">{message}</p> }
         });
     view! {
+        <leptos_meta::Title text="Billing · Tenki"/>
         <h1 class="text-2xl font-semibold text-slate-900">"Billing"</h1>
         {notice}
         <Suspense fallback=|| view! { <p class="mt-6 text-slate-500">"Loading…"</p> }>

@@ -1,5 +1,5 @@
-//! The signed-in dashboard: the layout with its navigation, the Overview page, and the pages
-//! that are not built yet.
+//! The signed-in dashboard: the layout with its navigation, the Overview page, and the page for
+//! an address that matches none.
 
 use leptos::prelude::*;
 use leptos_router::components::{A, Outlet, Redirect};
@@ -112,16 +112,7 @@ pub fn DashboardLayout() -> impl IntoView {
                         })}
                     </Suspense>
                 </div>
-                <nav class="flex gap-1 overflow-x-auto px-3 pb-3 md:flex-col md:pb-0">
-                    {NAVIGATION
-                        .iter()
-                        .map(|(href, label)| view! {
-                            <A href=*href attr:class="whitespace-nowrap rounded-md px-3 py-2 text-sm font-medium text-slate-700 hover:bg-slate-100 aria-[current=page]:bg-indigo-50 aria-[current=page]:text-indigo-700">
-                                {*label}
-                            </A>
-                        })
-                        .collect_view()}
-                </nav>
+                <Navigation/>
             </aside>
             <div class="flex-1">
                 <header class="flex items-center justify-between gap-4 border-b border-slate-200 bg-white px-6 py-3">
@@ -164,6 +155,7 @@ pub fn OverviewPage() -> impl IntoView {
         }
     });
     view! {
+        <leptos_meta::Title text="Overview · Tenki"/>
         <h1 class="text-2xl font-semibold text-slate-900">"Overview"</h1>
         <Transition fallback=|| view! { <p class="mt-6 text-slate-500">"Loading…"</p> }>
             {move || Suspend::new(async move {
@@ -252,14 +244,48 @@ fn FreeMinutesCard(data: OverviewData) -> impl IntoView {
     }
 }
 
-/// A page that is not built yet says so plainly.
+/// The dashboard's pages, as the layout lists them.
 #[component]
-pub fn ComingSoon(title: &'static str) -> impl IntoView {
+fn Navigation() -> impl IntoView {
     view! {
-        <h1 class="text-2xl font-semibold text-slate-900">{title}</h1>
-        <p class="mt-4 rounded-lg border border-dashed border-slate-300 bg-white p-6 text-slate-600">
-            {title} " is coming soon."
-        </p>
+        <nav class="flex gap-1 overflow-x-auto px-3 pb-3 md:flex-col md:pb-0">
+            {NAVIGATION
+                .iter()
+                .map(|(href, label)| view! {
+                    <A href=*href attr:class="whitespace-nowrap rounded-md px-3 py-2 text-sm font-medium text-slate-700 hover:bg-slate-100 aria-[current=page]:bg-indigo-50 aria-[current=page]:text-indigo-700">
+                        {*label}
+                    </A>
+                })
+                .collect_view()}
+        </nav>
+    }
+}
+
+/// An address that matches no page: says so with a 404 and keeps the navigation, so the way on
+/// is one click away.
+#[component]
+pub fn NotFoundPage() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(http::StatusCode::NOT_FOUND);
+    }
+    view! {
+        <leptos_meta::Title text="Page not found · Tenki"/>
+        <div class="min-h-screen bg-slate-50 md:flex">
+            <aside class="border-b border-slate-200 bg-white md:min-h-screen md:w-60 md:border-b-0 md:border-r">
+                <div class="px-5 py-4">
+                    <a href="/" class="text-xl font-bold text-indigo-600">"Tenki"</a>
+                </div>
+                <Navigation/>
+            </aside>
+            <main class="flex-1 p-6 md:p-10">
+                <h1 class="text-2xl font-semibold text-slate-900">"Page not found"</h1>
+                <p class="mt-4 text-slate-600" data-testid="not-found">
+                    "There is no page at this address. The link may be mistyped or out of date."
+                </p>
+                <a href="/" class="mt-6 inline-block rounded-md bg-indigo-600 px-4 py-2 text-sm font-medium text-white hover:bg-indigo-700">"Go to the Overview"</a>
+            </main>
+        </div>
     }
 }
 

@@ -119,6 +119,7 @@ pub fn GitHubConnectedPage() -> impl IntoView {
         .into_any(),
     };
     view! {
+        <leptos_meta::Title text="Connect GitHub · Tenki"/>
         <h1 class="text-2xl font-semibold text-slate-900">"Connect GitHub"</h1>
         {outcome}
         <a href="/runners" class="mt-6 inline-block text-sm font-medium text-indigo-600 hover:text-indigo-800">"Back to Runners"</a>

@@ -193,6 +193,7 @@ pub fn JobsPage() -> impl IntoView {
         }
     });
     view! {
+        <leptos_meta::Title text="Jobs · Tenki"/>
         <h1 class="text-2xl font-semibold text-slate-900">"Jobs"</h1>
         <nav class="mt-4 flex flex-wrap gap-2" aria-label="Filter by status">
             {STATUSES.iter().map(|(value, name)| {

@@ -25,7 +25,7 @@ pub use server::ServerContext;
 use crate::addons::AddonsPage;
 use crate::auth::{SignInPage, SignUpPage};
 use crate::billing::BillingPage;
-use crate::dashboard::{ComingSoon, DashboardLayout, OverviewPage};
+use crate::dashboard::{DashboardLayout, NotFoundPage, OverviewPage};
 use crate::github::GitHubConnectedPage;
 use crate::jobs::JobsPage;
 use crate::runners::RunnersPage;
@@ -60,7 +60,7 @@ pub fn App() -> impl IntoView {
         <Stylesheet id="tenki" href="/pkg/tenki.css"/>
         <Title text="Tenki"/>
         <Router>
-            <Routes fallback=|| view! { <ComingSoon title="Page not found"/> }>
+            <Routes fallback=NotFoundPage>
                 <Route path=path!("/sign-in") view=SignInPage ssr=SsrMode::Async/>
                 <Route path=path!("/sign-up") view=SignUpPage ssr=SsrMode::Async/>
                 <ParentRoute path=path!("") view=DashboardLayout ssr=SsrMode::Async>

@@ -200,6 +200,7 @@ pub fn RunnersPage() -> impl IntoView {
     let data = Resource::new(|| (), |()| runner_setup());
     let copied = RwSignal::new(false);
     view! {
+        <leptos_meta::Title text="Runners · Tenki"/>
         <h1 class="text-2xl font-semibold text-slate-900">"Runners"</h1>
         <section class="mt-6 rounded-xl border border-slate-200 bg-white p-6 shadow-sm">
             <h2 class="text-sm font-medium text-slate-500">"Use a Tenki runner"</h2>

@@ -79,6 +79,7 @@ pub fn SettingsPage() -> impl IntoView {
         view! { <p role="status" class=class data-testid="settings-notice">{message}</p> }
     });
     view! {
+        <leptos_meta::Title text="Settings · Tenki"/>
         <h1 class="text-2xl font-semibold text-slate-900">"Settings"</h1>
         {notice}
         <Suspense fallback=|| view! { <p class="mt-6 text-slate-500">"Loading…"</p> }>

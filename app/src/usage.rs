@@ -158,6 +158,7 @@ pub fn UsagePage() -> impl IntoView {
     let month = move || query.read().get("month").unwrap_or_default();
     let data = Resource::new(month, usage_month);
     view! {
+        <leptos_meta::Title text="Usage · Tenki"/>
         <h1 class="text-2xl font-semibold text-slate-900">"Usage"</h1>
         <Transition fallback=|| view! { <p class="mt-6 text-slate-500">"Loading…"</p> }>
             {move || Suspend::new(async move {
