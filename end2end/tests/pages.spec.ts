@@ -49,3 +49,20 @@ test("an unknown address is a 404 that says so and keeps the navigation", async 
   await page.getByRole("link", { name: "Go to the Overview" }).click();
   await expect(page.getByRole("heading", { name: "Overview" })).toBeVisible();
 });
+
+test("the GitHub outcome page says linked only for this workspace's installation, and refusals are 4xx", async ({ page }) => {
+  await signUp(page, "Typed Co", uniqueEmail("typed"), "typed password 1");
+  // Anyone can type an account into the address: it is not linked to this workspace.
+  const typed = await page.goto("/github/connected?account=acme-corp");
+  expect(typed?.status()).toBe(404);
+  await expect(page.getByTestId("github-not-linked")).toContainText("No GitHub installation on acme-corp is linked");
+  await expect(page.getByTestId("github-connected")).toHaveCount(0);
+  await page.screenshot({ path: "screenshots/github-not-linked.png", fullPage: true });
+
+  const unknown = await page.goto("/github/connected?refused=made_up");
+  expect(unknown?.status()).toBe(400);
+  await expect(page.getByTestId("github-setup-refused")).toContainText("does not know how that connection ended");
+  const notFound = await page.goto("/github/connected?refused=github_not_found&installation=42");
+  expect(notFound?.status()).toBe(404);
+  await expect(page.getByTestId("github-setup-refused")).toContainText("GitHub cannot find installation 42");
+});
