@@ -55,9 +55,31 @@ pub async fn sign_up(workspace: String, email: String, password: String) -> Resu
     )
 }
 
-/// Checks the e-mail and password, sets the session cookie and opens the Overview.
+/// Where to go after signing in: `next` when it is a path on this site (the page a signed-out
+/// visit asked for), else the Overview. Anything else (`https://…`, `//host`, `/\host`) would
+/// let a link send people elsewhere after they signed in.
+pub fn return_path(next: Option<&str>) -> &str {
+    match next {
+        Some(path)
+            if path.starts_with('/')
+                && !path.starts_with("//")
+                && !path.starts_with("/\\")
+                && !path.chars().any(char::is_control) =>
+        {
+            path
+        }
+        _ => "/",
+    }
+}
+
+/// Checks the e-mail and password, sets the session cookie and opens the page asked for before
+/// (`next`, see [`return_path`]) or the Overview.
 #[server(prefix = "/api", endpoint = "sign-in")]
-pub async fn sign_in(email: String, password: String) -> Result<(), AppError> {
+pub async fn sign_in(
+    email: String,
+    password: String,
+    next: Option<String>,
+) -> Result<(), AppError> {
     crate::server::respond(
         async move {
             use tenki_core::identity::{self, SignInError};
@@ -69,21 +91,17 @@ pub async fn sign_in(email: String, password: String) -> Result<(), AppError> {
                 Ok(session) => {
                     let max_age = (session.expires_at - now).num_seconds();
                     crate::server::set_session_cookie(&context, &session.token, max_age);
-                    leptos_axum::redirect("/");
+                    leptos_axum::redirect(return_path(next.as_deref()));
                     Ok(())
                 }
                 Err(SignInError::Invalid(field)) => Err(AppError::Invalid {
                     field: field.field.to_owned(),
                     message: field.message,
                 }),
-                Err(SignInError::UnknownEmail) => Err(AppError::refused(
-                    "unknown_email",
-                    "No Tenki account uses this e-mail. Check it, or sign up.",
-                )),
-                Err(SignInError::WrongPassword) => Err(AppError::refused(
-                    "wrong_password",
-                    "Wrong password. Try again.",
-                )),
+                // One answer for both: which e-mails have an account is nobody's business.
+                Err(SignInError::UnknownEmail | SignInError::WrongPassword) => Err(
+                    AppError::refused("wrong_credentials", "Wrong e-mail or password. Try again."),
+                ),
                 Err(SignInError::TooManyAttempts) => Err(AppError::refused(
                     "too_many_attempts",
                     "Too many failed sign-ins. Wait 15 minutes and try again.",
@@ -118,10 +136,12 @@ pub async fn sign_out() -> Result<(), AppError> {
 #[component]
 pub fn SignInPage() -> impl IntoView {
     let action = ServerAction::<SignIn>::new();
+    let next = leptos_router::hooks::use_query_map().with_untracked(|q| q.get("next"));
     view! {
         <leptos_meta::Title text="Sign in · Tenki"/>
         <AuthCard title="Sign in to Tenki">
             <ActionForm action=action attr:class="space-y-4">
+                {next.map(|next| view! { <input type="hidden" name="next" value=next/> })}
                 <Field label="E-mail" name="email" kind="email" autocomplete="email"/>
                 <Field label="Password" name="password" kind="password" autocomplete="current-password"/>
                 <FormError result=Signal::derive(move || action.value().get())/>
@@ -221,5 +241,30 @@ fn SubmitButton(label: &'static str, pending: Memo<bool>) -> impl IntoView {
         >
             {label}
         </button>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::return_path;
+
+    #[test]
+    fn only_paths_on_this_site_are_returned_to_after_sign_in() {
+        assert_eq!(
+            return_path(Some("/usage?month=2026-10")),
+            "/usage?month=2026-10"
+        );
+        assert_eq!(return_path(Some("/")), "/");
+        assert_eq!(return_path(None), "/");
+        for elsewhere in [
+            "https://evil.example/",
+            "//evil.example/",
+            "/\\evil.example/",
+            "evil.example",
+            "/usage\r\nSet-Cookie: x=1",
+            "",
+        ] {
+            assert_eq!(return_path(Some(elsewhere)), "/", "{elsewhere:?}");
+        }
     }
 }

@@ -93,6 +93,13 @@ const NAVIGATION: [(&str, &str); 7] = [
 pub fn DashboardLayout() -> impl IntoView {
     let me = Resource::new(|| (), |()| who_am_i());
     let sign_out = ServerAction::<SignOut>::new();
+    let location = leptos_router::hooks::use_location();
+    let sign_in = move || {
+        sign_in_returning_to(
+            &location.pathname.get_untracked(),
+            &location.search.get_untracked(),
+        )
+    };
     view! {
         <div class="min-h-screen bg-slate-50 md:flex">
             <aside class="border-b border-slate-200 bg-white md:min-h-screen md:w-60 md:border-b-0 md:border-r">
@@ -125,7 +132,7 @@ pub fn DashboardLayout() -> impl IntoView {
                                         <p class="truncate text-xs text-slate-500">{me.email}</p>
                                     </div>
                                 }.into_any(),
-                                Err(AppError::SignInRequired) => view! { <Redirect path="/sign-in"/> }.into_any(),
+                                Err(AppError::SignInRequired) => view! { <Redirect path=sign_in()/> }.into_any(),
                                 Err(error) => view! { <ErrorNotice error/> }.into_any(),
                             }
                         })}
@@ -244,6 +251,28 @@ fn FreeMinutesCard(data: OverviewData) -> impl IntoView {
     }
 }
 
+/// The sign-in page, told to come back to `path` (and its `search` query) once signed in.
+fn sign_in_returning_to(path: &str, search: &str) -> String {
+    let search = search.trim_start_matches('?');
+    let asked = if search.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{search}")
+    };
+    if asked == "/" || asked.is_empty() {
+        return "/sign-in".to_owned();
+    }
+    let mut next = String::with_capacity(asked.len() * 3);
+    for byte in asked.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {
+            next.push(char::from(byte));
+        } else {
+            next.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    format!("/sign-in?next={next}")
+}
+
 /// The dashboard's pages, as the layout lists them.
 #[component]
 fn Navigation() -> impl IntoView {
@@ -317,6 +346,20 @@ fn percent(part: u64, whole: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_signed_out_visit_is_sent_to_sign_in_with_the_page_it_asked_for() {
+        use super::sign_in_returning_to;
+        assert_eq!(sign_in_returning_to("/", ""), "/sign-in");
+        assert_eq!(
+            sign_in_returning_to("/usage", "month=2026-10"),
+            "/sign-in?next=/usage%3Fmonth%3D2026-10"
+        );
+        assert_eq!(
+            sign_in_returning_to("/jobs", "?status=failed&repo=a b"),
+            "/sign-in?next=/jobs%3Fstatus%3Dfailed%26repo%3Da%20b"
+        );
+    }
+
     use super::*;
 
     #[test]

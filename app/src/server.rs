@@ -88,12 +88,19 @@ pub async fn client_ip(context: &ServerContext) -> String {
 
 /// Sets the response status from the error (see [`AppError::status`]) and passes the result on.
 /// Every server function returns through it.
+/// A page whose layout already redirects (a signed-out visit goes to sign-in) keeps the
+/// redirect's status: the page's own data failing for the same reason must not turn the 302 into
+/// a 401 with the dashboard's shell.
 pub fn respond<T>(result: Result<T, AppError>) -> Result<T, AppError> {
     if let Err(error) = &result
         && let (Some(response), Ok(status)) = (
             use_context::<leptos_axum::ResponseOptions>(),
             http::StatusCode::from_u16(error.status()),
         )
+        && !response
+            .0
+            .read()
+            .is_ok_and(|parts| parts.status == Some(http::StatusCode::FOUND))
     {
         response.set_status(status);
     }

@@ -1,6 +1,6 @@
 // Sign-up, the Overview's free minutes, sign-out and sign-in, in a real browser.
-import { expect, test } from "@playwright/test";
-import { expectOverview, signIn, uniqueEmail, waitForHydration, watchConsole } from "./helpers";
+import { expect, type Page, test } from "@playwright/test";
+import { expectOverview, signIn, signUp, uniqueEmail, waitForHydration, watchConsole } from "./helpers";
 
 const password = "correct horse battery";
 
@@ -53,7 +53,7 @@ test("a wrong password shows the error and keeps the person signed out", async (
   await expect(page).toHaveURL(/\/sign-in$/);
 
   await signIn(page, email, "not the password");
-  await expect(page.getByRole("alert")).toHaveText("Wrong password. Try again.");
+  await expect(page.getByRole("alert")).toHaveText("Wrong e-mail or password. Try again.");
   await expect(page).toHaveURL(/\/sign-in$/);
   await page.screenshot({ path: "screenshots/sign-in-wrong-password.png", fullPage: true });
   // The failed request is the only expected console entry.
@@ -91,3 +91,45 @@ test("the Overview reads without JavaScript", async ({ browser }) => {
   await expect(page.getByTestId("free-minutes-left")).toHaveText("1,000");
   await context.close();
 });
+
+test("a signed-out visit goes to sign-in, and signing in opens the page it asked for", async ({ page, request }) => {
+  const email = uniqueEmail("return");
+  const password = "return password 1";
+  await signUp(page, "Return Co", email, password);
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await expect(page).toHaveURL(/\/sign-in$/);
+
+  // The server answers the page itself with the redirect, before any JavaScript.
+  const asked = await request.get("/usage?month=2026-10", {
+    maxRedirects: 0,
+    headers: { accept: "text/html,application/xhtml+xml" },
+  });
+  expect(asked.status()).toBe(302);
+  expect(asked.headers()["location"]).toBe("/sign-in?next=/usage%3Fmonth%3D2026-10");
+  for (const path of ["/jobs", "/runners", "/add-ons", "/billing", "/settings"]) {
+    const other = await request.get(path, { maxRedirects: 0, headers: { accept: "text/html" } });
+    expect(other.status(), path).toBe(302);
+    expect(other.headers()["location"], path).toBe(`/sign-in?next=${path}`);
+  }
+
+  await page.goto("/usage?month=2026-10");
+  await expect(page).toHaveURL(/\/sign-in\?next=/);
+  await signInHere(page, email, password);
+  await expect(page).toHaveURL(/\/usage\?month=2026-10$/);
+  await expect(page.getByTestId("usage-month")).toHaveText("October 2026");
+
+  // A link that would send people elsewhere after signing in lands on the Overview.
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.goto("/sign-in?next=//evil.example/steal");
+  await signInHere(page, email, password);
+  await expect(page.getByRole("heading", { name: "Overview" })).toBeVisible();
+  expect(page.url()).not.toContain("evil.example");
+});
+
+/** Signs in on the sign-in page already open (keeping its `next`). */
+async function signInHere(page: Page, email: string, password: string): Promise<void> {
+  await waitForHydration(page);
+  await page.getByLabel("E-mail").fill(email);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+}

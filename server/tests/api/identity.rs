@@ -211,9 +211,22 @@ async fn wrong_password_and_unknown_email_are_refused(db: PgPool) {
         )
         .await;
     assert!(response.headers().get("set-cookie").is_none());
-    let body: serde_json::Value = response.json().await.expect("JSON error");
-    assert_eq!(body["Refused"]["code"], "wrong_password");
-    assert_eq!(body["Refused"]["message"], "Wrong password. Try again.");
+    let wrong_password: serde_json::Value = response.json().await.expect("JSON error");
+    assert_eq!(wrong_password["Refused"]["code"], "wrong_credentials");
+    assert_eq!(
+        wrong_password["Refused"]["message"],
+        "Wrong e-mail or password. Try again."
+    );
+    // An e-mail with no account gets the very same answer: sign-in does not tell which exist.
+    let response = app
+        .call(
+            &app.client,
+            "sign-in",
+            &[("email", "nobody@acme.test"), ("password", PASSWORD)],
+        )
+        .await;
+    let unknown_email: serde_json::Value = response.json().await.expect("JSON error");
+    assert_eq!(unknown_email, wrong_password);
 }
 
 #[sqlx::test(migrations = "../migrations")]
