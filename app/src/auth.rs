@@ -8,51 +8,49 @@ use crate::error::AppError;
 /// Creates an account with its workspace and 1,000 free minutes, signs in and opens the Overview.
 #[server(prefix = "/api", endpoint = "sign-up")]
 pub async fn sign_up(workspace: String, email: String, password: String) -> Result<(), AppError> {
-    crate::server::respond(
-        async move {
-            use tenki_core::identity::{self, SignUpError};
+    refused_form_shows_page("/sign-up", async move {
+        use tenki_core::identity::{self, SignUpError};
 
-            let context = crate::server::context()?;
-            let now = chrono::Utc::now();
-            let address = crate::server::client_ip(&context).await;
-            let client = identity::SignUpClient {
-                address: &address,
-                max_per_window: context.sign_ups_per_address,
-            };
-            match identity::sign_up(
-                &context.core.db,
-                &context.core.ledger,
-                &email,
-                &password,
-                &workspace,
-                &client,
-                now,
-            )
-            .await
-            {
-                Ok(signed_up) => {
-                    let max_age = (signed_up.session.expires_at - now).num_seconds();
-                    crate::server::set_session_cookie(&context, &signed_up.session.token, max_age);
-                    leptos_axum::redirect("/");
-                    Ok(())
-                }
-                Err(SignUpError::Invalid(field)) => Err(AppError::Invalid {
-                    field: field.field.to_owned(),
-                    message: field.message,
-                }),
-                Err(SignUpError::EmailTaken) => Err(AppError::refused(
-                    "email_taken",
-                    "An account with this e-mail exists already. Sign in instead.",
-                )),
-                Err(SignUpError::TooManySignUps) => Err(AppError::refused(
-                    "too_many_attempts",
-                    "Too many sign-ups from your network. Try again in an hour.",
-                )),
-                Err(other) => Err(AppError::internal_error(&other)),
+        let context = crate::server::context()?;
+        let now = chrono::Utc::now();
+        let address = crate::server::client_ip(&context).await;
+        let client = identity::SignUpClient {
+            address: &address,
+            max_per_window: context.sign_ups_per_address,
+        };
+        match identity::sign_up(
+            &context.core.db,
+            &context.core.ledger,
+            &email,
+            &password,
+            &workspace,
+            &client,
+            now,
+        )
+        .await
+        {
+            Ok(signed_up) => {
+                let max_age = (signed_up.session.expires_at - now).num_seconds();
+                crate::server::set_session_cookie(&context, &signed_up.session.token, max_age);
+                leptos_axum::redirect("/");
+                Ok(())
             }
+            Err(SignUpError::Invalid(field)) => Err(AppError::Invalid {
+                field: field.field.to_owned(),
+                message: field.message,
+            }),
+            Err(SignUpError::EmailTaken) => Err(AppError::refused(
+                "email_taken",
+                "An account with this e-mail exists already. Sign in instead.",
+            )),
+            Err(SignUpError::TooManySignUps) => Err(AppError::refused(
+                "too_many_attempts",
+                "Too many sign-ups from your network. Try again in an hour.",
+            )),
+            Err(other) => Err(AppError::internal_error(&other)),
         }
-        .await,
-    )
+    })
+    .await
 }
 
 /// Where to go after signing in: `next` when it is a path on this site (the page a signed-out
@@ -80,37 +78,67 @@ pub async fn sign_in(
     password: String,
     next: Option<String>,
 ) -> Result<(), AppError> {
-    crate::server::respond(
-        async move {
-            use tenki_core::identity::{self, SignInError};
-
-            let context = crate::server::context()?;
-            let ip = crate::server::client_ip(&context).await;
-            let now = chrono::Utc::now();
-            match identity::sign_in(&context.core.db, &email, &password, &ip, now).await {
-                Ok(session) => {
-                    let max_age = (session.expires_at - now).num_seconds();
-                    crate::server::set_session_cookie(&context, &session.token, max_age);
-                    leptos_axum::redirect(return_path(next.as_deref()));
-                    Ok(())
-                }
-                Err(SignInError::Invalid(field)) => Err(AppError::Invalid {
-                    field: field.field.to_owned(),
-                    message: field.message,
-                }),
-                // One answer for both: which e-mails have an account is nobody's business.
-                Err(SignInError::UnknownEmail | SignInError::WrongPassword) => Err(
-                    AppError::refused("wrong_credentials", "Wrong e-mail or password. Try again."),
-                ),
-                Err(SignInError::TooManyAttempts) => Err(AppError::refused(
-                    "too_many_attempts",
-                    "Too many failed sign-ins. Wait 15 minutes and try again.",
-                )),
-                Err(other) => Err(AppError::internal_error(&other)),
-            }
+    let page = match next.as_deref().map(|next| return_path(Some(next))) {
+        Some(path) if path != "/" => {
+            format!("/sign-in?next={}", crate::dashboard::query_value(path))
         }
-        .await,
-    )
+        _ => "/sign-in".to_owned(),
+    };
+    refused_form_shows_page(&page, async move {
+        use tenki_core::identity::{self, SignInError};
+
+        let context = crate::server::context()?;
+        let ip = crate::server::client_ip(&context).await;
+        let now = chrono::Utc::now();
+        match identity::sign_in(&context.core.db, &email, &password, &ip, now).await {
+            Ok(session) => {
+                let max_age = (session.expires_at - now).num_seconds();
+                crate::server::set_session_cookie(&context, &session.token, max_age);
+                leptos_axum::redirect(return_path(next.as_deref()));
+                Ok(())
+            }
+            Err(SignInError::Invalid(field)) => Err(AppError::Invalid {
+                field: field.field.to_owned(),
+                message: field.message,
+            }),
+            // One answer for both: which e-mails have an account is nobody's business.
+            Err(SignInError::UnknownEmail | SignInError::WrongPassword) => Err(AppError::refused(
+                "wrong_credentials",
+                "Wrong e-mail or password. Try again.",
+            )),
+            Err(SignInError::TooManyAttempts) => Err(AppError::refused(
+                "too_many_attempts",
+                "Too many failed sign-ins. Wait 15 minutes and try again.",
+            )),
+            Err(other) => Err(AppError::internal_error(&other)),
+        }
+    })
+    .await
+}
+
+#[cfg(feature = "ssr")]
+/// Runs a sign-in or sign-up. Refused, a form the browser posted without JavaScript gets `page`
+/// again with the message (not the JSON a script reads); with JavaScript the form shows it.
+async fn refused_form_shows_page(
+    page: &str,
+    run: impl std::future::Future<Output = Result<(), AppError>>,
+) -> Result<(), AppError> {
+    let outcome = run.await;
+    if let Err(error) = &outcome
+        && crate::server::plain_form_post().await
+        && let Ok(context) = crate::server::context()
+    {
+        crate::server::show_form_again(&context, page, error);
+        return Ok(());
+    }
+    crate::server::respond(outcome)
+}
+
+/// The message of a sign-in or sign-up posted without JavaScript and refused, shown once.
+#[server(prefix = "/api", endpoint = "form-error")]
+pub async fn form_error() -> Result<Option<String>, AppError> {
+    let context = crate::server::context()?;
+    Ok(crate::server::take_form_error(&context).await)
 }
 
 /// Ends the session and returns to the sign-in page.
@@ -140,6 +168,7 @@ pub fn SignInPage() -> impl IntoView {
     view! {
         <leptos_meta::Title text="Sign in · Tenki"/>
         <AuthCard title="Sign in to Tenki">
+            <RefusedWithoutJavaScript/>
             <ActionForm action=action attr:class="space-y-4">
                 {next.map(|next| view! { <input type="hidden" name="next" value=next/> })}
                 <Field label="E-mail" name="email" kind="email" autocomplete="email"/>
@@ -162,6 +191,7 @@ pub fn SignUpPage() -> impl IntoView {
     view! {
         <leptos_meta::Title text="Create your account · Tenki"/>
         <AuthCard title="Create your Tenki account">
+            <RefusedWithoutJavaScript/>
             <ActionForm action=action attr:class="space-y-4">
                 <Field label="Workspace name" name="workspace" kind="text" autocomplete="organization"/>
                 <Field label="E-mail" name="email" kind="email" autocomplete="email"/>
@@ -215,6 +245,21 @@ fn Field(
                 class="mt-1 block w-full rounded-md border border-slate-300 px-3 py-2 text-slate-900 focus:border-indigo-500 focus:outline-none"
             />
         </label>
+    }
+}
+
+/// The message of a form posted without JavaScript and refused (see `form_error`).
+#[component]
+fn RefusedWithoutJavaScript() -> impl IntoView {
+    let message = Resource::new(|| (), |()| form_error());
+    view! {
+        <Suspense fallback=|| ()>
+            {move || Suspend::new(async move {
+                message.await.ok().flatten().map(|message| view! {
+                    <p role="alert" data-testid="form-refused" class="mb-4 rounded-md bg-red-50 px-3 py-2 text-sm text-red-700">{message}</p>
+                })
+            })}
+        </Suspense>
     }
 }
 

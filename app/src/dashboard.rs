@@ -262,15 +262,20 @@ fn sign_in_returning_to(path: &str, search: &str) -> String {
     if asked == "/" || asked.is_empty() {
         return "/sign-in".to_owned();
     }
-    let mut next = String::with_capacity(asked.len() * 3);
-    for byte in asked.bytes() {
+    format!("/sign-in?next={}", query_value(&asked))
+}
+
+/// `value` percent-encoded for a query string (`/` kept, as it is safe there and reads better).
+pub(crate) fn query_value(value: &str) -> String {
+    let mut encoded = String::with_capacity(value.len() * 3);
+    for byte in value.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {
-            next.push(char::from(byte));
+            encoded.push(char::from(byte));
         } else {
-            next.push_str(&format!("%{byte:02X}"));
+            encoded.push_str(&format!("%{byte:02X}"));
         }
     }
-    format!("/sign-in?next={next}")
+    encoded
 }
 
 /// The dashboard's pages, as the layout lists them.

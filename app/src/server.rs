@@ -107,6 +107,77 @@ pub fn respond<T>(result: Result<T, AppError>) -> Result<T, AppError> {
     result
 }
 
+/// The cookie that carries a refused form's message to the page shown again (see
+/// [`show_form_again`]).
+const FORM_ERROR_COOKIE: &str = "tenki_form_error";
+
+/// The request is a form the browser posted without JavaScript: it wants a page back, not JSON.
+pub async fn plain_form_post() -> bool {
+    let headers: HeaderMap = leptos_axum::extract().await.unwrap_or_default();
+    headers
+        .get(http::header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"))
+}
+
+/// Answers a form posted without JavaScript and refused with `error` by showing `page` again
+/// with the message. The message travels in a short-lived cookie, never in the address, so no
+/// link can make the page say what Tenki did not.
+pub fn show_form_again(context: &ServerContext, page: &str, error: &AppError) {
+    let message: String = error.to_string().chars().take(300).collect();
+    let hex: String = message.bytes().map(|b| format!("{b:02x}")).collect();
+    append_cookie(
+        context,
+        &format!("{FORM_ERROR_COOKIE}={hex}; Path=/; HttpOnly; SameSite=Lax; Max-Age=60"),
+    );
+    leptos_axum::redirect(page);
+}
+
+/// The message of a form refused without JavaScript, once: taking it removes the cookie.
+pub async fn take_form_error(context: &ServerContext) -> Option<String> {
+    let headers: HeaderMap = leptos_axum::extract().await.ok()?;
+    let hex = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|cookies| cookies.split(';'))
+        .find_map(|pair| {
+            pair.trim()
+                .strip_prefix(&format!("{FORM_ERROR_COOKIE}="))
+                .map(str::to_owned)
+        })?;
+    append_cookie(
+        context,
+        &format!("{FORM_ERROR_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"),
+    );
+    let bytes: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+        })
+        .collect();
+    bytes
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|m| !m.is_empty())
+}
+
+fn append_cookie(context: &ServerContext, cookie: &str) {
+    let cookie = if context.secure_cookies {
+        format!("{cookie}; Secure")
+    } else {
+        cookie.to_owned()
+    };
+    match HeaderValue::from_str(&cookie) {
+        Ok(value) => {
+            if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+                response.append_header(SET_COOKIE, value);
+            }
+        }
+        Err(e) => tracing::error!("cookie is not a valid header: {e}"),
+    }
+}
+
 /// Sets the session cookie on the response (`max_age_seconds = 0` removes it).
 pub fn set_session_cookie(context: &ServerContext, token: &str, max_age_seconds: i64) {
     let secure = if context.secure_cookies {

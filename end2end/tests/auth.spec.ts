@@ -133,3 +133,43 @@ async function signInHere(page: Page, email: string, password: string): Promise<
   await page.getByLabel("Password").fill(password);
   await page.getByRole("button", { name: "Sign in" }).click();
 }
+
+test("without JavaScript a refused sign-in or sign-up shows the form again with the message", async ({ browser }) => {
+  const email = uniqueEmail("nojs-refused");
+  const context = await browser.newContext({ javaScriptEnabled: false });
+  const page = await context.newPage();
+
+  await page.goto("/sign-up");
+  await page.getByLabel("Workspace name").fill("No Script Co");
+  await page.getByLabel("E-mail").fill(email);
+  await page.getByLabel("Password (at least 10 characters)").fill("short");
+  await page.getByRole("button", { name: "Create account" }).click();
+  await expect(page).toHaveURL(/\/sign-up$/);
+  await expect(page.getByTestId("form-refused")).toContainText("10 characters");
+  await expect(page.getByRole("button", { name: "Create account" })).toBeVisible();
+  await page.screenshot({ path: "screenshots/sign-up-refused-without-javascript.png", fullPage: true });
+
+  await page.getByLabel("Workspace name").fill("No Script Co");
+  await page.getByLabel("E-mail").fill(email);
+  await page.getByLabel("Password (at least 10 characters)").fill(password);
+  await page.getByRole("button", { name: "Create account" }).click();
+  await expect(page.getByTestId("free-minutes-left")).toHaveText("1,000");
+  await page.getByRole("button", { name: "Sign out" }).click();
+
+  await page.goto("/sign-in?next=/usage");
+  await page.getByLabel("E-mail").fill(email);
+  await page.getByLabel("Password").fill("not the password");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await expect(page).toHaveURL(/\/sign-in\?next=\/usage$/);
+  await expect(page.getByTestId("form-refused")).toHaveText("Wrong e-mail or password. Try again.");
+  expect(await page.content()).not.toContain('"Refused"');
+  // Shown once: the page read again has no message.
+  await page.reload();
+  await expect(page.getByTestId("form-refused")).toHaveCount(0);
+
+  await page.getByLabel("E-mail").fill(email);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await expect(page).toHaveURL(/\/usage$/);
+  await context.close();
+});
