@@ -27,6 +27,8 @@ pub struct OverviewData {
     pub month_to_date_cost: String,
     /// Unfinished jobs by what they are doing ("running", "waiting for a slot"), with counts.
     pub jobs_now: Vec<(String, i64)>,
+    /// Getting started: GitHub connected, a job sent to Tenki, a job ran.
+    pub steps_done: [bool; 3],
 }
 
 /// The signed-in person and their workspace.
@@ -67,6 +69,11 @@ pub async fn overview() -> Result<OverviewData, AppError> {
                 free_minutes_granted: overview.free_minutes_granted,
                 month_to_date_cost: tenki_core::money::dollars(overview.month_to_date_amount, 2),
                 jobs_now: overview.jobs_now,
+                steps_done: [
+                    overview.getting_started.github_connected,
+                    overview.getting_started.first_job_sent,
+                    overview.getting_started.first_job_ran,
+                ],
             })
         }
         .await,
@@ -183,7 +190,9 @@ fn OverviewCards(data: OverviewData) -> impl IntoView {
     let exhausted = data.free_minutes_left == 0;
     let cost = data.month_to_date_cost.clone();
     let jobs_now = data.jobs_now.clone();
+    let steps_done = data.steps_done;
     view! {
+        {steps_done.contains(&false).then(|| view! { <GettingStarted done=steps_done/> })}
         <section class="mt-6 rounded-xl border border-slate-200 bg-white p-6 shadow-sm" data-testid="jobs-now">
             <h2 class="text-sm font-medium text-slate-500">"Jobs now"</h2>
             {if jobs_now.is_empty() {
@@ -218,6 +227,61 @@ fn OverviewCards(data: OverviewData) -> impl IntoView {
                 <p class="mt-3 text-sm text-slate-600">"Pay-as-you-go usage after free minutes, so far this month (UTC)."</p>
             </section>
         </div>
+    }
+}
+
+/// The steps to a first job on Tenki, each ticked when done and with its action until then.
+/// Gone once all are done.
+#[component]
+fn GettingStarted(done: [bool; 3]) -> impl IntoView {
+    let steps: [(&str, AnyView); 3] = [
+        (
+            "Connect GitHub",
+            view! {
+                "Install the Tenki App on your organization or account. "
+                <a href="/runners" class="font-medium text-indigo-700 hover:underline">"Connect GitHub →"</a>
+            }
+            .into_any(),
+        ),
+        (
+            "Point a workflow at Tenki",
+            view! {
+                "In a job of a workflow, replace its " <code class="rounded bg-slate-100 px-1">"runs-on:"</code> " with "
+                <code class="rounded bg-slate-100 px-1 font-semibold" data-testid="runs-on-line">"runs-on: tenki-standard-2c"</code>
+                ". " <a href="/runners" class="font-medium text-indigo-700 hover:underline">"All runner labels →"</a>
+            }
+            .into_any(),
+        ),
+        (
+            "Your first job runs on Tenki",
+            view! {
+                "Push or re-run the workflow; the job shows here within seconds. "
+                <a href="/jobs" class="font-medium text-indigo-700 hover:underline">"Open the job log →"</a>
+            }
+            .into_any(),
+        ),
+    ];
+    let finished = done.iter().filter(|done| **done).count();
+    view! {
+        <section class="mt-6 rounded-xl border border-indigo-200 bg-white p-6 shadow-sm" data-testid="getting-started">
+            <h2 class="font-medium text-slate-900">"Get your first job onto Tenki"</h2>
+            <p class="mt-1 text-sm text-slate-500">{format!("{finished} of 3 done")}</p>
+            <ol class="mt-4 space-y-4">
+                {steps.into_iter().zip(done).enumerate().map(|(n, ((title, how), done))| view! {
+                    <li class="flex gap-3" data-testid="getting-started-step" data-done=done.to_string()>
+                        {if done {
+                            view! { <span class="flex h-6 w-6 shrink-0 items-center justify-center rounded-full bg-emerald-500 text-sm text-white" aria-label="done">"✓"</span> }.into_any()
+                        } else {
+                            view! { <span class="flex h-6 w-6 shrink-0 items-center justify-center rounded-full border border-slate-300 text-sm text-slate-600" aria-label="to do">{n + 1}</span> }.into_any()
+                        }}
+                        <div>
+                            <p class=if done { "font-medium text-slate-500 line-through" } else { "font-medium text-slate-900" }>{title}</p>
+                            {(!done).then(|| view! { <p class="mt-1 text-sm text-slate-600">{how}</p> })}
+                        </div>
+                    </li>
+                }).collect_view()}
+            </ol>
+        </section>
     }
 }
 

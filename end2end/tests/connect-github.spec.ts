@@ -49,7 +49,18 @@ test("connect GitHub in the sandbox, then run a sample workflow on a Tenki runne
   const email = uniqueEmail("connect");
   const account = uniqueAccount();
   await signUp(page, "Connect Co", email, password);
+  // A new workspace is shown the way to its first job.
+  const steps = page.getByTestId("getting-started-step");
+  await expect(page.getByTestId("getting-started")).toContainText("0 of 3 done");
+  await expect(steps.nth(0)).toHaveAttribute("data-done", "false");
+  await expect(page.getByTestId("runs-on-line")).toHaveText("runs-on: tenki-standard-2c");
+  await page.screenshot({ path: "screenshots/overview-getting-started.png", fullPage: true });
   const installation = await connectGitHub(page, account, true);
+  await page.getByRole("link", { name: "Overview" }).click();
+  await expect(page.getByTestId("getting-started")).toContainText("1 of 3 done");
+  await expect(steps.nth(0)).toHaveAttribute("data-done", "true");
+  await expect(steps.nth(1)).toHaveAttribute("data-done", "false");
+  await page.getByRole("link", { name: "Runners" }).click();
   await page.screenshot({ path: "screenshots/runners-connected.png", fullPage: true });
 
   await installation.getByLabel("Repository").selectOption(`${account}/web`);
@@ -79,6 +90,8 @@ test("connect GitHub in the sandbox, then run a sample workflow on a Tenki runne
   // Twelve seconds on 4 vCPUs: one billable minute, two free minutes.
   await page.getByRole("link", { name: "Overview" }).click();
   await expect(page.getByTestId("free-minutes-left")).toHaveText("998");
+  // Every step done: the checklist is gone.
+  await expect(page.getByTestId("getting-started")).toHaveCount(0);
   expect(problems).toEqual([]);
 });
 

@@ -51,6 +51,19 @@ pub struct Overview {
     /// Jobs not finished, by what they are doing in the customer's words ("running",
     /// "starting", "waiting for a slot", "blocked: macOS needs the macOS add-on"), most first.
     pub jobs_now: Vec<(String, i64)>,
+    /// How far the workspace is in getting its first job onto Tenki.
+    pub getting_started: GettingStarted,
+}
+
+/// The steps from a new workspace to its first job on Tenki, each done or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GettingStarted {
+    /// An installation of the GitHub App is linked to the workspace.
+    pub github_connected: bool,
+    /// GitHub sent a job with a Tenki label (a workflow points `runs-on:` at Tenki).
+    pub first_job_sent: bool,
+    /// A job finished on Tenki and was metered.
+    pub first_job_ran: bool,
 }
 
 /// Why the overview could not be read.
@@ -137,7 +150,24 @@ pub async fn overview(
     .bind(member.workspace_id)
     .fetch_all(db)
     .await?;
+    let getting_started = sqlx::query!(
+        r#"SELECT
+             EXISTS (SELECT 1 FROM github_installations
+                     WHERE workspace_id = $1 AND state <> 'deleted') AS "github_connected!",
+             EXISTS (SELECT 1 FROM github_jobs j
+                     JOIN github_installations i ON i.installation_id = j.installation_id
+                     WHERE i.workspace_id = $1) AS "first_job_sent!",
+             EXISTS (SELECT 1 FROM usage_daily WHERE workspace_id = $1) AS "first_job_ran!""#,
+        member.workspace_id,
+    )
+    .fetch_one(db)
+    .await?;
     Ok(Overview {
+        getting_started: GettingStarted {
+            github_connected: getting_started.github_connected,
+            first_job_sent: getting_started.first_job_sent,
+            first_job_ran: getting_started.first_job_ran,
+        },
         jobs_now,
         workspace_name: member.workspace_name.clone(),
         free_minutes_left: convert::<u64, _>(left, || "free minutes left".to_owned())? / per_minute,
