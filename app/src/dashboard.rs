@@ -247,7 +247,7 @@ fn GettingStarted(done: [bool; 3]) -> impl IntoView {
             "Point a workflow at Tenki",
             view! {
                 "In a job of a workflow, replace its " <code class="rounded bg-slate-100 px-1">"runs-on:"</code> " with "
-                <code class="rounded bg-slate-100 px-1 font-semibold" data-testid="runs-on-line">"runs-on: tenki-standard-2c"</code>
+                <code class="whitespace-nowrap rounded bg-slate-100 px-1 font-semibold" data-testid="runs-on-line">"runs-on: tenki-standard-2c"</code>
                 ". " <a href="/runners" class="font-medium text-indigo-700 hover:underline">"All runner labels →"</a>
             }
             .into_any(),
