@@ -205,8 +205,8 @@ pub fn RunnersPage() -> impl IntoView {
         <section class="mt-6 rounded-xl border border-slate-200 bg-white p-6 shadow-sm">
             <h2 class="text-sm font-medium text-slate-500">"Use a Tenki runner"</h2>
             <p class="mt-2 text-sm text-slate-600">"Change " <code>"runs-on:"</code> " in a workflow job to a Tenki label:"</p>
-            <div class="mt-3 flex items-center gap-3">
-                <code class="select-all rounded-md bg-slate-900 px-4 py-2 font-mono text-sm text-emerald-300" data-testid="runs-on-snippet">{SNIPPET}</code>
+            <div class="mt-3 flex flex-wrap items-center gap-3">
+                <code class="select-all whitespace-nowrap rounded-md bg-slate-900 px-4 py-2 font-mono text-sm text-emerald-300" data-testid="runs-on-snippet">{SNIPPET}</code>
                 <button
                     type="button"
                     on:click=move |_| copy_snippet(copied)
@@ -241,13 +241,18 @@ fn RunnersBody(view: RunnersView) -> impl IntoView {
         <section class="mt-6 rounded-xl border border-slate-200 bg-white p-6 shadow-sm" data-testid="installations">
             <div class="flex flex-wrap items-center justify-between gap-3">
                 <h2 class="text-sm font-medium text-slate-500">"GitHub installations"</h2>
+                // The first step of a new workspace; once one account is linked, a secondary one.
                 <a
                     href="/github/connect"
                     rel="external"
-                    class="rounded-md bg-slate-900 px-3 py-1.5 text-sm font-medium text-white hover:bg-slate-700"
+                    class=if no_installations {
+                        "rounded-md bg-slate-900 px-3 py-1.5 text-sm font-medium text-white hover:bg-slate-700"
+                    } else {
+                        "rounded-md border border-slate-300 bg-white px-3 py-1.5 text-sm text-slate-700 hover:bg-slate-100"
+                    }
                     data-testid="connect-github"
                 >
-                    "Connect GitHub"
+                    {if no_installations { "Connect GitHub" } else { "Connect another account" }}
                 </a>
             </div>
             {no_installations.then(|| view! {
@@ -291,23 +296,26 @@ fn RunnersBody(view: RunnersView) -> impl IntoView {
             <table class="mt-2 w-full text-left text-sm" data-testid="catalog">
                 <thead class="border-b border-slate-200 text-slate-500">
                     <tr>
-                        <th class="px-4 py-2 font-medium">"Label"</th>
-                        <th class="px-4 py-2 font-medium">"Platform"</th>
-                        <th class="px-4 py-2 text-right font-medium">"vCPU"</th>
-                        <th class="px-4 py-2 text-right font-medium">"Memory"</th>
-                        <th class="px-4 py-2 text-right font-medium">"Per minute"</th>
-                        <th class="px-4 py-2 text-right font-medium">"Premium (-premium)"</th>
+                        <th class="px-4 py-2 font-medium max-sm:px-2">"In your workflow"</th>
+                        <th class="px-4 py-2 font-medium max-sm:hidden">"Platform"</th>
+                        <th class="px-4 py-2 text-right font-medium max-sm:hidden">"vCPU"</th>
+                        <th class="px-4 py-2 text-right font-medium max-sm:hidden">"Memory"</th>
+                        <th class="px-4 py-2 text-right font-medium max-sm:px-2">"Per minute"</th>
+                        <th class="px-4 py-2 text-right font-medium max-sm:px-2">"Premium" <span class="max-sm:hidden">" (-premium)"</span></th>
                     </tr>
                 </thead>
                 <tbody>
                     {view.catalog.into_iter().map(|row| view! {
                         <tr class="border-b border-slate-100 last:border-0">
-                            <td class="px-4 py-2 font-mono text-xs text-slate-800">{row.label}</td>
-                            <td class="px-4 py-2">{if row.class == "macos" { "macOS (M4)" } else { "Linux x64" }}</td>
-                            <td class="px-4 py-2 text-right">{row.vcpus}</td>
-                            <td class="px-4 py-2 text-right">{row.memory_gb} " GB"</td>
-                            <td class="px-4 py-2 text-right">"$" {row.price_per_minute}</td>
-                            <td class="px-4 py-2 text-right">{row.premium_price_per_minute.map_or_else(|| "—".to_owned(), |p| format!("${p}"))}</td>
+                            // One click selects the whole line, ready to paste; a label never breaks at
+                            // its hyphens.
+                            // (On a phone the label alone: the line would push the prices off screen.)
+                            <td class="px-4 py-2 max-sm:px-2"><code class="select-all whitespace-nowrap font-mono text-xs text-slate-800" data-testid="catalog-runs-on"><span class="max-sm:hidden">"runs-on: "</span>{row.label}</code></td>
+                            <td class="px-4 py-2 max-sm:hidden">{if row.class == "macos" { "macOS (M4)" } else { "Linux x64" }}</td>
+                            <td class="px-4 py-2 text-right max-sm:hidden">{row.vcpus}</td>
+                            <td class="px-4 py-2 text-right max-sm:hidden">{row.memory_gb} " GB"</td>
+                            <td class="px-4 py-2 text-right max-sm:px-2">"$" {row.price_per_minute}</td>
+                            <td class="px-4 py-2 text-right max-sm:px-2">{row.premium_price_per_minute.map_or_else(|| "—".to_owned(), |p| format!("${p}"))}</td>
                         </tr>
                     }.into_any()).collect_view()}
                 </tbody>

@@ -26,7 +26,12 @@ test("the Runners page shows the catalog with prices, the runs-on line and linke
   await expect(catalog.locator("tr", { hasText: "tenki-standard-2c" })).toContainText("$0.0030");
   await expect(catalog.locator("tr", { hasText: "tenki-standard-2c" })).toContainText("$0.0045");
   await expect(catalog.locator("tr", { hasText: "tenki-macos-m4-6c" })).toContainText("$0.1200");
+  // Every label as the line to paste into a workflow.
+  await expect(catalog.locator("tr", { hasText: "tenki-standard-8c" }).getByTestId("catalog-runs-on")).toHaveText(
+    "runs-on: tenki-standard-8c",
+  );
   await expect(page.getByTestId("installations")).toContainText("No GitHub installation is linked");
+  await expect(page.getByTestId("connect-github")).toHaveText("Connect GitHub");
 
   const installationId = 100_000_000 + Math.floor(Math.random() * 800_000_000);
   tenki("admin", "link-installation", "--email", email, "--installation-id", String(installationId));
@@ -38,7 +43,24 @@ test("the Runners page shows the catalog with prices, the runs-on line and linke
     await expect(page.getByTestId("installations")).toContainText(created.installation.account.login, { timeout: 1_000 });
   }).toPass({ timeout: 10_000 });
   await expect(page.getByTestId("installations")).toContainText(created.repositories[0].full_name);
+  // Connected: connecting another account is the secondary action now.
+  await expect(page.getByTestId("connect-github")).toHaveText("Connect another account");
   await page.screenshot({ path: "screenshots/runners.png", fullPage: true });
+
+  // On a phone no label breaks at its hyphens and the prices stay on screen.
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.getByRole("button", { name: "Copy" }).scrollIntoViewIfNeeded();
+  await expect(page.getByRole("button", { name: "Copy" })).toBeInViewport({ ratio: 1 });
+  await page.getByTestId("catalog").scrollIntoViewIfNeeded();
+  for (const header of ["Per minute", "Premium"]) {
+    const cell = page.getByTestId("catalog").getByRole("columnheader", { name: header });
+    await expect(cell, header).toBeInViewport({ ratio: 1 });
+  }
+  const line = catalog.locator("tr", { hasText: "tenki-macos-m4-12c" }).getByTestId("catalog-runs-on");
+  const box = await line.boundingBox();
+  expect(box?.height ?? 99, "one line").toBeLessThan(24);
+  expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+  await page.screenshot({ path: "screenshots/runners-phone.png", fullPage: true });
   expect(problems).toEqual([]);
 });
 
