@@ -162,6 +162,7 @@ pub async fn take_form_error(context: &ServerContext) -> Option<String> {
         .filter(|m| !m.is_empty())
 }
 
+/// Adds `cookie` to the response, `Secure` when served over https.
 fn append_cookie(context: &ServerContext, cookie: &str) {
     let cookie = if context.secure_cookies {
         format!("{cookie}; Secure")
@@ -180,20 +181,10 @@ fn append_cookie(context: &ServerContext, cookie: &str) {
 
 /// Sets the session cookie on the response (`max_age_seconds = 0` removes it).
 pub fn set_session_cookie(context: &ServerContext, token: &str, max_age_seconds: i64) {
-    let secure = if context.secure_cookies {
-        "; Secure"
-    } else {
-        ""
-    };
-    let cookie = format!(
-        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_seconds}{secure}"
+    append_cookie(
+        context,
+        &format!(
+            "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_seconds}"
+        ),
     );
-    match HeaderValue::from_str(&cookie) {
-        Ok(value) => {
-            if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
-                response.append_header(SET_COOKIE, value);
-            }
-        }
-        Err(e) => tracing::error!("session cookie is not a valid header: {e}"),
-    }
 }

@@ -309,28 +309,31 @@ fn Breakdown(
                 <tbody>
                     {rows.into_iter().map(|row| view! {
                         <tr class="border-b border-slate-100 last:border-0">
-                            <td class="px-4 py-2 font-mono text-xs text-slate-800">{row.key}</td>
-                            <td class="px-4 py-2 text-right">{thousands(u64::try_from(row.jobs).unwrap_or(0))}</td>
-                            <td class="px-4 py-2 text-right">{thousands(u64::try_from(row.minutes).unwrap_or(0))}</td>
-                            <td class="px-4 py-2 text-right max-sm:hidden">{thousands(u64::try_from(row.free_minutes).unwrap_or(0))}</td>
-                            <td class="px-4 py-2 text-right">"$" {row.cost}</td>
+                            <BreakdownCells row name_class="px-4 py-2 font-mono text-xs text-slate-800"/>
                         </tr>
                     }).collect_view()}
                 </tbody>
                 {(!empty).then(|| view! {
                     <tfoot class="border-t border-slate-300 font-medium text-slate-900">
-                        <tr>
-                            <td class="px-4 py-2">{totals.key}</td>
-                            <td class="px-4 py-2 text-right">{thousands(u64::try_from(totals.jobs).unwrap_or(0))}</td>
-                            <td class="px-4 py-2 text-right">{thousands(u64::try_from(totals.minutes).unwrap_or(0))}</td>
-                            <td class="px-4 py-2 text-right max-sm:hidden">{thousands(u64::try_from(totals.free_minutes).unwrap_or(0))}</td>
-                            <td class="px-4 py-2 text-right">"$" {totals.cost}</td>
-                        </tr>
+                        <tr><BreakdownCells row=totals name_class="px-4 py-2"/></tr>
                     </tfoot>
                 })}
             </table>
             {empty.then(|| view! { <p class="px-4 pb-4 text-sm text-slate-500">"No jobs this month."</p> })}
         </section>
+    }
+}
+
+/// One row's cells of a breakdown table (a line or the total).
+#[component]
+fn BreakdownCells(row: UsageRow, name_class: &'static str) -> impl IntoView {
+    let count = |value: i64| thousands(u64::try_from(value).unwrap_or(0));
+    view! {
+        <td class=name_class>{row.key}</td>
+        <td class="px-4 py-2 text-right">{count(row.jobs)}</td>
+        <td class="px-4 py-2 text-right">{count(row.minutes)}</td>
+        <td class="px-4 py-2 text-right max-sm:hidden">{count(row.free_minutes)}</td>
+        <td class="px-4 py-2 text-right">"$" {row.cost}</td>
     }
 }
 

@@ -26,11 +26,11 @@ const LABELS: [(&str, i64, i64); 5] = [
 ];
 
 /// A block of job ids no other test (or earlier run on the same TigerBeetle) uses.
-fn fresh_job_ids() -> i64 {
+pub(crate) fn fresh_job_ids() -> i64 {
     i64::try_from(Uuid::new_v4().as_u128() % 1_000_000_000_000).expect("fits") * 1_000
 }
 
-fn job(
+pub(crate) fn job(
     workspace_id: Uuid,
     id: i64,
     label: &str,

@@ -14,6 +14,7 @@ use tenki_core::metering::{self, FinishedJob, JobKey, MeteringError};
 use tenki_core::usage::{self, Month};
 use uuid::Uuid;
 
+use crate::batched_metering::{fresh_job_ids, job};
 use crate::harness::TestApp;
 use crate::metering::workspace;
 
@@ -173,8 +174,7 @@ async fn rollups_equal_the_records_after_any_metering_retries_crashes_and_revers
         let (planned, steps) = strategy.new_tree(&mut runner).expect("case").current();
         let workspaces = [workspace(&app).await, workspace(&app).await];
         let now = Utc::now();
-        let base =
-            i64::try_from(Uuid::new_v4().as_u128() % 1_000_000_000_000).expect("fits") * 1_000;
+        let base = fresh_job_ids();
         let jobs: Vec<FinishedJob> = planned
             .iter()
             .enumerate()
@@ -281,7 +281,7 @@ async fn a_job_counts_in_the_utc_day_and_month_it_completed(db: PgPool) {
     let app = TestApp::spawn(db.clone()).await;
     let workspace_id = workspace(&app).await;
     let november = Month::parse("2026-11").expect("month");
-    let base = i64::try_from(Uuid::new_v4().as_u128() % 1_000_000_000_000).expect("fits") * 1_000;
+    let base = fresh_job_ids();
     // One second before and at midnight UTC between November and December, 10 minutes each.
     for (n, completed_at) in [
         november.end() - Duration::seconds(1),
@@ -291,18 +291,8 @@ async fn a_job_counts_in_the_utc_day_and_month_it_completed(db: PgPool) {
     .into_iter()
     .enumerate()
     {
-        let job = FinishedJob {
-            workspace_id,
-            key: JobKey {
-                github_job_id: base + i64::try_from(n).expect("small"),
-                run_attempt: 1,
-            },
-            label: "tenki-standard-2c".to_owned(),
-            started_at: completed_at - Duration::minutes(10),
-            completed_at,
-            repository: "acme/web".to_owned(),
-            workflow: "CI".to_owned(),
-        };
+        let id = base + i64::try_from(n).expect("small");
+        let job = job(workspace_id, id, "tenki-standard-2c", 600, completed_at);
         metering::meter_job(&db, &app.core.ledger, &job, completed_at)
             .await
             .expect("metered");
@@ -332,19 +322,13 @@ async fn reconcile_reports_a_rollup_that_differs_from_its_records(db: PgPool) {
     let app = TestApp::spawn(db.clone()).await;
     let workspace_id = workspace(&app).await;
     let completed_at = Utc::now() - Duration::minutes(1);
-    let job = FinishedJob {
+    let job = job(
         workspace_id,
-        key: JobKey {
-            github_job_id: i64::try_from(Uuid::new_v4().as_u128() % 1_000_000_000_000)
-                .expect("fits"),
-            run_attempt: 1,
-        },
-        label: "tenki-standard-2c".to_owned(),
-        started_at: completed_at - Duration::minutes(3),
+        fresh_job_ids(),
+        "tenki-standard-2c",
+        180,
         completed_at,
-        repository: "acme/web".to_owned(),
-        workflow: "CI".to_owned(),
-    };
+    );
     metering::meter_job(&db, &app.core.ledger, &job, Utc::now())
         .await
         .expect("metered");
