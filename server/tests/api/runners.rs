@@ -198,10 +198,12 @@ async fn a_queued_job_runs_on_a_just_in_time_runner_that_is_then_removed(db: PgP
         )
         .await;
     let id = ids[0];
-    // The objects Tenki sent to Kubernetes, exactly.
-    eventually_within(30, "the runner's Job exists", || {
+    // The objects Tenki sent to Kubernetes, exactly. The Secret is created after the Job (it is
+    // owned by the Job's uid), so wait for both.
+    eventually_within(30, "the runner's Job and Secret exist", || {
         let jobs = app.kubernetes.objects("jobs");
-        async move { !jobs.is_empty() }
+        let secrets = app.kubernetes.objects("secrets");
+        async move { !jobs.is_empty() && !secrets.is_empty() }
     })
     .await;
     let job = app.kubernetes.objects("jobs").remove(0);
