@@ -150,7 +150,7 @@ pub fn DashboardLayout() -> impl IntoView {
                         </button>
                     </ActionForm>
                 </header>
-                <main class="mx-auto max-w-5xl px-6 py-8">
+                <main class="mx-auto max-w-6xl px-6 py-8">
                     <Outlet/>
                 </main>
             </div>

@@ -59,12 +59,23 @@ pub struct LiveRunnerView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunnersView {
     pub installations: Vec<InstallationView>,
+    /// Installations asked for that wait for an organization owner's approval.
+    pub pending_requests: Vec<PendingRequestView>,
 
     pub catalog: Vec<CatalogRow>,
     /// GitHub is the sandbox double: offer "Run a sample workflow".
     pub sandbox_github: bool,
     /// The newest deliveries whose processing failed (the queue keeps retrying them).
     pub failed_deliveries: Vec<FailedDeliveryView>,
+}
+
+/// An installation request waiting for an owner's approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRequestView {
+    /// Who asked, on GitHub.
+    pub github_login: String,
+    /// "Nov 29, 2026".
+    pub requested_on: String,
 }
 
 /// The caller's installations and the catalog in force now.
@@ -80,6 +91,13 @@ pub async fn runner_setup() -> Result<RunnersView, AppError> {
             let installations = jobs::installations(&context.core.db, caller.member.workspace_id)
                 .await
                 .map_err(|e| AppError::internal_error(&e))?;
+            let pending = tenki_core::github::onboarding::pending_requests(
+                &context.core.db,
+                caller.member.workspace_id,
+                chrono::Utc::now(),
+            )
+            .await
+            .map_err(|e| AppError::internal_error(&e))?;
             let entries = catalog::catalog(&context.core.db, chrono::Utc::now())
                 .await
                 .map_err(|e| AppError::internal_error(&e))?;
@@ -99,6 +117,13 @@ pub async fn runner_setup() -> Result<RunnersView, AppError> {
                         },
                         state: i.state,
                         repositories: i.repositories,
+                    })
+                    .collect(),
+                pending_requests: pending
+                    .into_iter()
+                    .map(|p| PendingRequestView {
+                        github_login: p.github_login,
+                        requested_on: p.requested_at.format("%b %-d, %Y").to_string(),
                     })
                     .collect(),
                 catalog: entries
@@ -255,11 +280,25 @@ fn RunnersBody(view: RunnersView) -> impl IntoView {
                     {if no_installations { "Connect GitHub" } else { "Connect another account" }}
                 </a>
             </div>
-            {no_installations.then(|| view! {
+            {(no_installations && view.pending_requests.is_empty()).then(|| view! {
                 <p class="mt-2 text-sm text-slate-600">
                     "No GitHub installation is linked to this workspace yet. Connect GitHub to install the Tenki App on your organization or account."
                 </p>
             })}
+            <ul class="mt-3 space-y-3">
+                {view.pending_requests.into_iter().map(|request| view! {
+                    <li class="rounded-lg border border-amber-200 bg-amber-50 px-4 py-3" data-testid="pending-installation">
+                        <p class="font-medium text-slate-900">
+                            "Installation requested by @" {request.github_login} " "
+                            <span class="ml-2 rounded-full bg-amber-100 px-2 py-0.5 text-xs font-semibold text-amber-800">"waiting for approval"</span>
+                        </p>
+                        <p class="mt-1 text-sm text-slate-700">
+                            "Asked on " {request.requested_on} ". An owner of the organization must approve the Tenki App on GitHub; "
+                            "it then appears here by itself, linked to this workspace."
+                        </p>
+                    </li>
+                }).collect_view()}
+            </ul>
             <ul class="mt-3 space-y-3">
                 {view.installations.into_iter().map(|installation| {
                     let can_run_sample = sandbox_github

@@ -82,7 +82,7 @@ test("connect GitHub in the sandbox, then run a sample workflow on a Tenki runne
   await expect(runner).toContainText(`${account}/web · Sample workflow`);
   await page.screenshot({ path: "screenshots/runners-live.png", fullPage: true });
 
-  await page.getByRole("link", { name: "Jobs" }).click();
+  await page.getByRole("link", { name: "Jobs", exact: true }).click();
   await expect(row.getByTestId("job-status")).toContainText("succeeded", { timeout: 30_000 });
   await expect(row).toContainText("Sample workflow");
   await page.screenshot({ path: "screenshots/jobs-sample.png", fullPage: true });
@@ -118,7 +118,7 @@ test("a macOS job without the add-on says why it waits and starts once the add-o
 
   // Support turns the add-on on (the payments issue sells it): the job starts by itself.
   tenki("admin", "set-addon", "--email", email, "--addon", "macos", "--on");
-  await page.getByRole("link", { name: "Jobs" }).click();
+  await page.getByRole("link", { name: "Jobs", exact: true }).click();
   await expect(row.getByTestId("job-status")).toContainText("succeeded", { timeout: 60_000 });
   await expect(row.getByTestId("waiting-reason")).toHaveCount(0);
   expect(problems).toEqual([]);

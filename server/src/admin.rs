@@ -675,9 +675,13 @@ pub const DEMO_EMAIL: &str = "demo@tenki.local";
 /// Its password (sandbox only).
 pub const DEMO_PASSWORD: &str = "tenki-demo-password";
 
-/// `tenki demo`: creates the demo account (if missing) and fills its workspace with 30 days of
-/// jobs. Running it again adds nothing.
+/// `tenki demo`: creates the demo account (if missing), links a sandbox GitHub organization
+/// to its workspace and delivers 30 days of that organization's jobs (queued, in progress,
+/// completed) through the same intake as GitHub's deliveries: the jobs, their runners and their
+/// usage are then what a real month would have left. Running it again adds nothing.
 pub async fn demo(core: &Core, email: &str, password: &str) -> anyhow::Result<()> {
+    use futures_util::StreamExt as _;
+
     let now = Utc::now();
     let workspace_id = match workspaces::first_workspace_of_email(&core.db, email).await? {
         Some(id) => id,
@@ -696,10 +700,137 @@ pub async fn demo(core: &Core, email: &str, password: &str) -> anyhow::Result<()
             .workspace_id
         }
     };
-    let jobs = demo::fill_workspace(&core.db, &core.ledger, workspace_id, 30, now)
+    let double = crate::sandbox::github::GitHubDouble::new(
+        "http://127.0.0.1:1",
+        secrecy::SecretString::from("unused: deliveries go straight to the intake"),
+    );
+    let installation_id = demo_installation(core, &double, workspace_id, now).await?;
+    let jobs = demo::jobs(workspace_id, 30, now);
+    let delivered = futures_util::stream::iter(&jobs)
+        .map(|job| deliver_demo_job(core, &double, workspace_id, installation_id, job))
+        .buffer_unordered(4)
+        .collect::<Vec<_>>()
         .await
-        .context("metering demo jobs")?;
-    println!("demo workspace ready: {jobs} jobs over 30 days");
+        .into_iter()
+        .collect::<anyhow::Result<Vec<()>>>()?
+        .len();
+    println!(
+        "demo workspace ready: {delivered} jobs over 30 days from the {} organization",
+        demo::ACCOUNT
+    );
     println!("sign in as {email} with password {password}");
+    Ok(())
+}
+
+/// The demo organization's installation linked to `workspace_id`: found, or installed on the
+/// sandbox GitHub, delivered as `installation.created` and linked.
+async fn demo_installation(
+    core: &Core,
+    double: &crate::sandbox::github::GitHubDouble,
+    workspace_id: Uuid,
+    now: chrono::DateTime<Utc>,
+) -> anyhow::Result<i64> {
+    let linked: Option<i64> = sqlx::query_scalar(
+        "SELECT installation_id FROM github_installations
+         WHERE workspace_id = $1 AND account_login = $2 AND state = 'active'",
+    )
+    .bind(workspace_id)
+    .bind(demo::ACCOUNT)
+    .fetch_optional(&core.db)
+    .await
+    .context("looking for the demo installation")?;
+    if let Some(id) = linked {
+        return Ok(id);
+    }
+    let id = double.install(
+        crate::sandbox::github::SANDBOX_USER,
+        demo::ACCOUNT,
+        &demo::REPOSITORIES,
+    );
+    let body = double
+        .installation_created_body(id)
+        .context("the sandbox GitHub lost the demo installation")?;
+    deliver_locally(
+        core,
+        &format!("demo-installation-{id}"),
+        "installation",
+        &body,
+        now,
+    )
+    .await?;
+    tenki_core::github::onboarding::link_installation(
+        &core.db,
+        id,
+        workspace_id,
+        Some((demo::ACCOUNT, "Organization")),
+        false,
+        now,
+    )
+    .await
+    .context("linking the demo installation")?;
+    Ok(id)
+}
+
+/// Delivers one demo job's life as GitHub would: `queued`, then `in_progress` on a runner Tenki
+/// started, then `completed`, each processed at the moment it happened.
+async fn deliver_demo_job(
+    core: &Core,
+    double: &crate::sandbox::github::GitHubDouble,
+    workspace_id: Uuid,
+    installation_id: i64,
+    job: &demo::DemoJob,
+) -> anyhow::Result<()> {
+    let runner = demo::record_past_runner(&core.db, workspace_id, installation_id, job)
+        .await
+        .context("recording a demo job's runner")?;
+    let mut sample = crate::sandbox::github::SampleJob::queued(&job.label);
+    sample.id = job.key.github_job_id;
+    sample.run_id = job.run_id;
+    sample.created_at = job.created_at;
+    sample.name.clone_from(&job.job_name);
+    sample.workflow.clone_from(&job.workflow);
+    let steps = [
+        ("queued", job.delivered_at),
+        ("in_progress", job.started_at + Duration::seconds(1)),
+        ("completed", job.completed_at + Duration::seconds(2)),
+    ];
+    for (status, at) in steps {
+        sample.status = status;
+        if status != "queued" {
+            sample.started_at = Some(job.started_at);
+            sample.runner_name = Some(runner.clone());
+        }
+        if status == "completed" {
+            sample.completed_at = Some(job.completed_at);
+            sample.conclusion = Some(job.conclusion);
+        }
+        let body = double.workflow_job_body(installation_id, &job.repository, &sample);
+        let delivery_id = format!("demo-{}-{}", job.key, status);
+        deliver_locally(core, &delivery_id, "workflow_job", &body, at).await?;
+    }
+    Ok(())
+}
+
+/// Stores a delivery as the intake does and processes it at once, both at `at`. A delivery
+/// stored before (the demo ran already) is left as it is.
+async fn deliver_locally(
+    core: &Core,
+    delivery_id: &str,
+    event: &str,
+    body: &serde_json::Value,
+    at: chrono::DateTime<Utc>,
+) -> anyhow::Result<()> {
+    use tenki_core::github::{events, intake};
+
+    let text = body.to_string();
+    let envelope = intake::Envelope::parse(&text).context("a demo delivery's envelope")?;
+    let stored = intake::store_delivery(&core.db, delivery_id, event, &envelope, &text, at)
+        .await
+        .with_context(|| format!("storing demo delivery {delivery_id}"))?;
+    if stored == intake::Intake::Queued {
+        events::process_delivery(core, delivery_id, at)
+            .await
+            .with_context(|| format!("processing demo delivery {delivery_id}"))?;
+    }
     Ok(())
 }

@@ -209,6 +209,13 @@ impl Application {
         .await
         .context("starting the background worker")?;
         let github_double = sandbox_github(&reachable);
+        if let Some(double) = &github_double {
+            let restored = double
+                .restore_installations(&core.db)
+                .await
+                .context("restoring the sandbox GitHub's installations from the database")?;
+            tracing::debug!(restored, "sandbox GitHub installations restored");
+        }
         let kubernetes_double = reachable
             .kubernetes_sandbox()
             .then(|| sandbox::kubernetes::KubernetesDouble::new(github_double.clone()));

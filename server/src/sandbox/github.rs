@@ -210,6 +210,55 @@ impl GitHubDouble {
         id
     }
 
+    /// Recreates the installations Tenki has stored (with their repositories) that this double
+    /// does not know, accessible to the sandbox user. GitHub keeps its installations when Tenki
+    /// restarts and this double's memory does not: without this, a restarted sandbox could not
+    /// sync, poll or start runners for what it linked before, nor for the demo's organization.
+    /// Returns how many it recreated.
+    pub async fn restore_installations(&self, db: &sqlx::PgPool) -> Result<usize, sqlx::Error> {
+        let rows: Vec<(i64, String, Option<i64>, Option<String>, Option<bool>)> = sqlx::query_as(
+            "SELECT i.installation_id, i.account_login, r.repository_id, r.full_name, r.private
+             FROM github_installations i
+             LEFT JOIN github_repositories r
+                    ON r.installation_id = i.installation_id AND NOT r.removed
+             WHERE i.state <> 'deleted'
+             ORDER BY i.installation_id, r.full_name",
+        )
+        .fetch_all(db)
+        .await?;
+        let mut state = self.state();
+        let mut restored = std::collections::HashSet::new();
+        for (id, account, repository_id, full_name, private) in rows {
+            if !state.installations.contains_key(&id) {
+                restored.insert(id);
+                state.installations.insert(
+                    id,
+                    SandboxInstallation {
+                        id,
+                        account,
+                        users: vec![SANDBOX_USER.to_owned()],
+                        repositories: Vec::new(),
+                        created_at: Utc::now(),
+                        requester: None,
+                    },
+                );
+            }
+            if let (true, Some(installation), Some(repository_id), Some(full_name)) = (
+                restored.contains(&id),
+                state.installations.get_mut(&id),
+                repository_id,
+                full_name,
+            ) {
+                installation.repositories.push(SandboxRepository {
+                    id: repository_id,
+                    full_name,
+                    private: private.unwrap_or(true),
+                });
+            }
+        }
+        Ok(restored.len())
+    }
+
     /// An organization owner approves `requester`'s request: the App is installed on `account`
     /// by `owner`, and `installation.created` names the requester. Returns Tenki's status.
     pub async fn approve_request(
@@ -274,7 +323,8 @@ impl GitHubDouble {
         self.deliver("installation", body).await
     }
 
-    fn installation_created_body(&self, id: i64) -> Option<Value> {
+    /// The `installation.created` delivery body for installation `id`, if it exists.
+    pub fn installation_created_body(&self, id: i64) -> Option<Value> {
         let state = self.state();
         let installation = state.installations.get(&id)?;
         let account_id = id + 1_000;
@@ -666,6 +716,9 @@ pub struct SampleJob {
     pub completed_at: Option<DateTime<Utc>>,
     pub conclusion: Option<&'static str>,
     pub runner_name: Option<String>,
+    /// The job's name in its workflow, and the workflow's.
+    pub name: String,
+    pub workflow: String,
 }
 
 impl SampleJob {
@@ -682,6 +735,8 @@ impl SampleJob {
             completed_at: None,
             conclusion: None,
             runner_name: None,
+            name: "build".to_owned(),
+            workflow: "Sample workflow".to_owned(),
         }
     }
 
@@ -704,7 +759,7 @@ impl SampleJob {
             "started_at": timestamp(self.started_at.unwrap_or(self.created_at)),
             "created_at": timestamp(self.created_at),
             "completed_at": self.completed_at.map(timestamp),
-            "name": "build",
+            "name": self.name,
             "steps": [],
             "check_run_url": format!("https://api.github.com/repos/{repository}/check-runs/{id}"),
             "labels": [self.label],
@@ -712,7 +767,7 @@ impl SampleJob {
             "runner_name": self.runner_name,
             "runner_group_id": self.runner_name.as_ref().map(|_| 1),
             "runner_group_name": self.runner_name.as_ref().map(|_| "Default"),
-            "workflow_name": "Sample workflow",
+            "workflow_name": self.workflow,
         })
     }
 }

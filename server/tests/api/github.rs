@@ -369,6 +369,16 @@ async fn an_installation_request_waits_for_an_owners_approval_and_is_linked_by_i
         .await
         .expect("count");
     assert_eq!(rows, 0);
+    // The Runners page keeps showing the request until an owner decides.
+    let (_, _, runners) = customer.get(&format!("{}/runners", app.address)).await;
+    assert!(
+        runners.contains("data-testid=\"pending-installation\""),
+        "{runners}"
+    );
+    assert!(
+        runners.contains(&format!("Installation requested by @{SANDBOX_USER}")),
+        "{runners}"
+    );
 
     // An owner approves; GitHub's delivery names the requester, whose request came from here.
     let (installation_id, status) = app
@@ -385,6 +395,9 @@ async fn an_installation_request_waits_for_an_owners_approval_and_is_linked_by_i
         repositories(&db, installation_id).await,
         ["big-corp/monorepo"]
     );
+    let (_, _, runners) = customer.get(&format!("{}/runners", app.address)).await;
+    assert!(!runners.contains("pending-installation"), "{runners}");
+    assert!(runners.contains("big-corp/monorepo"), "{runners}");
 
     // A requester who never asked from Tenki links nothing.
     let (unrequested, _) = app

@@ -134,7 +134,16 @@ pub async fn job_admission(db: &PgPool, id: i64) -> (String, String, Option<Stri
 /// The Jobs page as the customer's browser reads it.
 pub async fn jobs_page(app: &TestApp, customer: &Customer) -> Value {
     let response = app
-        .call(&customer.browser, "jobs", &[("status", ""), ("label", "")])
+        .call(
+            &customer.browser,
+            "jobs",
+            &[
+                ("status", ""),
+                ("label", ""),
+                ("repository", ""),
+                ("before", ""),
+            ],
+        )
         .await;
     assert_eq!(response.status(), 200);
     response.json().await.expect("JSON")

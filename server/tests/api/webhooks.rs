@@ -466,7 +466,16 @@ async fn linked_customer(app: &TestApp, db: &PgPool) -> (Uuid, i64) {
 /// The Jobs page's server function, as the signed-in customer's browser calls it.
 async fn jobs_page(app: &TestApp) -> Value {
     let response = app
-        .call(&app.client, "jobs", &[("status", ""), ("label", "")])
+        .call(
+            &app.client,
+            "jobs",
+            &[
+                ("status", ""),
+                ("label", ""),
+                ("repository", ""),
+                ("before", ""),
+            ],
+        )
         .await;
     assert_eq!(response.status(), 200);
     response.json().await.expect("JSON")
@@ -480,6 +489,46 @@ async fn delivery_statuses(db: &PgPool, prefix: &str) -> Vec<String> {
     .fetch_all(db)
     .await
     .expect("statuses")
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn the_jobs_page_names_each_job_and_links_only_to_web_addresses(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let (_, installation_id) = linked_customer(&app, &db).await;
+    let id = i64::try_from(Uuid::new_v4().as_u128() % 1_000_000_000_000).expect("fits");
+    let now = Utc::now();
+    let mut named = job_delivery(installation_id, id, "queued", "tenki-standard-2c", now, 0);
+    named["workflow_job"]["name"] = json!("build (ubuntu, 1.95)");
+    named["workflow_job"]["workflow_name"] = json!("CI");
+    let url = format!("https://github.com/octo-org/octo-repo/actions/runs/7/job/{id}");
+    named["workflow_job"]["html_url"] = json!(url);
+    let mut scripted = job_delivery(
+        installation_id,
+        id + 1,
+        "queued",
+        "tenki-standard-2c",
+        now - chrono::Duration::minutes(1),
+        0,
+    );
+    scripted["workflow_job"]["html_url"] = json!("javascript:alert(document.cookie)");
+    for (n, body) in [named, scripted].iter().enumerate() {
+        let body = serde_json::to_vec(body).expect("JSON");
+        let response =
+            deliver_signed(&app, "workflow_job", &format!("named-{id}-{n}"), &body).await;
+        assert_eq!(response.status(), 202);
+    }
+    wait_until_processed(&db).await;
+    let page = jobs_page(&app).await;
+    assert_eq!(page["jobs"][0]["id"], format!("{id}:1"));
+    assert_eq!(page["jobs"][0]["name"], "build (ubuntu, 1.95)");
+    assert_eq!(page["jobs"][0]["workflow"], "CI");
+    assert_eq!(page["jobs"][0]["github_url"], url.as_str());
+    assert_eq!(page["jobs"][1]["id"], format!("{}:1", id + 1));
+    assert_eq!(
+        page["jobs"][1]["github_url"],
+        Value::Null,
+        "only https addresses become links"
+    );
 }
 
 #[sqlx::test(migrations = "../migrations")]

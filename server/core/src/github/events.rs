@@ -101,6 +101,11 @@ struct WorkflowJob {
     conclusion: Option<String>,
     runner_name: Option<String>,
     workflow_name: Option<String>,
+    /// The job's own name in its workflow (`build`).
+    name: Option<String>,
+    run_id: Option<i64>,
+    /// The job's page on GitHub.
+    html_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -205,11 +210,13 @@ async fn workflow_job(
     let runner_name = job.runner_name.filter(|_| running);
     let started_at = job.started_at.filter(|_| runner_name.is_some());
     let completed_at = job.completed_at.filter(|_| job.status == "completed");
+    // The dashboard links to it: only a web address, never a `javascript:` one.
+    let html_url = job.html_url.filter(|url| url.starts_with("https://"));
     let row = sqlx::query!(
         r#"INSERT INTO github_jobs (github_job_id, run_attempt, installation_id, repository, workflow,
                label, status, conclusion, runner_name, created_at, first_delivery_at, started_at,
-               completed_at, updated_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+               completed_at, updated_at, job_name, run_id, html_url)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
            ON CONFLICT (github_job_id, run_attempt) DO UPDATE SET
                status = CASE
                    WHEN array_position(ARRAY['waiting','queued','in_progress','completed'], EXCLUDED.status)
@@ -221,6 +228,9 @@ async fn workflow_job(
                first_delivery_at = least(github_jobs.first_delivery_at, EXCLUDED.first_delivery_at),
                started_at = coalesce(EXCLUDED.started_at, github_jobs.started_at),
                completed_at = coalesce(EXCLUDED.completed_at, github_jobs.completed_at),
+               job_name = coalesce(EXCLUDED.job_name, github_jobs.job_name),
+               run_id = coalesce(EXCLUDED.run_id, github_jobs.run_id),
+               html_url = coalesce(EXCLUDED.html_url, github_jobs.html_url),
                updated_at = EXCLUDED.updated_at
            RETURNING status, metered, started_at, completed_at, installation_id, runner_name,
                      not_billed_reason, admission"#,
@@ -238,6 +248,9 @@ async fn workflow_job(
         started_at,
         completed_at,
         now,
+        job.name,
+        job.run_id,
+        html_url,
     )
     .fetch_one(db)
     .await?;

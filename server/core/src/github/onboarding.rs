@@ -199,6 +199,33 @@ pub async fn link_requested_installation(
     Ok((linked.rows_affected() == 1).then_some(workspace_id))
 }
 
+/// An installation this workspace asked for that an organization owner has yet to approve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRequest {
+    /// The GitHub user who asked (lower case).
+    pub github_login: String,
+    pub requested_at: DateTime<Utc>,
+}
+
+/// The workspace's installation requests still waiting for approval (not yet expired), newest
+/// first. An approval links the installation and removes the request.
+pub async fn pending_requests(
+    db: &PgPool,
+    workspace_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Vec<PendingRequest>, sqlx::Error> {
+    sqlx::query_as!(
+        PendingRequest,
+        "SELECT github_login, requested_at FROM github_install_requests
+         WHERE workspace_id = $1 AND requested_at > $2
+         ORDER BY requested_at DESC",
+        workspace_id,
+        now - REQUEST_LIFETIME,
+    )
+    .fetch_all(db)
+    .await
+}
+
 #[derive(Debug, Deserialize)]
 struct UserInstallations {
     installations: Vec<UserInstallation>,

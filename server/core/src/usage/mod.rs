@@ -341,7 +341,7 @@ fn csv_rows(records: &[UsageRecord]) -> String {
                 .num_seconds()
                 .to_string(),
             record.minutes.to_string(),
-            format_free_minutes(record.free_vcpu_minutes),
+            free_minutes_text(record.free_vcpu_minutes),
             money::dollars(
                 record.price_per_minute + record.premium_surcharge_per_minute,
                 6,
@@ -362,7 +362,8 @@ fn csv_rows(records: &[UsageRecord]) -> String {
     csv
 }
 
-fn format_free_minutes(free_vcpu_minutes: i64) -> String {
+/// Free minutes used, in 2-vCPU minutes, from vCPU-minutes: 20 → "10", 3 → "1.5".
+pub fn free_minutes_text(free_vcpu_minutes: i64) -> String {
     if free_vcpu_minutes % 2 == 0 {
         (free_vcpu_minutes / 2).to_string()
     } else {
