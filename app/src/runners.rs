@@ -289,7 +289,7 @@ fn RunnersBody(view: RunnersView) -> impl IntoView {
                 {view.pending_requests.into_iter().map(|request| view! {
                     <li class="rounded-lg border border-amber-200 bg-amber-50 px-4 py-3" data-testid="pending-installation">
                         <p class="font-medium text-slate-900">
-                            "Installation requested by @" {request.github_login} " "
+                            {format!("Installation requested by @{}", request.github_login)} " "
                             <span class="ml-2 rounded-full bg-amber-100 px-2 py-0.5 text-xs font-semibold text-amber-800">"waiting for approval"</span>
                         </p>
                         <p class="mt-1 text-sm text-slate-700">
