@@ -14,10 +14,11 @@ eval "$exports"
 export TENKI_SITE_ROOT="$TENKI_CACHE/site-release"
 bash scripts/build.sh release
 
-wasm="$TENKI_SITE_ROOT/pkg/tenki.wasm"
-echo "wasm raw bytes:     $(stat -c %s "$wasm")"
-echo "wasm gzip-9 bytes:  $(gzip -9 -c "$wasm" | wc -c)"
-echo "js glue raw bytes:  $(stat -c %s "$TENKI_SITE_ROOT/pkg/tenki.js")"
+bundle="$TENKI_SITE_ROOT/pkg/$(cat "$TENKI_SITE_ROOT/pkg/BUNDLE")"
+echo "wasm raw bytes:     $(stat -c %s "$bundle.wasm")"
+echo "wasm gzip-9 bytes:  $(stat -c %s "$bundle.wasm.gz")"
+echo "wasm brotli bytes:  $(stat -c %s "$bundle.wasm.br")"
+echo "js glue raw bytes:  $(stat -c %s "$bundle.js")"
 
 TENKI_ADDR=127.0.0.1:3200 TENKI_LOG=warn "$CARGO_TARGET_DIR/release/tenki" serve &
 server=$!

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs whatever the build needs and is missing: the wasm32 target, wasm-bindgen-cli at the
-# exact version of the wasm-bindgen crate, Zig + libclang from PyPI (for TigerBeetle), Debian's
+# exact version of the wasm-bindgen crate, Zig + libclang (for TigerBeetle) and brotli from PyPI, Debian's
 # PostgreSQL, Chromium and mold (the linker). Every step is skipped when already done.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -17,9 +17,10 @@ if [ "$(wasm-bindgen --version 2>/dev/null || true)" != "wasm-bindgen $WASM_BIND
   cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --locked
 fi
 
-if [ ! -x "$ZIG_PATH" ] || [ ! -d "$LIBCLANG_PATH" ]; then
+# Brotli compresses the WASM bundle at build time.
+if [ ! -x "$ZIG_PATH" ] || [ ! -d "$LIBCLANG_PATH" ] || ! "$VENV/bin/python" -c "import brotli" 2>/dev/null; then
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet ziglang==0.14.1 libclang==18.1.1
+  "$VENV/bin/pip" install --quiet ziglang==0.14.1 libclang==18.1.1 brotli==1.1.0
 fi
 
 missing=()

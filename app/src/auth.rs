@@ -8,7 +8,8 @@ use crate::error::AppError;
 /// Creates an account with its workspace and 1,000 free minutes, signs in and opens the Overview.
 #[server(prefix = "/api", endpoint = "sign-up")]
 pub async fn sign_up(workspace: String, email: String, password: String) -> Result<(), AppError> {
-    refused_form_shows_page("/sign-up", async move {
+    let kept = [("workspace", workspace.clone()), ("email", email.clone())];
+    refused_form_shows_page("/sign-up", &kept, async move {
         use tenki_core::identity::{self, SignUpError};
 
         let context = crate::server::context()?;
@@ -84,7 +85,8 @@ pub async fn sign_in(
         }
         _ => "/sign-in".to_owned(),
     };
-    refused_form_shows_page(&page, async move {
+    let kept = [("email", email.clone())];
+    refused_form_shows_page(&page, &kept, async move {
         use tenki_core::identity::{self, SignInError};
 
         let context = crate::server::context()?;
@@ -121,6 +123,7 @@ pub async fn sign_in(
 /// again with the message (not the JSON a script reads); with JavaScript the form shows it.
 async fn refused_form_shows_page(
     page: &str,
+    kept: &[(&str, String)],
     run: impl std::future::Future<Output = Result<(), AppError>>,
 ) -> Result<(), AppError> {
     let outcome = run.await;
@@ -128,15 +131,35 @@ async fn refused_form_shows_page(
         && crate::server::plain_form_post().await
         && let Ok(context) = crate::server::context()
     {
-        crate::server::show_form_again(&context, page, error);
+        let kept: Vec<(&str, &str)> = kept.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        crate::server::show_form_again(&context, page, error, &kept);
         return Ok(());
     }
     crate::server::respond(outcome)
 }
 
-/// The message of a sign-in or sign-up posted without JavaScript and refused, shown once.
+/// A sign-in or sign-up posted without JavaScript and refused: the message, and what was typed
+/// in the fields worth keeping (never the password), to show the form again with.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RefusedForm {
+    pub message: String,
+    /// (field name, value typed).
+    pub kept: Vec<(String, String)>,
+}
+
+impl RefusedForm {
+    /// What was typed in field `name`, or nothing.
+    pub fn kept(refused: Option<&Self>, name: &str) -> String {
+        refused
+            .and_then(|r| r.kept.iter().find(|(n, _)| n == name))
+            .map(|(_, value)| value.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// The sign-in or sign-up posted without JavaScript and refused, shown once.
 #[server(prefix = "/api", endpoint = "form-error")]
-pub async fn form_error() -> Result<Option<String>, AppError> {
+pub async fn form_error() -> Result<Option<RefusedForm>, AppError> {
     let context = crate::server::context()?;
     Ok(crate::server::take_form_error(&context).await)
 }
@@ -165,17 +188,29 @@ pub async fn sign_out() -> Result<(), AppError> {
 pub fn SignInPage() -> impl IntoView {
     let action = ServerAction::<SignIn>::new();
     let next = leptos_router::hooks::use_query_map().with_untracked(|q| q.get("next"));
+    let refused = Resource::new(|| (), |()| form_error());
     view! {
         <leptos_meta::Title text="Sign in · Tenki"/>
         <AuthCard title="Sign in to Tenki">
-            <RefusedWithoutJavaScript/>
-            <ActionForm action=action attr:class="space-y-4">
-                {next.map(|next| view! { <input type="hidden" name="next" value=next/> })}
-                <Field label="E-mail" name="email" kind="email" autocomplete="email"/>
-                <Field label="Password" name="password" kind="password" autocomplete="current-password"/>
-                <FormError result=Signal::derive(move || action.value().get())/>
-                <SubmitButton label="Sign in" pending=action.pending()/>
-            </ActionForm>
+            <Suspense fallback=|| ()>
+                {move || {
+                    let next = next.clone();
+                    Suspend::new(async move {
+                        let refused = refused.await.ok().flatten();
+                        let email = RefusedForm::kept(refused.as_ref(), "email");
+                        view! {
+                            <RefusedWithoutJavaScript refused/>
+                            <ActionForm action=action attr:class="space-y-4">
+                                {next.map(|next| view! { <input type="hidden" name="next" value=next/> })}
+                                <Field label="E-mail" name="email" kind="email" autocomplete="email" value=email/>
+                                <Field label="Password" name="password" kind="password" autocomplete="current-password"/>
+                                <FormError result=Signal::derive(move || action.value().get())/>
+                                <SubmitButton label="Sign in" pending=action.pending()/>
+                            </ActionForm>
+                        }
+                    })
+                }}
+            </Suspense>
             <p class="mt-6 text-sm text-slate-600">
                 "New to Tenki? " <A href="/sign-up" attr:class="font-medium text-indigo-600 hover:underline">"Create an account"</A>
                 " and get 1,000 free minutes."
@@ -188,17 +223,27 @@ pub fn SignInPage() -> impl IntoView {
 #[component]
 pub fn SignUpPage() -> impl IntoView {
     let action = ServerAction::<SignUp>::new();
+    let refused = Resource::new(|| (), |()| form_error());
     view! {
         <leptos_meta::Title text="Create your account · Tenki"/>
         <AuthCard title="Create your Tenki account">
-            <RefusedWithoutJavaScript/>
-            <ActionForm action=action attr:class="space-y-4">
-                <Field label="Workspace name" name="workspace" kind="text" autocomplete="organization"/>
-                <Field label="E-mail" name="email" kind="email" autocomplete="email"/>
-                <Field label="Password (at least 10 characters)" name="password" kind="password" autocomplete="new-password"/>
-                <FormError result=Signal::derive(move || action.value().get())/>
-                <SubmitButton label="Create account" pending=action.pending()/>
-            </ActionForm>
+            <Suspense fallback=|| ()>
+                {move || Suspend::new(async move {
+                    let refused = refused.await.ok().flatten();
+                    let workspace = RefusedForm::kept(refused.as_ref(), "workspace");
+                    let email = RefusedForm::kept(refused.as_ref(), "email");
+                    view! {
+                        <RefusedWithoutJavaScript refused/>
+                        <ActionForm action=action attr:class="space-y-4">
+                            <Field label="Workspace name" name="workspace" kind="text" autocomplete="organization" value=workspace/>
+                            <Field label="E-mail" name="email" kind="email" autocomplete="email" value=email/>
+                            <Field label="Password (at least 10 characters)" name="password" kind="password" autocomplete="new-password"/>
+                            <FormError result=Signal::derive(move || action.value().get())/>
+                            <SubmitButton label="Create account" pending=action.pending()/>
+                        </ActionForm>
+                    }
+                })}
+            </Suspense>
             <p class="mt-6 text-sm text-slate-600">
                 "Have an account? " <A href="/sign-in" attr:class="font-medium text-indigo-600 hover:underline">"Sign in"</A>
             </p>
@@ -225,6 +270,9 @@ fn Field(
     name: &'static str,
     kind: &'static str,
     autocomplete: &'static str,
+    /// What the field shows at first (what was typed before a refusal).
+    #[prop(optional)]
+    value: String,
 ) -> impl IntoView {
     // `type="email"` would let the browser refuse the form with its own tooltip; the server's
     // message is clearer and the same with or without JavaScript.
@@ -242,6 +290,7 @@ fn Field(
                 name=name
                 inputmode=input_mode
                 autocomplete=autocomplete
+                value=value
                 class="mt-1 block w-full rounded-md border border-slate-300 px-3 py-2 text-slate-900 focus:border-indigo-500 focus:outline-none"
             />
         </label>
@@ -250,17 +299,10 @@ fn Field(
 
 /// The message of a form posted without JavaScript and refused (see `form_error`).
 #[component]
-fn RefusedWithoutJavaScript() -> impl IntoView {
-    let message = Resource::new(|| (), |()| form_error());
-    view! {
-        <Suspense fallback=|| ()>
-            {move || Suspend::new(async move {
-                message.await.ok().flatten().map(|message| view! {
-                    <p role="alert" data-testid="form-refused" class="mb-4 rounded-md bg-red-50 px-3 py-2 text-sm text-red-700">{message}</p>
-                })
-            })}
-        </Suspense>
-    }
+fn RefusedWithoutJavaScript(refused: Option<RefusedForm>) -> impl IntoView {
+    refused.map(|refused| view! {
+        <p role="alert" data-testid="form-refused" class="mb-4 rounded-md bg-red-50 px-3 py-2 text-sm text-red-700">{refused.message}</p>
+    })
 }
 
 #[component]

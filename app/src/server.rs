@@ -120,12 +120,34 @@ pub async fn plain_form_post() -> bool {
         .is_some_and(|accept| accept.contains("text/html"))
 }
 
+/// Separates the message from the kept fields, and a field's name from its value, in the cookie.
+const FIELD_SEPARATOR: char = '\u{1f}';
+const VALUE_SEPARATOR: char = '\u{1e}';
+
 /// Answers a form posted without JavaScript and refused with `error` by showing `page` again
-/// with the message. The message travels in a short-lived cookie, never in the address, so no
-/// link can make the page say what Tenki did not.
-pub fn show_form_again(context: &ServerContext, page: &str, error: &AppError) {
-    let message: String = error.to_string().chars().take(300).collect();
-    let hex: String = message.bytes().map(|b| format!("{b:02x}")).collect();
+/// with the message and what was typed in the `kept` fields (never a password). They travel in
+/// a short-lived cookie, never in the address, so no link can make the page say what Tenki did
+/// not.
+pub fn show_form_again(
+    context: &ServerContext,
+    page: &str,
+    error: &AppError,
+    kept: &[(&str, &str)],
+) {
+    let plain = |text: &str, limit: usize| -> String {
+        text.chars()
+            .filter(|c| *c != FIELD_SEPARATOR && *c != VALUE_SEPARATOR)
+            .take(limit)
+            .collect()
+    };
+    let mut text = plain(&error.to_string(), 300);
+    for (name, value) in kept {
+        text.push(FIELD_SEPARATOR);
+        text.push_str(name);
+        text.push(VALUE_SEPARATOR);
+        text.push_str(&plain(value, 200));
+    }
+    let hex: String = text.bytes().map(|b| format!("{b:02x}")).collect();
     append_cookie(
         context,
         &format!("{FORM_ERROR_COOKIE}={hex}; Path=/; HttpOnly; SameSite=Lax; Max-Age=60"),
@@ -133,8 +155,8 @@ pub fn show_form_again(context: &ServerContext, page: &str, error: &AppError) {
     leptos_axum::redirect(page);
 }
 
-/// The message of a form refused without JavaScript, once: taking it removes the cookie.
-pub async fn take_form_error(context: &ServerContext) -> Option<String> {
+/// The form refused without JavaScript, once: taking it removes the cookie.
+pub async fn take_form_error(context: &ServerContext) -> Option<crate::auth::RefusedForm> {
     let headers: HeaderMap = leptos_axum::extract().await.ok()?;
     let hex = headers
         .get_all(COOKIE)
@@ -157,9 +179,14 @@ pub async fn take_form_error(context: &ServerContext) -> Option<String> {
                 .and_then(|b| u8::from_str_radix(b, 16).ok())
         })
         .collect();
-    bytes
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .filter(|m| !m.is_empty())
+    let text = bytes.and_then(|bytes| String::from_utf8(bytes).ok())?;
+    let mut parts = text.split(FIELD_SEPARATOR);
+    let message = parts.next().filter(|m| !m.is_empty())?.to_owned();
+    let kept = parts
+        .filter_map(|field| field.split_once(VALUE_SEPARATOR))
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect();
+    Some(crate::auth::RefusedForm { message, kept })
 }
 
 /// Adds `cookie` to the response, `Secure` when served over https.

@@ -147,10 +147,12 @@ test("without JavaScript a refused sign-in or sign-up shows the form again with 
   await expect(page).toHaveURL(/\/sign-up$/);
   await expect(page.getByTestId("form-refused")).toContainText("10 characters");
   await expect(page.getByRole("button", { name: "Create account" })).toBeVisible();
+  // What was typed is still there, except the password.
+  await expect(page.getByLabel("Workspace name")).toHaveValue("No Script Co");
+  await expect(page.getByLabel("E-mail")).toHaveValue(email);
+  await expect(page.getByLabel("Password (at least 10 characters)")).toHaveValue("");
   await page.screenshot({ path: "screenshots/sign-up-refused-without-javascript.png", fullPage: true });
 
-  await page.getByLabel("Workspace name").fill("No Script Co");
-  await page.getByLabel("E-mail").fill(email);
   await page.getByLabel("Password (at least 10 characters)").fill(password);
   await page.getByRole("button", { name: "Create account" }).click();
   await expect(page.getByTestId("free-minutes-left")).toHaveText("1,000");
@@ -162,10 +164,13 @@ test("without JavaScript a refused sign-in or sign-up shows the form again with 
   await page.getByRole("button", { name: "Sign in" }).click();
   await expect(page).toHaveURL(/\/sign-in\?next=\/usage$/);
   await expect(page.getByTestId("form-refused")).toHaveText("Wrong e-mail or password. Try again.");
+  await expect(page.getByLabel("E-mail")).toHaveValue(email);
+  await expect(page.getByLabel("Password")).toHaveValue("");
   expect(await page.content()).not.toContain('"Refused"');
   // Shown once: the page read again has no message.
   await page.reload();
   await expect(page.getByTestId("form-refused")).toHaveCount(0);
+  await expect(page.getByLabel("E-mail")).toHaveValue("");
 
   await page.getByLabel("E-mail").fill(email);
   await page.getByLabel("Password").fill(password);

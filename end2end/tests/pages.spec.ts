@@ -33,6 +33,20 @@ test("every page has its own title", async ({ page, browser }) => {
   await visitor.close();
 });
 
+test("on a phone no dashboard page is wider than the screen", async ({ page }) => {
+  const problems = watchConsole(page);
+  await page.setViewportSize({ width: 390, height: 844 });
+  await signUp(page, "Phone Co", uniqueEmail("phone"), "phone password 1");
+  for (const path of ["/", "/runners", "/jobs", "/usage", "/add-ons", "/billing", "/settings", "/sign-in", "/sign-up"]) {
+    await page.goto(path);
+    await waitForHydration(page);
+    const width = await page.evaluate(() => document.documentElement.scrollWidth);
+    expect(width, `${path} is ${width} px wide`).toBeLessThanOrEqual(390);
+    await page.screenshot({ path: `screenshots/phone${path === "/" ? "-overview" : path.replace("/", "-")}.png`, fullPage: true });
+  }
+  expect(problems).toEqual([]);
+});
+
 test("an unknown address is a 404 that says so and keeps the navigation", async ({ page }) => {
   await signUp(page, "Lost Co", uniqueEmail("lost"), "lost password 1");
   const response = await page.goto("/no-such-page");

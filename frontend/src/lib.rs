@@ -2,9 +2,12 @@
 
 use wasm_bindgen::prelude::wasm_bindgen;
 
-#[wasm_bindgen(inline_js = "export function mark_hydrated() { window.__tenkiHydrated = true; }")]
+#[wasm_bindgen(
+    inline_js = "export function mark_hydrated() { window.__tenkiHydratedAt = performance.now(); window.__tenkiHydrated = true; }"
+)]
 extern "C" {
-    /// Lets browser tests wait for hydration instead of sleeping.
+    /// Lets browser tests wait for hydration instead of sleeping, and measure when the page
+    /// became interactive (milliseconds since navigation started).
     fn mark_hydrated();
 }
 

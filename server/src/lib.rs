@@ -70,8 +70,62 @@ impl FromRef<AppState> for LeptosOptions {
     }
 }
 
-/// The name the hydration script and the WASM bundle are served under (`/pkg/tenki.*`).
+/// The name the hydration script and the WASM bundle are served under (`/pkg/tenki.*`) when
+/// the site was built without a content hash.
 pub const BUNDLE_NAME: &str = "tenki";
+
+/// The bundle's name as `scripts/build.sh` wrote it in `pkg/BUNDLE`: `tenki-<content hash>`, so
+/// a new build is a new address and browsers may keep each one for good. [`BUNDLE_NAME`] when
+/// the site has no such file.
+pub fn bundle_name(site_root: &std::path::Path) -> String {
+    std::fs::read_to_string(site_root.join("pkg").join("BUNDLE"))
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| {
+            name.starts_with(BUNDLE_NAME)
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+        .unwrap_or_else(|| BUNDLE_NAME.to_owned())
+}
+
+/// Whether `path` is a content-hashed bundle file (`/pkg/tenki-<16 hex digits>.wasm`), which
+/// never changes once built.
+fn is_hashed_bundle(path: &str) -> bool {
+    let Some(file) = path.strip_prefix("/pkg/") else {
+        return false;
+    };
+    let Some(rest) = file
+        .strip_prefix(BUNDLE_NAME)
+        .and_then(|r| r.strip_prefix('-'))
+    else {
+        return false;
+    };
+    let hash = rest.split('.').next().unwrap_or_default();
+    hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit()) && !rest.contains('/')
+}
+
+/// Caching of the site's files under `/pkg/`: a hashed bundle file for a year (`immutable`: the browser does
+/// not even ask again), anything else revalidated on every use.
+async fn cache_site_files(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let path = request.uri().path();
+    let (site_file, hashed) = (path.starts_with("/pkg/"), is_hashed_bundle(path));
+    let mut response = next.run(request).await;
+    if site_file && response.status().is_success() {
+        let policy = if hashed {
+            "public, max-age=31536000, immutable"
+        } else {
+            "no-cache"
+        };
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static(policy),
+        );
+    }
+    response
+}
 
 /// The dashboard's CSS, generated at build time from the classes used in `app/src`.
 const STYLESHEET: &str = include_str!(concat!(env!("OUT_DIR"), "/tenki.css"));
@@ -266,7 +320,7 @@ impl Application {
 /// bound): Stripe sends them back there.
 pub fn router(settings: &Settings, reachable_at: &str, core: Core, doubles: Doubles) -> Router {
     let leptos_options = LeptosOptions::builder()
-        .output_name(BUNDLE_NAME)
+        .output_name(bundle_name(&settings.site_root))
         .site_root(settings.site_root.to_string_lossy().into_owned())
         .site_pkg_dir("pkg")
         .site_addr(settings.addr)
@@ -317,6 +371,13 @@ pub fn router(settings: &Settings, reachable_at: &str, core: Core, doubles: Doub
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .route("/pkg/tenki.css", get(stylesheet))
+        // The bundle as built, brotli or gzip as compressed at build time (not on every request).
+        .route_service(
+            "/pkg/{*file}",
+            tower_http::services::ServeDir::new(&settings.site_root)
+                .precompressed_br()
+                .precompressed_gzip(),
+        )
         .route("/usage/export.csv", get(exports::usage_csv))
         .route("/github/connect", get(github_connect::connect))
         .route("/github/setup", get(github_connect::setup))
@@ -364,6 +425,7 @@ pub fn router(settings: &Settings, reachable_at: &str, core: Core, doubles: Doub
             security::headers,
         ))
         .layer(axum::middleware::from_fn(telemetry::track_requests))
+        .layer(axum::middleware::from_fn(cache_site_files))
         .layer(CompressionLayer::new())
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(
@@ -556,5 +618,39 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_content_hashed_bundle_files_are_cached_for_good() {
+        assert!(is_hashed_bundle("/pkg/tenki-0123456789abcdef.wasm"));
+        assert!(is_hashed_bundle("/pkg/tenki-0123456789abcdef.js"));
+        assert!(is_hashed_bundle("/pkg/tenki-0123456789abcdef.wasm.br"));
+        for path in [
+            "/pkg/tenki.wasm",
+            "/pkg/tenki.css",
+            "/pkg/tenki-0123456789abcde.js",
+            "/pkg/tenki-0123456789abcdeg.js",
+            "/pkg/snippets/x/tenki-0123456789abcdef.js",
+            "/tenki-0123456789abcdef.js",
+        ] {
+            assert!(!is_hashed_bundle(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn the_bundle_is_named_as_the_build_wrote_it_or_plainly() {
+        let site = std::env::temp_dir().join(format!("tenki-site-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(site.join("pkg")).expect("site");
+        assert_eq!(bundle_name(&site), "tenki");
+        std::fs::write(site.join("pkg/BUNDLE"), "tenki-0123456789abcdef\n").expect("BUNDLE");
+        assert_eq!(bundle_name(&site), "tenki-0123456789abcdef");
+        std::fs::write(site.join("pkg/BUNDLE"), "tenki-x\"><script>").expect("BUNDLE");
+        assert_eq!(bundle_name(&site), "tenki", "only a plain name is used");
+        std::fs::remove_dir_all(&site).expect("clean up");
     }
 }

@@ -62,7 +62,11 @@ async fn dashboard_pages_render_on_the_server_and_unknown_sessions_go_to_sign_in
     let (status, body) = app.get("/sign-in").await;
     assert_eq!(status, 200);
     assert!(body.contains("Sign in to Tenki"), "{body}");
-    assert!(body.contains("/pkg/tenki.js"), "hydration script: {body}");
+    let bundle = server::bundle_name(&crate::harness::settings(&[]).site_root);
+    assert!(
+        body.contains(&format!("/pkg/{bundle}.js")),
+        "hydration script of the bundle built: {body}"
+    );
     let response = app
         .client
         .get(format!("{}/", app.address))
