@@ -9,7 +9,8 @@ mode=${1:-debug}
 cd "$TENKI_ROOT"
 
 case "$mode" in
-  debug)   wasm_profile=wasm-dev; wasm_dir=wasm-dev; server_flags=() ;;
+  # The bundle is the small release one in both modes: what customers download (docs/adr/0010).
+  debug)   wasm_profile=wasm-release; wasm_dir=wasm-release; server_flags=() ;;
   release) wasm_profile=wasm-release; wasm_dir=wasm-release; server_flags=(--release) ;;
   *) echo "mode is debug or release" >&2; exit 2 ;;
 esac
