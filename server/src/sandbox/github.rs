@@ -129,6 +129,16 @@ impl DoubleState {
     }
 }
 
+/// An installation Tenki stored, with one of its repositories (if any), as the double restores it.
+#[derive(sqlx::FromRow)]
+struct StoredInstallationRow {
+    installation_id: i64,
+    account_login: String,
+    repository_id: Option<i64>,
+    full_name: Option<String>,
+    private: Option<bool>,
+}
+
 /// The GitHub double. Cheap to clone; clones share their state.
 #[derive(Clone)]
 pub struct GitHubDouble {
@@ -216,7 +226,7 @@ impl GitHubDouble {
     /// sync, poll or start runners for what it linked before, nor for the demo's organization.
     /// Returns how many it recreated.
     pub async fn restore_installations(&self, db: &sqlx::PgPool) -> Result<usize, sqlx::Error> {
-        let rows: Vec<(i64, String, Option<i64>, Option<String>, Option<bool>)> = sqlx::query_as(
+        let rows: Vec<StoredInstallationRow> = sqlx::query_as(
             "SELECT i.installation_id, i.account_login, r.repository_id, r.full_name, r.private
              FROM github_installations i
              LEFT JOIN github_repositories r
@@ -228,31 +238,30 @@ impl GitHubDouble {
         .await?;
         let mut state = self.state();
         let mut restored = std::collections::HashSet::new();
-        for (id, account, repository_id, full_name, private) in rows {
-            if !state.installations.contains_key(&id) {
-                restored.insert(id);
-                state.installations.insert(
-                    id,
+        for row in rows {
+            let installation = state
+                .installations
+                .entry(row.installation_id)
+                .or_insert_with(|| {
+                    restored.insert(row.installation_id);
                     SandboxInstallation {
-                        id,
-                        account,
+                        id: row.installation_id,
+                        account: row.account_login,
                         users: vec![SANDBOX_USER.to_owned()],
                         repositories: Vec::new(),
                         created_at: Utc::now(),
                         requester: None,
-                    },
-                );
-            }
-            if let (true, Some(installation), Some(repository_id), Some(full_name)) = (
-                restored.contains(&id),
-                state.installations.get_mut(&id),
-                repository_id,
-                full_name,
+                    }
+                });
+            if let (true, Some(id), Some(full_name)) = (
+                restored.contains(&row.installation_id),
+                row.repository_id,
+                row.full_name,
             ) {
                 installation.repositories.push(SandboxRepository {
-                    id: repository_id,
+                    id,
                     full_name,
-                    private: private.unwrap_or(true),
+                    private: row.private.unwrap_or(true),
                 });
             }
         }
