@@ -60,6 +60,10 @@ fn refusal(code: &str, installation: &str) -> (u16, String) {
                 "Your GitHub account cannot access installation {installation}, so it was not linked."
             ),
         ),
+        "not_allowed" => (
+            403,
+            "Only the workspace's owners and admins can connect GitHub. Ask one of them to connect it.".to_owned(),
+        ),
         "linked_elsewhere" => (
             409,
             format!(

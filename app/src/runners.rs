@@ -61,6 +61,8 @@ pub struct RunnersView {
     pub installations: Vec<InstallationView>,
     /// Installations asked for that wait for an organization owner's approval.
     pub pending_requests: Vec<PendingRequestView>,
+    /// The caller is an owner or admin: they may connect GitHub.
+    pub can_connect: bool,
 
     pub catalog: Vec<CatalogRow>,
     /// GitHub is the sandbox double: offer "Run a sample workflow".
@@ -119,6 +121,7 @@ pub async fn runner_setup() -> Result<RunnersView, AppError> {
                         repositories: i.repositories,
                     })
                     .collect(),
+                can_connect: caller.member.role.may_manage(),
                 pending_requests: pending
                     .into_iter()
                     .map(|p| PendingRequestView {
@@ -267,18 +270,27 @@ fn RunnersBody(view: RunnersView) -> impl IntoView {
             <div class="flex flex-wrap items-center justify-between gap-3">
                 <h2 class="text-sm font-medium text-slate-500">"GitHub installations"</h2>
                 // The first step of a new workspace; once one account is linked, a secondary one.
-                <a
-                    href="/github/connect"
-                    rel="external"
-                    class=if no_installations {
-                        "rounded-md bg-slate-900 px-3 py-1.5 text-sm font-medium text-white hover:bg-slate-700"
-                    } else {
-                        "rounded-md border border-slate-300 bg-white px-3 py-1.5 text-sm text-slate-700 hover:bg-slate-100"
-                    }
-                    data-testid="connect-github"
-                >
-                    {if no_installations { "Connect GitHub" } else { "Connect another account" }}
-                </a>
+                // Members read: connecting is for owners and admins.
+                {if view.can_connect {
+                    view! {
+                        <a
+                            href="/github/connect"
+                            rel="external"
+                            class=if no_installations {
+                                "rounded-md bg-slate-900 px-3 py-1.5 text-sm font-medium text-white hover:bg-slate-700"
+                            } else {
+                                "rounded-md border border-slate-300 bg-white px-3 py-1.5 text-sm text-slate-700 hover:bg-slate-100"
+                            }
+                            data-testid="connect-github"
+                        >
+                            {if no_installations { "Connect GitHub" } else { "Connect another account" }}
+                        </a>
+                    }.into_any()
+                } else {
+                    view! {
+                        <p class="text-sm text-slate-500" data-testid="connect-github-not-allowed">"Owners and admins connect GitHub accounts."</p>
+                    }.into_any()
+                }}
             </div>
             {(no_installations && view.pending_requests.is_empty()).then(|| view! {
                 <p class="mt-2 text-sm text-slate-600">

@@ -18,6 +18,10 @@ pub async fn connect(State(state): State<AppState>, signed_in: Option<SignedIn>)
     let Some(SignedIn { caller, session }) = signed_in else {
         return Redirect::to("/sign-in").into_response();
     };
+    // Members read; connecting GitHub is for owners and admins (checked again at setup).
+    if !caller.member.role.may_manage() {
+        return to_result("refused=not_allowed");
+    }
     let signed = onboarding::sign_state(
         state.context.state_key.expose_secret().as_bytes(),
         &session,
@@ -64,7 +68,7 @@ pub async fn setup(
         &state.core.github,
         state.context.state_key.expose_secret().as_bytes(),
         &session,
-        caller.member.workspace_id,
+        &caller.member,
         &setup,
         chrono::Utc::now(),
     )

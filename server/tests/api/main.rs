@@ -15,6 +15,7 @@ mod invoices;
 mod mail;
 mod metering;
 mod reversals;
+mod roles;
 mod runners;
 mod security;
 mod spending;

@@ -126,6 +126,7 @@ impl SetupError {
             Self::State(StateError::Expired) => "expired",
             Self::MissingInstallation => "missing_installation",
             Self::MissingCode => "missing_code",
+            Self::NotAllowed => "not_allowed",
             Self::NotYourInstallation(_) => "not_yours",
             Self::LinkedElsewhere(_) => "linked_elsewhere",
             Self::GitHub(error) => error.code(),
@@ -145,6 +146,8 @@ pub enum SetupError {
         "GitHub did not send an authorization code, so Tenki cannot confirm who you are. Start again from the Runners page"
     )]
     MissingCode,
+    #[error("only the workspace's owners and admins connect GitHub")]
+    NotAllowed,
     #[error("your GitHub account cannot access installation {0}, so it was not linked")]
     NotYourInstallation(i64),
     #[error("installation {0} is already linked to another Tenki workspace; remove it there first")]
@@ -245,20 +248,24 @@ struct UserInstallationAccount {
     kind: String,
 }
 
-/// Finishes "Connect GitHub" for the signed-in session: checks the state, then (for an install
-/// or an update) confirms with the user's token that the user can access the installation, and
-/// links it to the state's workspace. `workspace_id` is the caller's own workspace, which the
-/// state must name.
-#[tracing::instrument(skip_all, fields(%workspace_id))]
+/// Finishes "Connect GitHub" for the signed-in session: checks the caller may (an owner or admin
+/// of the workspace) and the state, then (for an install or an update) confirms with the user's
+/// token that the user can access the installation, and links it to the state's workspace.
+/// `member` is the caller's membership of their workspace, which the state must name.
+#[tracing::instrument(skip_all, fields(workspace_id = %member.workspace_id))]
 pub async fn complete_setup(
     db: &PgPool,
     github: &GitHubApp,
     state_key: &[u8],
     session_token: &str,
-    workspace_id: Uuid,
+    member: &crate::workspaces::Membership,
     setup: &SetupReturn,
     now: DateTime<Utc>,
 ) -> Result<SetupOutcome, SetupError> {
+    if !member.role.may_manage() {
+        return Err(SetupError::NotAllowed);
+    }
+    let workspace_id = member.workspace_id;
     let state = setup.state.as_deref().ok_or(StateError::Invalid)?;
     let signed_for = verify_state(state_key, session_token, state, now)?;
     if signed_for != workspace_id {

@@ -21,6 +21,13 @@ pub enum Role {
 }
 
 impl Role {
+    /// Whether this role changes what costs money or runs code for the workspace: billing,
+    /// add-ons, runner settings, GitHub connections and members (SPEC §1). Owners and admins do;
+    /// members read.
+    pub fn may_manage(self) -> bool {
+        matches!(self, Self::Owner | Self::Admin)
+    }
+
     fn from_db(role: &str) -> Self {
         match role {
             "owner" => Self::Owner,
