@@ -15,6 +15,8 @@ pub struct Me {
     pub workspace_name: String,
     /// GitHub or Stripe is not configured: everything talks to local doubles.
     pub sandbox: bool,
+    /// The person's other workspaces (id, name), to switch to.
+    pub other_workspaces: Vec<(String, String)>,
 }
 
 /// The Overview figures.
@@ -38,10 +40,18 @@ pub async fn who_am_i() -> Result<Me, AppError> {
         async move {
             let context = crate::server::context()?;
             let caller = crate::server::caller(&context).await?;
+            let others = tenki_core::workspaces::memberships(&context.core.db, caller.user.user_id)
+                .await
+                .map_err(|e| AppError::internal_error(&e))?
+                .into_iter()
+                .filter(|m| m.workspace_id != caller.member.workspace_id)
+                .map(|m| (m.workspace_id.to_string(), m.workspace_name))
+                .collect();
             Ok(Me {
                 email: caller.user.email,
                 workspace_name: caller.member.workspace_name,
                 sandbox: context.sandbox,
+                other_workspaces: others,
             })
         }
         .await,
@@ -137,6 +147,7 @@ pub fn DashboardLayout() -> impl IntoView {
                                     <div class="min-w-0">
                                         <p class="truncate text-sm font-semibold text-slate-900" data-testid="workspace-name">{me.workspace_name}</p>
                                         <p class="truncate text-xs text-slate-500">{me.email}</p>
+                                        <WorkspaceSwitcher others=me.other_workspaces/>
                                     </div>
                                 }.into_any(),
                                 Err(AppError::SignInRequired) => view! { <Redirect path=sign_in()/> }.into_any(),
@@ -340,6 +351,24 @@ pub(crate) fn query_value(value: &str) -> String {
         }
     }
     encoded
+}
+
+/// For a person in several workspaces: a plain form that switches to another one (it works
+/// without JavaScript; `/workspaces/switch` remembers the choice in a cookie).
+#[component]
+fn WorkspaceSwitcher(others: Vec<(String, String)>) -> impl IntoView {
+    (!others.is_empty()).then(|| {
+        view! {
+            <form method="post" action="/workspaces/switch" class="mt-1 flex items-center gap-2" data-testid="workspace-switcher">
+                <label class="text-xs text-slate-500">"Switch to"
+                    <select name="workspace" class="ml-1 rounded border border-slate-300 bg-white px-1 py-0.5 text-xs">
+                        {others.into_iter().map(|(id, name)| view! { <option value=id>{name}</option> }).collect_view()}
+                    </select>
+                </label>
+                <button type="submit" class="rounded border border-slate-300 px-2 py-0.5 text-xs text-slate-700 hover:bg-slate-100">"Switch"</button>
+            </form>
+        }
+    })
 }
 
 /// The dashboard's pages, as the layout lists them.

@@ -127,19 +127,13 @@ pub async fn list_jobs(
 ) -> Result<JobsView, AppError> {
     crate::server::respond(
         async move {
-            let query = JobsQuery {
-                status,
-                label,
-                repository,
-                before,
-            };
             use tenki_core::jobs::{self, JobCursor, JobFilter};
             use tenki_core::{catalog, money, usage};
 
             let context = crate::server::context()?;
             let caller = crate::server::caller(&context).await?;
             let now = chrono::Utc::now();
-            let after = match query.before.trim() {
+            let after = match before.trim() {
                 "" => None,
                 text => Some(
                     text.parse::<JobCursor>()
@@ -150,9 +144,9 @@ pub async fn list_jobs(
                 ),
             };
             let filter = JobFilter {
-                status: Some(query.status).filter(|s| !s.is_empty()),
-                label: Some(query.label).filter(|l| !l.is_empty()),
-                repository: Some(query.repository).filter(|r| !r.is_empty()),
+                status: Some(status).filter(|s| !s.is_empty()),
+                label: Some(label).filter(|l| !l.is_empty()),
+                repository: Some(repository).filter(|r| !r.is_empty()),
             };
             let workspace = caller.member.workspace_id;
             let db = &context.core.db;

@@ -8,6 +8,7 @@ pub mod dashboard;
 pub mod error;
 pub mod github;
 pub mod jobs;
+pub mod members;
 pub mod runners;
 #[cfg(feature = "ssr")]
 pub mod server;
@@ -28,6 +29,7 @@ use crate::billing::BillingPage;
 use crate::dashboard::{DashboardLayout, NotFoundPage, OverviewPage};
 use crate::github::GitHubConnectedPage;
 use crate::jobs::JobsPage;
+use crate::members::JoinPage;
 use crate::runners::RunnersPage;
 use crate::settings::SettingsPage;
 use crate::usage::UsagePage;
@@ -72,6 +74,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("add-ons") view=AddonsPage ssr=SsrMode::Async/>
                     <Route path=path!("billing") view=BillingPage ssr=SsrMode::Async/>
                     <Route path=path!("settings") view=SettingsPage ssr=SsrMode::Async/>
+                    <Route path=path!("join") view=JoinPage ssr=SsrMode::Async/>
                 </ParentRoute>
             </Routes>
         </Router>

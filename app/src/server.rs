@@ -33,6 +33,9 @@ pub struct ServerContext {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Sign-ups one client address may make per hour.
     pub sign_ups_per_address: i64,
+    /// Where customers reach this server (`TENKI_PUBLIC_URL` or the test's address): the start
+    /// of the links Tenki gives out (invitations).
+    pub public_url: String,
 }
 
 /// The server's context; its absence is a wiring bug, reported as an internal error.
@@ -50,7 +53,13 @@ pub async fn caller(context: &ServerContext) -> Result<Caller, AppError> {
         .await
         .map_err(|_| AppError::SignInRequired)?;
     let token = session_token_from(&headers).ok_or(AppError::SignInRequired)?;
-    workspaces::caller_of_session(&context.core.db, &token, chrono::Utc::now())
+    let preferred = workspaces::preferred_workspace_from_cookies(
+        headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok()),
+    );
+    workspaces::caller_of_session(&context.core.db, &token, preferred, chrono::Utc::now())
         .await
         .map_err(|e| AppError::internal_error(&e))?
         .ok_or(AppError::SignInRequired)

@@ -1,6 +1,6 @@
 //! The Settings page: the monthly spending limit, with alerts at 50, 80 and 100 % and an optional
 //! hard cap that stops new jobs at 100 %. A plain form posts to `/settings/spending-limit`, which
-//! redirects back with the outcome. (Members and roles come with the identity issue.)
+//! redirects back with the outcome; below it, the workspace's members (`members.rs`).
 
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
@@ -90,6 +90,7 @@ pub fn SettingsPage() -> impl IntoView {
                 }
             })}
         </Suspense>
+        <crate::members::Members/>
     }
 }
 

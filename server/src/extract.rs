@@ -21,17 +21,21 @@ pub struct SignedIn {
 
 impl SignedIn {
     async fn of(parts: &Parts, state: &AppState) -> Result<Option<Self>, AppError> {
-        let cookies = parts
-            .headers
-            .get_all(COOKIE)
-            .iter()
-            .filter_map(|value| value.to_str().ok());
-        let Some(session) = identity::session_token_from_cookies(cookies) else {
+        let cookies = || {
+            parts
+                .headers
+                .get_all(COOKIE)
+                .iter()
+                .filter_map(|value| value.to_str().ok())
+        };
+        let Some(session) = identity::session_token_from_cookies(cookies()) else {
             return Ok(None);
         };
-        let caller = workspaces::caller_of_session(&state.core.db, &session, chrono::Utc::now())
-            .await
-            .map_err(|e| AppError::internal_error(&e))?;
+        let preferred = workspaces::preferred_workspace_from_cookies(cookies());
+        let caller =
+            workspaces::caller_of_session(&state.core.db, &session, preferred, chrono::Utc::now())
+                .await
+                .map_err(|e| AppError::internal_error(&e))?;
         Ok(caller.map(|caller| Self { caller, session }))
     }
 }

@@ -9,6 +9,7 @@ pub mod extract;
 pub mod github_connect;
 pub mod health;
 pub mod internal;
+pub mod members;
 pub mod sandbox;
 pub mod security;
 pub mod settings;
@@ -334,6 +335,7 @@ pub fn router(settings: &Settings, reachable_at: &str, core: Core, doubles: Doub
         sandbox_github: doubles.github.is_some(),
         trusted_proxies: settings.trusted_proxies.clone(),
         sign_ups_per_address: settings.sign_ups_per_address,
+        public_url: reachable_at.trim_end_matches('/').to_owned(),
     };
     let state = AppState {
         leptos_options: leptos_options.clone(),
@@ -388,6 +390,11 @@ pub fn router(settings: &Settings, reachable_at: &str, core: Core, doubles: Doub
         .route("/add-ons/slots", post(addons::change_slots))
         .route("/enterprise/inquiry", post(addons::enterprise_inquiry))
         .route("/settings/spending-limit", post(spending::set_limit))
+        .route("/settings/members/invite", post(members::invite))
+        .route("/settings/members/role", post(members::change_role))
+        .route("/settings/members/remove", post(members::remove))
+        .route("/join", post(members::join))
+        .route("/workspaces/switch", post(members::switch))
         .leptos_routes_with_context(&state, routes, provide.clone(), {
             let leptos_options = leptos_options.clone();
             move || app::shell(leptos_options.clone())

@@ -1,10 +1,14 @@
 //! Roles, through the routes production serves: a member of a workspace reads it, and is refused
 //! every change that only its owners and admins make (billing, add-ons, slots, the spending
 //! limit, GitHub connections), with nothing changed and nothing sent to Stripe or GitHub.
-//! (Invitations come with the identity issue; until then the member is added in the database.)
+//! Invitations, role changes and removals keep the rules: only the person invited, once, in
+//! time; owners for owners; always an owner.
 
 use chrono::Utc;
 use sqlx::PgPool;
+use tenki_core::identity::SessionUser;
+use tenki_core::workspaces::members::{self, MemberError};
+use tenki_core::workspaces::{self, Caller, Role};
 
 use crate::harness::TestApp;
 use crate::runners::{Customer, customer};
@@ -170,4 +174,184 @@ async fn a_member_reads_the_workspace_and_is_refused_every_change_owners_and_adm
         .await
         .expect("owner");
     assert_eq!(redirect_of(allowed).await, "/settings?saved=1");
+}
+
+/// The caller `email`'s session would name, acting in `workspace_id`.
+async fn caller_in(db: &PgPool, email: &str, workspace_id: uuid::Uuid) -> Caller {
+    let user_id: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM users WHERE email_normalized = lower($1)")
+            .bind(email)
+            .fetch_one(db)
+            .await
+            .expect("user");
+    Caller {
+        user: SessionUser {
+            user_id,
+            email: email.to_owned(),
+        },
+        member: workspaces::membership(db, user_id, workspace_id)
+            .await
+            .expect("query")
+            .expect("member"),
+    }
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn an_invitation_is_accepted_once_by_the_person_invited_before_it_expires(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let owner = customer(&app, "invite-owner").await;
+    let bob = customer(&app, "invite-bob").await;
+    let carol = customer(&app, "invite-carol").await;
+    let now = Utc::now();
+    let alice = caller_in(&db, &owner.email, owner.workspace_id).await;
+
+    // Bob's own e-mail, typed in another case, as an admin.
+    let invitation = members::invite(&db, &alice, &bob.email.to_uppercase(), Role::Admin, now)
+        .await
+        .expect("invited");
+    assert_eq!(invitation.expires_at, now + members::INVITATION_LIFETIME);
+    let carol_user = caller_in(&db, &carol.email, carol.workspace_id).await.user;
+    let refused = members::accept(&db, &carol_user, &invitation.token, now).await;
+    assert!(
+        matches!(refused, Err(MemberError::SomeoneElsesInvitation(_))),
+        "{refused:?}"
+    );
+    let bob_user = caller_in(&db, &bob.email, bob.workspace_id).await.user;
+    let joined = members::accept(&db, &bob_user, &invitation.token, now)
+        .await
+        .expect("accepted");
+    assert_eq!(
+        (joined.workspace_id, joined.role),
+        (owner.workspace_id, Role::Admin)
+    );
+    let again = members::accept(&db, &bob_user, &invitation.token, now).await;
+    assert!(
+        matches!(again, Err(MemberError::UsedInvitation)),
+        "{again:?}"
+    );
+    let unknown = members::accept(&db, &bob_user, &"0".repeat(64), now).await;
+    assert!(
+        matches!(unknown, Err(MemberError::UnknownInvitation)),
+        "{unknown:?}"
+    );
+
+    let late = members::invite(&db, &alice, &carol.email, Role::Member, now)
+        .await
+        .expect("invited");
+    let expired = members::accept(
+        &db,
+        &carol_user,
+        &late.token,
+        now + members::INVITATION_LIFETIME,
+    )
+    .await;
+    assert!(
+        matches!(expired, Err(MemberError::ExpiredInvitation)),
+        "{expired:?}"
+    );
+    let twice = members::invite(&db, &alice, &bob.email, Role::Member, now).await;
+    assert!(
+        matches!(twice, Err(MemberError::AlreadyMember(_))),
+        "{twice:?}"
+    );
+
+    // An admin invites members and admins, not owners; a member invites nobody.
+    let bob_admin = caller_in(&db, &bob.email, owner.workspace_id).await;
+    let owner_by_admin =
+        members::invite(&db, &bob_admin, "dave@example.com", Role::Owner, now).await;
+    assert!(
+        matches!(owner_by_admin, Err(MemberError::OwnersOnly)),
+        "{owner_by_admin:?}"
+    );
+    members::invite(&db, &bob_admin, "dave@example.com", Role::Member, now)
+        .await
+        .expect("an admin invites a member");
+    members::change_role(&db, &alice, bob_user.user_id, Role::Member)
+        .await
+        .expect("demoted");
+    let bob_member = caller_in(&db, &bob.email, owner.workspace_id).await;
+    let by_member = members::invite(&db, &bob_member, "erin@example.com", Role::Member, now).await;
+    assert!(
+        matches!(by_member, Err(MemberError::NotAllowed)),
+        "{by_member:?}"
+    );
+    let names: Vec<(String, Role)> = members::list(&db, owner.workspace_id)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|m| (m.email, m.role))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            (owner.email.clone(), Role::Owner),
+            (bob.email.clone(), Role::Member)
+        ]
+    );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_workspace_always_keeps_an_owner_even_when_two_changes_race(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let owner = customer(&app, "owners-a").await;
+    let other = customer(&app, "owners-b").await;
+    let now = Utc::now();
+    let alice = caller_in(&db, &owner.email, owner.workspace_id).await;
+
+    // The only owner can neither step down nor leave.
+    let demote_self = members::change_role(&db, &alice, alice.user.user_id, Role::Admin).await;
+    assert!(
+        matches!(demote_self, Err(MemberError::LastOwner)),
+        "{demote_self:?}"
+    );
+    let leave = members::remove(&db, &alice, alice.user.user_id).await;
+    assert!(matches!(leave, Err(MemberError::LastOwner)), "{leave:?}");
+
+    let invitation = members::invite(&db, &alice, &other.email, Role::Owner, now)
+        .await
+        .expect("invited");
+    let bob_user = caller_in(&db, &other.email, other.workspace_id).await.user;
+    members::accept(&db, &bob_user, &invitation.token, now)
+        .await
+        .expect("accepted");
+    let bob = caller_in(&db, &other.email, owner.workspace_id).await;
+    assert_eq!(bob.member.role, Role::Owner);
+
+    // Each owner demotes the other at the same moment: one wins, one owner stays.
+    let (a, b) = tokio::join!(
+        members::change_role(&db, &alice, bob.user.user_id, Role::Admin),
+        members::change_role(&db, &bob, alice.user.user_id, Role::Admin),
+    );
+    assert!(a.is_ok() != b.is_ok(), "exactly one wins: {a:?} {b:?}");
+    let owners: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM workspace_members WHERE workspace_id = $1 AND role = 'owner'",
+    )
+    .bind(owner.workspace_id)
+    .fetch_one(&db)
+    .await
+    .expect("count");
+    assert_eq!(owners, 1);
+
+    // The one left an admin may leave; removing someone is for owners and admins only.
+    let (winner, loser) = if a.is_ok() {
+        (alice, bob)
+    } else {
+        (bob, alice)
+    };
+    let loser = caller_in(&db, &loser.user.email, owner.workspace_id).await;
+    let removes_owner = members::remove(&db, &loser, winner.user.user_id).await;
+    assert!(
+        matches!(removes_owner, Err(MemberError::OwnersOnly)),
+        "{removes_owner:?}"
+    );
+    members::remove(&db, &loser, loser.user.user_id)
+        .await
+        .expect("an admin leaves");
+    assert_eq!(
+        members::list(&db, owner.workspace_id)
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
 }

@@ -9,6 +9,8 @@ use crate::ledger::{self, Ledger, LedgerError};
 use crate::money::convert;
 use crate::usage;
 
+pub mod members;
+
 /// What a member may do in a workspace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Role {
@@ -184,6 +186,21 @@ pub async fn overview(
     })
 }
 
+/// The cookie naming the workspace a person of several switched to last.
+pub const WORKSPACE_COOKIE: &str = "tenki_workspace";
+
+/// The workspace the person switched to, among the `Cookie` header values of a request.
+pub fn preferred_workspace_from_cookies<'a>(
+    cookie_headers: impl IntoIterator<Item = &'a str>,
+) -> Option<Uuid> {
+    cookie_headers
+        .into_iter()
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == WORKSPACE_COOKIE)
+        .and_then(|(_, value)| value.parse().ok())
+}
+
 /// A signed-in person and the workspace they act in.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -191,17 +208,22 @@ pub struct Caller {
     pub member: Membership,
 }
 
-/// The caller a session token names: the person and their first workspace. `None` for an
-/// unknown or expired session, or a person without a workspace.
+/// The caller a session token names: the person and the workspace they act in, `preferred`
+/// (the one they switched to last) when they are still a member of it, else their first. `None`
+/// for an unknown or expired session, or a person without a workspace.
 pub async fn caller_of_session(
     db: &PgPool,
     token: &str,
+    preferred: Option<Uuid>,
     now: DateTime<Utc>,
 ) -> Result<Option<Caller>, sqlx::Error> {
     let Some(user) = crate::identity::session_user(db, token, now).await? else {
         return Ok(None);
     };
-    let member = memberships(db, user.user_id).await?.into_iter().next();
+    let all = memberships(db, user.user_id).await?;
+    let member = preferred
+        .and_then(|id| all.iter().find(|m| m.workspace_id == id).cloned())
+        .or_else(|| all.into_iter().next());
     Ok(member.map(|member| Caller { user, member }))
 }
 
