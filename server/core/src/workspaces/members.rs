@@ -170,6 +170,15 @@ pub async fn invite(
     })
 }
 
+#[derive(sqlx::FromRow)]
+struct StoredInvitation {
+    workspace_id: Uuid,
+    email_normalized: String,
+    role: String,
+    expires_at: DateTime<Utc>,
+    accepted_at: Option<DateTime<Utc>>,
+}
+
 /// The signed-in `user` accepts the invitation `token`: they become a member of its workspace
 /// with its role. Only the person invited (the same e-mail), once, before it expires.
 pub async fn accept(
@@ -179,15 +188,21 @@ pub async fn accept(
     now: DateTime<Utc>,
 ) -> Result<Membership, MemberError> {
     let mut tx = db.begin().await?;
-    let invitation: Option<(Uuid, String, String, DateTime<Utc>, Option<DateTime<Utc>>)> =
-        sqlx::query_as(
-            "SELECT workspace_id, email_normalized, role, expires_at, accepted_at
-             FROM workspace_invitations WHERE token_hash = $1 FOR UPDATE",
-        )
-        .bind(token_hash(token.trim()).as_slice())
-        .fetch_optional(&mut *tx)
-        .await?;
-    let Some((workspace_id, email, role, expires_at, accepted_at)) = invitation else {
+    let invitation: Option<StoredInvitation> = sqlx::query_as(
+        "SELECT workspace_id, email_normalized, role, expires_at, accepted_at
+         FROM workspace_invitations WHERE token_hash = $1 FOR UPDATE",
+    )
+    .bind(token_hash(token.trim()).as_slice())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(StoredInvitation {
+        workspace_id,
+        email_normalized: email,
+        role,
+        expires_at,
+        accepted_at,
+    }) = invitation
+    else {
         return Err(MemberError::UnknownInvitation);
     };
     if accepted_at.is_some() {
