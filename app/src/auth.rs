@@ -5,11 +5,18 @@ use leptos_router::components::A;
 
 use crate::error::AppError;
 
-/// Creates an account with its workspace and 1,000 free minutes, signs in and opens the Overview.
+/// Creates an account with its workspace and 1,000 free minutes, signs in and opens the page
+/// asked for before (`next`, see [`return_path`]: an invitation link) or the Overview.
 #[server(prefix = "/api", endpoint = "sign-up")]
-pub async fn sign_up(workspace: String, email: String, password: String) -> Result<(), AppError> {
+pub async fn sign_up(
+    workspace: String,
+    email: String,
+    password: String,
+    next: Option<String>,
+) -> Result<(), AppError> {
     let kept = [("workspace", workspace.clone()), ("email", email.clone())];
-    refused_form_shows_page("/sign-up", &kept, async move {
+    let page = again_with_next("/sign-up", next.as_deref());
+    refused_form_shows_page(&page, &kept, async move {
         use tenki_core::identity::{self, SignUpError};
 
         let context = crate::server::context()?;
@@ -33,7 +40,7 @@ pub async fn sign_up(workspace: String, email: String, password: String) -> Resu
             Ok(signed_up) => {
                 let max_age = (signed_up.session.expires_at - now).num_seconds();
                 crate::server::set_session_cookie(&context, &signed_up.session.token, max_age);
-                leptos_axum::redirect("/");
+                leptos_axum::redirect(return_path(next.as_deref()));
                 Ok(())
             }
             Err(SignUpError::Invalid(field)) => Err(AppError::Invalid {
@@ -52,6 +59,15 @@ pub async fn sign_up(workspace: String, email: String, password: String) -> Resu
         }
     })
     .await
+}
+
+/// `form` (the sign-in or sign-up page) keeping where to go afterwards, to show it again.
+#[cfg(feature = "ssr")]
+fn again_with_next(form: &str, next: Option<&str>) -> String {
+    match next.map(|next| return_path(Some(next))) {
+        Some(path) if path != "/" => format!("{form}?next={}", crate::dashboard::query_value(path)),
+        _ => form.to_owned(),
+    }
 }
 
 /// Where to go after signing in: `next` when it is a path on this site (the page a signed-out
@@ -79,12 +95,7 @@ pub async fn sign_in(
     password: String,
     next: Option<String>,
 ) -> Result<(), AppError> {
-    let page = match next.as_deref().map(|next| return_path(Some(next))) {
-        Some(path) if path != "/" => {
-            format!("/sign-in?next={}", crate::dashboard::query_value(path))
-        }
-        _ => "/sign-in".to_owned(),
-    };
+    let page = again_with_next("/sign-in", next.as_deref());
     let kept = [("email", email.clone())];
     refused_form_shows_page(&page, &kept, async move {
         use tenki_core::identity::{self, SignInError};
@@ -188,6 +199,11 @@ pub async fn sign_out() -> Result<(), AppError> {
 pub fn SignInPage() -> impl IntoView {
     let action = ServerAction::<SignIn>::new();
     let next = leptos_router::hooks::use_query_map().with_untracked(|q| q.get("next"));
+    // Someone sent here by an invitation link may have no account yet: sign-up keeps the way.
+    let sign_up_href = next.as_deref().map_or_else(
+        || "/sign-up".to_owned(),
+        |next| format!("/sign-up?next={}", crate::dashboard::query_value(next)),
+    );
     let refused = Resource::new(|| (), |()| form_error());
     view! {
         <leptos_meta::Title text="Sign in · Tenki"/>
@@ -212,7 +228,7 @@ pub fn SignInPage() -> impl IntoView {
                 }}
             </Suspense>
             <p class="mt-6 text-sm text-slate-600">
-                "New to Tenki? " <A href="/sign-up" attr:class="font-medium text-indigo-600 hover:underline">"Create an account"</A>
+                "New to Tenki? " <A href=sign_up_href attr:class="font-medium text-indigo-600 hover:underline">"Create an account"</A>
                 " and get 1,000 free minutes."
             </p>
         </AuthCard>
@@ -223,18 +239,22 @@ pub fn SignInPage() -> impl IntoView {
 #[component]
 pub fn SignUpPage() -> impl IntoView {
     let action = ServerAction::<SignUp>::new();
+    let next = leptos_router::hooks::use_query_map().with_untracked(|q| q.get("next"));
     let refused = Resource::new(|| (), |()| form_error());
     view! {
         <leptos_meta::Title text="Create your account · Tenki"/>
         <AuthCard title="Create your Tenki account">
             <Suspense fallback=|| ()>
-                {move || Suspend::new(async move {
+                {move || {
+                    let next = next.clone();
+                    Suspend::new(async move {
                     let refused = refused.await.ok().flatten();
                     let workspace = RefusedForm::kept(refused.as_ref(), "workspace");
                     let email = RefusedForm::kept(refused.as_ref(), "email");
                     view! {
                         <RefusedWithoutJavaScript refused/>
                         <ActionForm action=action attr:class="space-y-4">
+                            {next.map(|next| view! { <input type="hidden" name="next" value=next/> })}
                             <Field label="Workspace name" name="workspace" kind="text" autocomplete="organization" value=workspace/>
                             <Field label="E-mail" name="email" kind="email" autocomplete="email" value=email/>
                             <Field label="Password (at least 10 characters)" name="password" kind="password" autocomplete="new-password"/>
@@ -242,7 +262,8 @@ pub fn SignUpPage() -> impl IntoView {
                             <SubmitButton label="Create account" pending=action.pending()/>
                         </ActionForm>
                     }
-                })}
+                    })
+                }}
             </Suspense>
             <p class="mt-6 text-sm text-slate-600">
                 "Have an account? " <A href="/sign-in" attr:class="font-medium text-indigo-600 hover:underline">"Sign in"</A>

@@ -65,3 +65,33 @@ test("an owner invites a member, who accepts in another browser, sees usage but 
   await page.screenshot({ path: "screenshots/members.png", fullPage: true });
   expect(problems).toEqual([]);
 });
+
+test("someone invited without an account signs up from the link and lands in the workspace", async ({ page, browser }) => {
+  const problems = watchConsole(page);
+  const newcomer = uniqueEmail("newcomer");
+  await signUp(page, "Welcome Co", uniqueEmail("welcome-owner"), password);
+  await page.goto("/settings");
+  await waitForHydration(page);
+  await page.getByTestId("invite").getByLabel("Invite by e-mail").fill(newcomer);
+  await page.getByTestId("invite").getByRole("button", { name: "Invite" }).click();
+  const link = await page.getByTestId("invitation-link").innerText();
+
+  const fresh = await browser.newContext();
+  const visitor = await fresh.newPage();
+  await visitor.goto(link);
+  // Signed out: to sign-in, which keeps the link; no account yet: on to sign-up, which too.
+  await expect(visitor).toHaveURL(/\/sign-in\?next=/);
+  await waitForHydration(visitor);
+  await visitor.getByRole("link", { name: "Create an account" }).click();
+  await expect(visitor).toHaveURL(/\/sign-up\?next=\/join%3Ftoken%3D[0-9a-f]{64}$/);
+  await waitForHydration(visitor);
+  await visitor.getByLabel("Workspace name").fill("Newcomer Co");
+  await visitor.getByLabel("E-mail").fill(newcomer);
+  await visitor.getByLabel("Password (at least 10 characters)").fill(password);
+  await visitor.getByRole("button", { name: "Create account" }).click();
+  await expect(visitor).toHaveURL(/\/join\?token=[0-9a-f]{64}$/);
+  await visitor.getByRole("button", { name: "Accept the invitation" }).click();
+  await expect(visitor.getByTestId("workspace-name")).toHaveText("Welcome Co");
+  await fresh.close();
+  expect(problems).toEqual([]);
+});
