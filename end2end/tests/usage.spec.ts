@@ -41,9 +41,11 @@ test("the demo workspace's Usage page shows the chart, the per-label table and a
   ]);
   const csv = readFileSync(await download.path(), "utf8").trim().split("\n");
   expect(csv[0]).toBe(
-    "job_key,started_at,completed_at,repository,workflow,label,premium,vcpus,run_seconds,billed_minutes,free_minutes_used_2vcpu_minutes,price_per_minute_usd,discount_percent,currency,amount_usd,amount_millionths_of_a_cent",
+    "job_key,started_at,completed_at,repository,workflow,label,premium,vcpus,run_seconds,billed_minutes,free_minutes_used_2vcpu_minutes,price_per_minute_usd,discount_percent,currency,amount_usd,amount_millionths_of_a_cent,github_url",
   );
   expect(csv.length - 1).toBe(jobs);
+  // The demo's jobs came through GitHub's deliveries: each row links to the job's page.
+  for (const row of csv.slice(1)) expect(row).toMatch(/,https:\/\/github\.com\/acme\/[a-z]+\/actions\/runs\/\d+\/job\/\d+$/);
   expect(problems).toEqual([]);
 });
 

@@ -279,6 +279,9 @@ pub fn month_csv(
                 let records = records_after(&db, workspace_id, month, (after_time, &after_key))
                     .await
                     .inspect_err(|e| tracing::error!(error = %e, %workspace_id, "usage CSV"))?;
+                let urls = github_urls(&db, workspace_id, &records)
+                    .await
+                    .inspect_err(|e| tracing::error!(error = %e, %workspace_id, "usage CSV"))?;
                 let next = match records.last() {
                     Some(last) if i64::try_from(records.len()) == Ok(CSV_PAGE) => {
                         Some((last.completed_at, last.job_key.clone()))
@@ -286,7 +289,7 @@ pub fn month_csv(
                     Some(_) => None,
                     None => return Ok(None),
                 };
-                Ok(Some((csv_rows(&records), next)))
+                Ok(Some((csv_rows(&records, &urls), next)))
             }
         });
     header.chain(pages)
@@ -318,14 +321,47 @@ async fn records_after(
     .await
 }
 
+/// The pages on GitHub of the jobs behind `records` (by job key), from their `workflow_job`
+/// deliveries; a job metered by hand has none.
+async fn github_urls(
+    db: &PgPool,
+    workspace_id: Uuid,
+    records: &[UsageRecord],
+) -> Result<std::collections::HashMap<String, String>, sqlx::Error> {
+    // `<GitHub job id>:<attempt>`; a key of another shape came from no delivery.
+    let (ids, attempts): (Vec<i64>, Vec<i32>) = records
+        .iter()
+        .filter_map(|r| {
+            let (id, attempt) = r.job_key.split_once(':')?;
+            Some((id.parse::<i64>().ok()?, attempt.parse::<i32>().ok()?))
+        })
+        .unzip();
+    let rows: Vec<(i64, i32, String)> = sqlx::query_as(
+        "SELECT g.github_job_id, g.run_attempt, g.html_url
+         FROM unnest($2::bigint[], $3::integer[]) AS k (github_job_id, run_attempt)
+         JOIN github_jobs g USING (github_job_id, run_attempt)
+         JOIN github_installations i ON i.installation_id = g.installation_id
+         WHERE i.workspace_id = $1 AND g.html_url IS NOT NULL",
+    )
+    .bind(workspace_id)
+    .bind(&ids)
+    .bind(&attempts)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, attempt, url)| (format!("{id}:{attempt}"), url))
+        .collect())
+}
+
 /// The CSV header, for finance: times in UTC (RFC 3339), the job's run in seconds and its billed
 /// minutes (whole minutes, rounded up), free minutes in 2-vCPU minutes (10 minutes on 4 vCPUs use
 /// 20), the price per minute with any premium surcharge, the discount, and the amount in US
-/// dollars (6 decimals) and exactly, in millionths of a cent.
-pub const CSV_HEADER: &str = "job_key,started_at,completed_at,repository,workflow,label,premium,vcpus,run_seconds,billed_minutes,free_minutes_used_2vcpu_minutes,price_per_minute_usd,discount_percent,currency,amount_usd,amount_millionths_of_a_cent";
+/// dollars (6 decimals) and exactly, in millionths of a cent; last, the job's page on GitHub.
+pub const CSV_HEADER: &str = "job_key,started_at,completed_at,repository,workflow,label,premium,vcpus,run_seconds,billed_minutes,free_minutes_used_2vcpu_minutes,price_per_minute_usd,discount_percent,currency,amount_usd,amount_millionths_of_a_cent,github_url";
 
-/// CSV rows of `records`, one per job.
-fn csv_rows(records: &[UsageRecord]) -> String {
+/// CSV rows of `records`, one per job, with the GitHub page of each job in `urls`.
+fn csv_rows(records: &[UsageRecord], urls: &std::collections::HashMap<String, String>) -> String {
     let mut csv = String::with_capacity(records.len() * 220);
     for record in records {
         let fields = [
@@ -354,6 +390,7 @@ fn csv_rows(records: &[UsageRecord]) -> String {
             "USD".to_owned(),
             money::dollars(record.amount, 6),
             record.amount.to_string(),
+            urls.get(&record.job_key).cloned().unwrap_or_default(),
         ];
         let escaped: Vec<String> = fields.iter().map(|field| csv_field(field)).collect();
         csv.push_str(&escaped.join(","));
@@ -446,11 +483,16 @@ mod tests {
             discount_basis_points: 1_050,
             amount: 2_416_500,
         };
-        let row = csv_rows(&[record]);
+        let urls = std::collections::HashMap::from([(
+            "123:2".to_owned(),
+            "https://github.com/acme/web/actions/runs/9/job/123".to_owned(),
+        )]);
+        let row = csv_rows(&[record], &urls);
         assert_eq!(
             row,
             "123:2,2026-11-03T10:01:25+00:00,2026-11-03T10:04:30+00:00,acme/web,\"Build, test\",\
-             tenki-standard-4c-premium,true,4,185,4,1.5,0.009000,10.50,USD,0.024165,2416500\n"
+             tenki-standard-4c-premium,true,4,185,4,1.5,0.009000,10.50,USD,0.024165,2416500,\
+             https://github.com/acme/web/actions/runs/9/job/123\n"
         );
         assert_eq!(
             CSV_HEADER.split(',').count(),
