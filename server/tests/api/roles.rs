@@ -355,3 +355,48 @@ async fn a_workspace_always_keeps_an_owner_even_when_two_changes_race(db: PgPool
         1
     );
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn every_server_function_but_signing_in_and_out_refuses_a_caller_without_a_session(
+    db: PgPool,
+) {
+    let app = TestApp::spawn(db).await;
+    // Signing up, in and out, and reading a refused form's message, are for visitors.
+    let public = [
+        "/api/sign-up",
+        "/api/sign-in",
+        "/api/sign-out",
+        "/api/form-error",
+    ];
+    let mut paths: Vec<&str> = leptos::server_fn::axum::server_fn_paths()
+        .map(|(path, _)| path)
+        .collect();
+    paths.sort_unstable();
+    assert!(
+        paths.len() >= 15 && public.iter().all(|p| paths.contains(p)),
+        "the enumeration sees every server function: {paths:?}"
+    );
+    // Every argument any of them takes, empty, so each call reaches the function's own check
+    // (a new function with another argument fails here until it is listed).
+    let arguments = [
+        ("month", ""),
+        ("status", ""),
+        ("label", ""),
+        ("repository", ""),
+        ("before", ""),
+        ("account", ""),
+    ];
+    for path in paths.iter().filter(|path| !public.contains(path)) {
+        let response = app
+            .client
+            .post(format!("{}{path}", app.address))
+            .form(&arguments)
+            .send()
+            .await
+            .expect("call");
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        assert_eq!(status, 401, "{path} answered without a session: {body}");
+        assert!(body.contains("SignInRequired"), "{path}: {body}");
+    }
+}
