@@ -758,16 +758,11 @@ async fn demo_installation(
         now,
     )
     .await?;
-    tenki_core::github::onboarding::link_installation(
-        &core.db,
-        id,
-        workspace_id,
-        Some((demo::ACCOUNT, "Organization")),
-        false,
-        now,
-    )
-    .await
-    .context("linking the demo installation")?;
+    // Its delivery listed its repositories: nothing for a running server to copy from a GitHub
+    // double that has not heard of it.
+    tenki_core::github::onboarding::link_delivered_installation(&core.db, id, workspace_id, now)
+        .await
+        .context("linking the demo installation")?;
     Ok(id)
 }
 

@@ -346,6 +346,38 @@ pub async fn link_installation(
     suspended: bool,
     now: DateTime<Utc>,
 ) -> Result<String, SetupError> {
+    link(
+        db,
+        installation_id,
+        workspace_id,
+        account,
+        suspended,
+        true,
+        now,
+    )
+    .await
+}
+
+/// [`link_installation`] for an installation whose `installation.created` delivery was processed
+/// already, with the repositories it listed: nothing to copy from GitHub (the sandbox's demo).
+pub async fn link_delivered_installation(
+    db: &PgPool,
+    installation_id: i64,
+    workspace_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<String, SetupError> {
+    link(db, installation_id, workspace_id, None, false, false, now).await
+}
+
+async fn link(
+    db: &PgPool,
+    installation_id: i64,
+    workspace_id: Uuid,
+    account: Option<(&str, &str)>,
+    suspended: bool,
+    copy_repositories: bool,
+    now: DateTime<Utc>,
+) -> Result<String, SetupError> {
     let (login, kind) = account.unwrap_or_default();
     let state = if suspended { "suspended" } else { "active" };
     let mut tx = db.begin().await?;
@@ -371,7 +403,9 @@ pub async fn link_installation(
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(SetupError::LinkedElsewhere(installation_id))?;
-    enqueue_repository_sync(&mut tx, installation_id).await?;
+    if copy_repositories {
+        enqueue_repository_sync(&mut tx, installation_id).await?;
+    }
     tx.commit().await?;
     Ok(linked)
 }
