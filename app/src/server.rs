@@ -167,16 +167,13 @@ pub fn show_form_again(
 /// The form refused without JavaScript, once: taking it removes the cookie.
 pub async fn take_form_error(context: &ServerContext) -> Option<crate::auth::RefusedForm> {
     let headers: HeaderMap = leptos_axum::extract().await.ok()?;
-    let hex = headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|cookies| cookies.split(';'))
-        .find_map(|pair| {
-            pair.trim()
-                .strip_prefix(&format!("{FORM_ERROR_COOKIE}="))
-                .map(str::to_owned)
-        })?;
+    let hex = identity::cookie_value(
+        headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok()),
+        FORM_ERROR_COOKIE,
+    )?;
     append_cookie(
         context,
         &format!("{FORM_ERROR_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"),

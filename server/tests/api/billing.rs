@@ -14,7 +14,7 @@ use crate::harness::{TestApp, eventually_within};
 use crate::runners::{Customer, customer, job_admission, jobs_page, use_up_free_minutes};
 
 /// Follows one redirect: the `Location` of a 303 (or 302/307), which must be there.
-fn location(response: &reqwest::Response) -> String {
+pub(crate) fn location(response: &reqwest::Response) -> String {
     assert!(
         response.status().is_redirection(),
         "expected a redirect, got {}",

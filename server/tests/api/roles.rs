@@ -10,6 +10,7 @@ use tenki_core::identity::SessionUser;
 use tenki_core::workspaces::members::{self, MemberError};
 use tenki_core::workspaces::{self, Caller, Role};
 
+use crate::billing::location;
 use crate::harness::TestApp;
 use crate::runners::{Customer, customer};
 
@@ -38,17 +39,6 @@ async fn join_as_member(db: &PgPool, owner: &Customer, member: &Customer) {
     .execute(db)
     .await
     .expect("member");
-}
-
-/// Where a plain route sent the browser.
-async fn redirect_of(response: reqwest::Response) -> String {
-    assert!(response.status().is_redirection(), "{}", response.status());
-    response
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .expect("Location")
-        .to_owned()
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -110,7 +100,7 @@ async fn a_member_reads_the_workspace_and_is_refused_every_change_owners_and_adm
         ),
     ];
     for (response, expected) in refusals {
-        assert_eq!(redirect_of(response).await, expected);
+        assert_eq!(location(&response), expected);
     }
     // Connecting GitHub: refused before the install page, and a setup return is refused before
     // GitHub is asked anything.
@@ -120,10 +110,7 @@ async fn a_member_reads_the_workspace_and_is_refused_every_change_owners_and_adm
         .send()
         .await
         .expect("connect");
-    assert_eq!(
-        redirect_of(connect).await,
-        "/github/connected?refused=not_allowed"
-    );
+    assert_eq!(location(&connect), "/github/connected?refused=not_allowed");
     let requests_before = app.github.api_requests();
     let setup = member
         .browser
@@ -133,7 +120,7 @@ async fn a_member_reads_the_workspace_and_is_refused_every_change_owners_and_adm
         .send()
         .await
         .expect("setup");
-    assert!(redirect_of(setup).await.contains("refused=not_allowed"));
+    assert!(location(&setup).contains("refused=not_allowed"));
     assert_eq!(
         app.github.api_requests(),
         requests_before,
@@ -173,7 +160,7 @@ async fn a_member_reads_the_workspace_and_is_refused_every_change_owners_and_adm
         .send()
         .await
         .expect("owner");
-    assert_eq!(redirect_of(allowed).await, "/settings?saved=1");
+    assert_eq!(location(&allowed), "/settings?saved=1");
 }
 
 /// The caller `email`'s session would name, acting in `workspace_id`.

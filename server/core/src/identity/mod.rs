@@ -21,17 +21,26 @@ use crate::ledger::{Ledger, LedgerError, WorkspaceAccounts};
 /// The name of the session cookie.
 pub const SESSION_COOKIE: &str = "tenki_session";
 
-/// The session token among the `Cookie` header values of a request, if any.
-pub fn session_token_from_cookies<'a>(
+/// The value of cookie `name` among the `Cookie` header values of a request, if any and not
+/// empty.
+pub fn cookie_value<'a>(
     cookie_headers: impl IntoIterator<Item = &'a str>,
+    name: &str,
 ) -> Option<String> {
     cookie_headers
         .into_iter()
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
+        .find(|(cookie, _)| *cookie == name)
         .map(|(_, value)| value.to_owned())
         .filter(|value| !value.is_empty())
+}
+
+/// The session token among the `Cookie` header values of a request, if any.
+pub fn session_token_from_cookies<'a>(
+    cookie_headers: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
+    cookie_value(cookie_headers, SESSION_COOKIE)
 }
 
 /// Shortest password accepted.

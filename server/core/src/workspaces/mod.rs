@@ -193,12 +193,9 @@ pub const WORKSPACE_COOKIE: &str = "tenki_workspace";
 pub fn preferred_workspace_from_cookies<'a>(
     cookie_headers: impl IntoIterator<Item = &'a str>,
 ) -> Option<Uuid> {
-    cookie_headers
-        .into_iter()
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == WORKSPACE_COOKIE)
-        .and_then(|(_, value)| value.parse().ok())
+    crate::identity::cookie_value(cookie_headers, WORKSPACE_COOKIE)?
+        .parse()
+        .ok()
 }
 
 /// A signed-in person and the workspace they act in.
