@@ -248,20 +248,20 @@ pub fn SignUpPage() -> impl IntoView {
                 {move || {
                     let next = next.clone();
                     Suspend::new(async move {
-                    let refused = refused.await.ok().flatten();
-                    let workspace = RefusedForm::kept(refused.as_ref(), "workspace");
-                    let email = RefusedForm::kept(refused.as_ref(), "email");
-                    view! {
-                        <RefusedWithoutJavaScript refused/>
-                        <ActionForm action=action attr:class="space-y-4">
-                            {next.map(|next| view! { <input type="hidden" name="next" value=next/> })}
-                            <Field label="Workspace name" name="workspace" kind="text" autocomplete="organization" value=workspace/>
-                            <Field label="E-mail" name="email" kind="email" autocomplete="email" value=email/>
-                            <Field label="Password (at least 10 characters)" name="password" kind="password" autocomplete="new-password"/>
-                            <FormError result=Signal::derive(move || action.value().get())/>
-                            <SubmitButton label="Create account" pending=action.pending()/>
-                        </ActionForm>
-                    }
+                        let refused = refused.await.ok().flatten();
+                        let workspace = RefusedForm::kept(refused.as_ref(), "workspace");
+                        let email = RefusedForm::kept(refused.as_ref(), "email");
+                        view! {
+                            <RefusedWithoutJavaScript refused/>
+                            <ActionForm action=action attr:class="space-y-4">
+                                {next.map(|next| view! { <input type="hidden" name="next" value=next/> })}
+                                <Field label="Workspace name" name="workspace" kind="text" autocomplete="organization" value=workspace/>
+                                <Field label="E-mail" name="email" kind="email" autocomplete="email" value=email/>
+                                <Field label="Password (at least 10 characters)" name="password" kind="password" autocomplete="new-password"/>
+                                <FormError result=Signal::derive(move || action.value().get())/>
+                                <SubmitButton label="Create account" pending=action.pending()/>
+                            </ActionForm>
+                        }
                     })
                 }}
             </Suspense>
