@@ -115,9 +115,11 @@ const IN_PROGRESS: &str =
 const COMPLETED: &str =
     "SELECT count(*) FROM github_jobs j JOIN github_installations i USING (installation_id)
      WHERE i.workspace_id = $1 AND j.status = 'completed'";
+/// Jobs waiting for a slot that have not started: a job another job's runner took starts while
+/// still marked waiting, until its slot follows the runner and the next admission pass settles it.
 const WAITING: &str =
     "SELECT count(*) FROM github_jobs j JOIN github_installations i USING (installation_id)
-     WHERE i.workspace_id = $1 AND j.admission = 'waiting'";
+     WHERE i.workspace_id = $1 AND j.admission = 'waiting' AND j.status IN ('waiting', 'queued')";
 const SLOTS: &str = "SELECT count(*) FROM runner_slots WHERE workspace_id = $1";
 
 pub async fn job_admission(db: &PgPool, id: i64) -> (String, String, Option<String>) {
@@ -1032,12 +1034,14 @@ async fn provisioning_cut_off_midway_is_finished_later_and_leaks_no_slot(db: PgP
         "the slot is held"
     );
     app.kubernetes.set_unavailable(false);
-    // The reconcile loop finishes what was cut off (the retried task may get there first).
+    // The reconcile loop finishes what was cut off (the retried task may get there first). Its
+    // clock is past the one-minute grace of a runner asked for, and short of the two minutes after
+    // which a Job the retried task has just created would count as one Kubernetes gave no pod.
     let report = reaper::reconcile(
         &db,
         &app.core.github,
         &app.core.kubernetes,
-        Utc::now() + chrono::Duration::minutes(2),
+        Utc::now() + chrono::Duration::seconds(90),
     )
     .await
     .expect("reconcile");

@@ -108,19 +108,29 @@ async fn pass<P: Provisioner>(
     }
     report.leaked_slots = leaked;
 
-    let observed = provisioner
-        .observe()
-        .await
-        .context("listing the runners on Kubernetes")?;
-    let by_name: HashMap<&str, &ObservedRunner> =
-        observed.iter().map(|o| (o.name.as_str(), o)).collect();
+    // The records are read before Kubernetes is listed: a runner recorded as started then was
+    // created before the listing, so missing from it means it vanished. Read the other way round,
+    // a start finishing in between looked like one whose objects disappeared.
     let recorded: Vec<RecordedRunner> = sqlx::query_as(
         "SELECT name, state, github_job_id, run_attempt, created_at, online_at
          FROM runners WHERE state <> 'deleted'",
     )
     .fetch_all(db)
     .await?;
-    let known: HashSet<&str> = recorded.iter().map(|r| r.name.as_str()).collect();
+    let observed = provisioner
+        .observe()
+        .await
+        .context("listing the runners on Kubernetes")?;
+    let by_name: HashMap<&str, &ObservedRunner> =
+        observed.iter().map(|o| (o.name.as_str(), o)).collect();
+    // Orphans are judged against the records read after the listing instead: a runner is recorded
+    // before its objects are created, so one created during the pass is never taken for an orphan.
+    let known: HashSet<String> =
+        sqlx::query_scalar("SELECT name FROM runners WHERE state <> 'deleted'")
+            .fetch_all(db)
+            .await?
+            .into_iter()
+            .collect();
 
     for runner in &recorded {
         let key = JobKey {
@@ -211,7 +221,7 @@ async fn pass<P: Provisioner>(
     }
 
     // Objects with Tenki's labels and no record: from before a restart, or a lost update.
-    for orphan in observed.iter().filter(|o| !known.contains(o.name.as_str())) {
+    for orphan in observed.iter().filter(|o| !known.contains(&o.name)) {
         provisioner
             .delete_runner(&orphan.namespace, &orphan.name)
             .await
