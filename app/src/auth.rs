@@ -5,8 +5,8 @@ use leptos_router::components::A;
 
 use crate::error::AppError;
 
-/// Creates an account with its workspace and 1,000 free minutes, signs in and opens the page
-/// asked for before (`next`, see [`return_path`]: an invitation link) or the Overview.
+/// Creates an account with its workspace, e-mails the link that verifies the address (the 1,000
+/// free minutes come with it), signs in and opens the page asked for before (`next`, see [`return_path`]: an invitation link) or the Overview.
 #[server(prefix = "/api", endpoint = "sign-up")]
 pub async fn sign_up(
     workspace: String,
@@ -38,6 +38,7 @@ pub async fn sign_up(
         .await
         {
             Ok(signed_up) => {
+                identity::verification::send_now(&context.core.db).await;
                 let max_age = (signed_up.session.expires_at - now).num_seconds();
                 crate::server::set_session_cookie(&context, &signed_up.session.token, max_age);
                 leptos_axum::redirect(return_path(next.as_deref()));
@@ -59,6 +60,43 @@ pub async fn sign_up(
         }
     })
     .await
+}
+
+/// E-mails the caller a new link that confirms their address.
+#[server(prefix = "/api", endpoint = "resend-verification")]
+pub async fn resend_verification() -> Result<(), AppError> {
+    crate::server::respond(
+        async move {
+            use tenki_core::identity::verification::{self, VerificationError};
+
+            let context = crate::server::context()?;
+            let caller = crate::server::caller(&context).await?;
+            let db = &context.core.db;
+            let sent = async {
+                let mut tx = db.begin().await?;
+                verification::send_link(&mut tx, caller.user.user_id, chrono::Utc::now()).await?;
+                tx.commit().await?;
+                Ok::<(), VerificationError>(())
+            }
+            .await;
+            match sent {
+                Ok(()) => {
+                    verification::send_now(db).await;
+                    Ok(())
+                }
+                Err(VerificationError::AlreadyVerified) => Err(AppError::refused(
+                    "already_verified",
+                    "Your e-mail address is confirmed already.",
+                )),
+                Err(VerificationError::TooMany) => Err(AppError::refused(
+                    "too_many_attempts",
+                    "We sent several links in the last hour. Use the newest, or try again in an hour.",
+                )),
+                Err(other) => Err(AppError::internal_error(&other)),
+            }
+        }
+        .await,
+    )
 }
 
 /// `form` (the sign-in or sign-up page) keeping where to go afterwards, to show it again.

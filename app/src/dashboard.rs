@@ -25,6 +25,11 @@ pub struct OverviewData {
     pub workspace_name: String,
     pub free_minutes_left: u64,
     pub free_minutes_granted: u64,
+    /// Why there are no free minutes yet, while there are none: a refused grant, or the e-mail
+    /// address still to confirm.
+    pub free_minutes_waiting: Option<String>,
+    /// The caller has not confirmed their e-mail address: the Overview offers a new link.
+    pub email_unverified: bool,
     /// Charged this month so far, formatted in dollars.
     pub month_to_date_cost: String,
     /// Unfinished jobs by what they are doing ("running", "waiting for a slot"), with counts.
@@ -73,10 +78,30 @@ pub async fn overview() -> Result<OverviewData, AppError> {
             )
             .await
             .map_err(|e| AppError::internal_error(&e))?;
+            let verified = tenki_core::identity::verification::is_verified(
+                &context.core.db,
+                caller.user.user_id,
+            )
+            .await
+            .map_err(|e| AppError::internal_error(&e))?;
+            let free_minutes_waiting = match (overview.free_minutes_granted, overview.free_grant_refusal) {
+                (granted, _) if granted > 0 => None,
+                (_, Some(refusal)) => Some(refusal),
+                _ if !verified => Some(format!(
+                    "Confirm your e-mail address to receive your 1,000 free minutes: we sent a link to {}.",
+                    caller.user.email
+                )),
+                _ => Some(
+                    "Your 1,000 free minutes arrive once an owner of this workspace confirms their e-mail address."
+                        .to_owned(),
+                ),
+            };
             Ok(OverviewData {
                 workspace_name: overview.workspace_name,
                 free_minutes_left: overview.free_minutes_left,
                 free_minutes_granted: overview.free_minutes_granted,
+                free_minutes_waiting,
+                email_unverified: !verified,
                 month_to_date_cost: tenki_core::money::dollars(overview.month_to_date_amount, 2),
                 jobs_now: overview.jobs_now,
                 steps_done: [
@@ -179,9 +204,35 @@ pub fn OverviewPage() -> impl IntoView {
             on_cleanup(move || handle.clear());
         }
     });
+    let query = leptos_router::hooks::use_query_map();
+    let link_outcome = move || {
+        let (tone, text) = match query.read().get("email").as_deref() {
+            Some("verified") => (
+                "border-emerald-300 bg-emerald-50 text-emerald-900",
+                "Your e-mail address is confirmed.",
+            ),
+            Some("expired_link") => (
+                "border-amber-300 bg-amber-50 text-amber-900",
+                "That link has expired. Send yourself a new one from this page.",
+            ),
+            Some("unknown_link") => (
+                "border-amber-300 bg-amber-50 text-amber-900",
+                "That link is not valid. Use the newest link we sent, or send a new one from this page.",
+            ),
+            Some("address_changed") => (
+                "border-amber-300 bg-amber-50 text-amber-900",
+                "That link was sent to an address your account no longer uses.",
+            ),
+            _ => return None,
+        };
+        Some(view! {
+            <p role="status" data-testid="email-link-outcome" class=format!("mt-4 rounded-lg border px-4 py-3 text-sm {tone}")>{text}</p>
+        })
+    };
     view! {
         <leptos_meta::Title text="Overview · Tenki"/>
         <h1 class="text-2xl font-semibold text-slate-900">"Overview"</h1>
+        {link_outcome}
         <Transition fallback=|| view! { <p class="mt-6 text-slate-500">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
@@ -198,7 +249,9 @@ pub const LIVE_REFRESH: std::time::Duration = std::time::Duration::from_secs(3);
 
 #[component]
 fn OverviewCards(data: OverviewData) -> impl IntoView {
-    let exhausted = data.free_minutes_left == 0;
+    let exhausted = data.free_minutes_left == 0 && data.free_minutes_granted > 0;
+    let waiting = data.free_minutes_waiting.clone();
+    let email_unverified = data.email_unverified;
     let cost = data.month_to_date_cost.clone();
     let jobs_now = data.jobs_now.clone();
     let steps_done = data.steps_done;
@@ -223,6 +276,7 @@ fn OverviewCards(data: OverviewData) -> impl IntoView {
                 }.into_any()
             }}
         </section>
+        {waiting.map(|why| view! { <FreeMinutesWaiting why offer_link=email_unverified/> })}
         {exhausted.then(|| view! {
             <p role="status" data-testid="free-minutes-exhausted" class="mt-6 rounded-lg border border-amber-300 bg-amber-50 px-4 py-3 text-sm text-amber-900">
                 "Your free minutes are used up. "
@@ -237,6 +291,31 @@ fn OverviewCards(data: OverviewData) -> impl IntoView {
                 <p class="mt-2 text-4xl font-bold text-slate-900" data-testid="month-to-date-cost">"$" {cost}</p>
                 <p class="mt-3 text-sm text-slate-600">"Pay-as-you-go usage after free minutes, so far this month (UTC)."</p>
             </section>
+        </div>
+    }
+}
+
+/// Why the workspace has no free minutes yet; with a button for a new verification link while
+/// the caller's address is unconfirmed.
+#[component]
+fn FreeMinutesWaiting(why: String, offer_link: bool) -> impl IntoView {
+    let resend = ServerAction::<crate::auth::ResendVerification>::new();
+    let answer = move || {
+        match resend.value().get() {
+        Some(Ok(())) => Some(view! { <span class="font-medium text-emerald-800" data-testid="verification-sent">" A new link is on its way."</span> }.into_any()),
+        Some(Err(error)) => Some(view! { <span class="font-medium text-red-700" role="alert">" " {error.to_string()}</span> }.into_any()),
+        None => None,
+    }
+    };
+    view! {
+        <div role="status" data-testid="free-minutes-waiting" class="mt-6 rounded-lg border border-indigo-200 bg-indigo-50 px-4 py-3 text-sm text-indigo-950">
+            <p>{why}</p>
+            {offer_link.then(|| view! {
+                <ActionForm action=resend attr:class="mt-2">
+                    <button type="submit" class="font-medium text-indigo-700 underline hover:text-indigo-900">"Send the link again"</button>
+                    {answer}
+                </ActionForm>
+            })}
         </div>
     }
 }

@@ -45,7 +45,7 @@ impl AppError {
             Self::Invalid { .. } => 422,
             Self::Refused { code, .. } => match code.as_str() {
                 "too_many_attempts" => 429,
-                "email_taken" => 409,
+                "email_taken" | "already_verified" => 409,
                 "forbidden" => 403,
                 _ => 401,
             },

@@ -1,10 +1,10 @@
 // Sign-up, the Overview's free minutes, sign-out and sign-in, in a real browser.
 import { expect, type Page, test } from "@playwright/test";
-import { expectOverview, signIn, signUp, uniqueEmail, waitForHydration, watchConsole } from "./helpers";
+import { confirmEmail, expectOverview, signIn, signUp, uniqueEmail, waitForHydration, watchConsole } from "./helpers";
 
 const password = "correct horse battery";
 
-test("sign up shows 1,000 free minutes; they are still there after signing out and in", async ({ page }) => {
+test("the e-mailed link brings 1,000 free minutes; they are still there after signing out and in", async ({ page }) => {
   const problems = watchConsole(page);
   const email = uniqueEmail("newcomer");
 
@@ -17,7 +17,19 @@ test("sign up shows 1,000 free minutes; they are still there after signing out a
 
   await expectOverview(page);
   await expect(page.getByTestId("workspace-name")).toHaveText("Acme CI");
+  // Nothing until the address is confirmed, and the Overview says so.
+  await expect(page.getByTestId("free-minutes-left")).toHaveText("0");
+  const waiting = page.getByTestId("free-minutes-waiting");
+  await expect(waiting).toContainText(`Confirm your e-mail address to receive your 1,000 free minutes: we sent a link to ${email}.`);
+  await expect(page.getByTestId("free-minutes-exhausted")).toHaveCount(0);
+  await waitForHydration(page);
+  await waiting.getByRole("button", { name: "Send the link again" }).click();
+  await expect(page.getByTestId("verification-sent")).toBeVisible();
+  await page.screenshot({ path: "screenshots/overview-confirm-email.png", fullPage: true });
+
+  await confirmEmail(page, email);
   await expect(page.getByTestId("free-minutes-left")).toHaveText("1,000");
+  await expect(page.getByTestId("free-minutes-waiting")).toHaveCount(0);
   const bar = page.getByRole("progressbar", { name: "Free minutes left" });
   await expect(bar).toHaveAttribute("aria-valuenow", "1000");
   await expect(bar).toHaveAttribute("aria-valuemax", "1000");
@@ -81,6 +93,7 @@ test("the Overview reads without JavaScript", async ({ browser }) => {
   await withJs.getByLabel("Password (at least 10 characters)").fill(password);
   await withJs.getByRole("button", { name: "Create account" }).click();
   await expectOverview(withJs);
+  await confirmEmail(withJs, email);
   const cookies = await withJs.context().cookies();
   await withJs.close();
 
@@ -155,6 +168,8 @@ test("without JavaScript a refused sign-in or sign-up shows the form again with 
 
   await page.getByLabel("Password (at least 10 characters)").fill(password);
   await page.getByRole("button", { name: "Create account" }).click();
+  await expect(page.getByTestId("free-minutes-left")).toHaveText("0");
+  await confirmEmail(page, email);
   await expect(page.getByTestId("free-minutes-left")).toHaveText("1,000");
   await page.getByRole("button", { name: "Sign out" }).click();
 

@@ -55,6 +55,24 @@ export async function signUp(page: Page, workspace: string, email: string, passw
   await page.getByLabel("Password (at least 10 characters)").fill(password);
   await page.getByRole("button", { name: "Create account" }).click();
   await expectOverview(page);
+  await confirmEmail(page, email);
+  await page.goto("/");
+  await expectOverview(page);
+}
+
+/** The newest link e-mailed to `email`, from the sandbox's mailbox. */
+export async function newestLinkTo(page: Page, email: string): Promise<string> {
+  const answer = await page.request.get(`/sandbox/mail?to=${encodeURIComponent(email)}`);
+  expect(answer.ok()).toBeTruthy();
+  const mails = await answer.json();
+  expect(mails.length).toBeGreaterThan(0);
+  return mails[0].link;
+}
+
+/** Opens the verification link e-mailed to `email`, as its owner does from their inbox. */
+export async function confirmEmail(page: Page, email: string): Promise<void> {
+  await page.goto(await newestLinkTo(page, email));
+  await expect(page.getByTestId("email-link-outcome")).toHaveText("Your e-mail address is confirmed.");
 }
 
 /** The sandbox's webhook secret (server/src/settings.rs). */

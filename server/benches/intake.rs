@@ -189,7 +189,7 @@ async fn end_to_end(db: &sqlx::PgPool, url: &str) -> anyhow::Result<()> {
         std::future::pending(),
     ));
     let installation_id = github.install(SANDBOX_USER, "bench", &["app"]);
-    let workspace_id = tenki_core::identity::sign_up(
+    let signed_up = tenki_core::identity::sign_up(
         db,
         &ledger,
         &format!("{}@bench.test", Uuid::new_v4()),
@@ -198,8 +198,15 @@ async fn end_to_end(db: &sqlx::PgPool, url: &str) -> anyhow::Result<()> {
         &tenki_core::identity::SignUpClient::LOCAL,
         chrono::Utc::now(),
     )
-    .await?
-    .workspace_id;
+    .await?;
+    tenki_core::identity::verification::verify(
+        db,
+        &ledger,
+        &signed_up.email_verification,
+        chrono::Utc::now(),
+    )
+    .await?;
+    let workspace_id = signed_up.workspace_id;
     sqlx::query(
         "UPDATE workspaces SET payment_method = 'valid',
              suspended_at = CASE WHEN $2 = 'off' THEN now() END

@@ -102,6 +102,13 @@ async fn run(db: &PgPool, ledger: &Ledger) -> anyhow::Result<()> {
             Utc::now(),
         )
         .await?;
+        tenki_core::identity::verification::verify(
+            db,
+            ledger,
+            &signed_up.email_verification,
+            Utc::now(),
+        )
+        .await?;
         workspaces.push(signed_up.workspace_id);
     }
     let base_id = i64::try_from(Uuid::new_v4().as_u128() % 1_000_000_000_000)? * 1_000;

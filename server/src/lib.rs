@@ -15,6 +15,7 @@ pub mod security;
 pub mod settings;
 pub mod spending;
 pub mod telemetry;
+pub mod verification;
 pub mod webhooks;
 
 use std::net::SocketAddr;
@@ -394,6 +395,7 @@ pub fn router(settings: &Settings, reachable_at: &str, core: Core, doubles: Doub
         .route("/settings/members/role", post(members::change_role))
         .route("/settings/members/remove", post(members::remove))
         .route("/join", post(members::join))
+        .route("/verify-email", get(verification::verify_email))
         .route("/workspaces/switch", post(members::switch))
         .leptos_routes_with_context(&state, routes, provide.clone(), {
             let leptos_options = leptos_options.clone();
@@ -420,6 +422,15 @@ pub fn router(settings: &Settings, reachable_at: &str, core: Core, doubles: Doub
     let pages = match doubles.storage {
         Some(double) => pages.nest_service(settings::SANDBOX_STORAGE_PATH, double.router()),
         None => pages,
+    };
+    // The sandbox without SMTP writes e-mail to the log; its mailbox lets people open their links.
+    let pages = if settings.mode == settings::Mode::Sandbox && settings.smtp_url.is_none() {
+        pages.nest_service(
+            settings::SANDBOX_MAIL_PATH,
+            sandbox::mail::router(state.core.db.clone(), reachable_at),
+        )
+    } else {
+        pages
     };
     let header_policy = security::HeaderPolicy {
         https: settings.secure_cookies(),

@@ -113,6 +113,8 @@ pub const SANDBOX_KUBERNETES_PATH: &str = "/sandbox/kubernetes";
 pub const SANDBOX_STRIPE_PATH: &str = "/sandbox/stripe";
 /// Where the storage service double takes its switch (send the samples now), in the sandbox.
 pub const SANDBOX_STORAGE_PATH: &str = "/sandbox/storage";
+/// Where the sandbox's mailbox is served (sandbox without SMTP only).
+pub const SANDBOX_MAIL_PATH: &str = "/sandbox/mail";
 
 /// The Stripe webhook secret of the sandbox (the double signs its events with it). Public on
 /// purpose, and refused in production.

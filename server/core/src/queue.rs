@@ -240,7 +240,8 @@ scheduled_task!(
     CheckSpendingLimits
 );
 scheduled_task!(
-    /// E-mails the owners the notifications not sent yet (every minute).
+    /// E-mails the owners the notifications, and people their verification links, not sent yet
+    /// (every minute, and at once after a link is made).
     SendNotificationEmails
 );
 scheduled_task!(
@@ -338,6 +339,15 @@ impl TaskHandler for SendNotificationEmails {
         )?;
         if sent != crate::billing::mail::Sent::default() {
             tracing::info!(?sent, "notification e-mails");
+        }
+        let sent = count_cron_run(
+            Self::IDENTIFIER,
+            crate::billing::mail::send_outbox(&core.db, &core.mailer, Utc::now())
+                .await
+                .map_err(anyhow::Error::from),
+        )?;
+        if sent != crate::billing::mail::Sent::default() {
+            tracing::info!(?sent, "personal e-mails");
         }
         Ok::<(), String>(())
     }

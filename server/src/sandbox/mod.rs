@@ -4,5 +4,6 @@
 
 pub mod github;
 pub mod kubernetes;
+pub mod mail;
 pub mod storage;
 pub mod stripe;

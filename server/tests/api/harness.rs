@@ -135,6 +135,62 @@ impl TestApp {
             status.is_success() || status.is_redirection(),
             "sign-up: {status} {body}"
         );
+        self.open_verification_link(client, email).await;
+    }
+
+    /// Signs up through the server function without confirming the e-mail address.
+    pub async fn sign_up_unverified(
+        &self,
+        client: &reqwest::Client,
+        workspace: &str,
+        email: &str,
+        password: &str,
+    ) -> reqwest::StatusCode {
+        self.call(
+            client,
+            "sign-up",
+            &[
+                ("workspace", workspace),
+                ("email", email),
+                ("password", password),
+            ],
+        )
+        .await
+        .status()
+    }
+
+    /// The newest link e-mailed to `email`, read from the outbox the e-mail is sent from (also
+    /// when a test's SMTP server receives it instead of the sandbox's mailbox).
+    pub async fn newest_link_to(&self, email: &str) -> String {
+        let path: String = sqlx::query_scalar(
+            "SELECT link_path FROM outbox_emails WHERE lower(to_address) = lower($1)
+             ORDER BY created_at DESC LIMIT 1",
+        )
+        .bind(email)
+        .fetch_optional(&self.core.db)
+        .await
+        .expect("outbox")
+        .unwrap_or_else(|| panic!("no e-mail to {email}"));
+        format!("{}{path}", self.address)
+    }
+
+    /// Opens the verification link e-mailed to `email`, as its owner does; panics unless it
+    /// confirms the address.
+    pub async fn open_verification_link(&self, client: &reqwest::Client, email: &str) {
+        let link = self.newest_link_to(email).await;
+        let response = client.get(&link).send().await.expect("link opens");
+        let landed = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|location| location.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert_eq!(
+            landed,
+            "/?email=verified",
+            "verification of {email}: {}",
+            response.status()
+        );
     }
 
     /// The Overview server function's JSON answer.

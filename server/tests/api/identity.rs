@@ -19,7 +19,7 @@ async fn count(db: &PgPool, table: &str) -> i64 {
 }
 
 #[sqlx::test(migrations = "../migrations")]
-async fn sign_up_grants_exactly_1000_free_minutes_once(db: PgPool) {
+async fn the_verified_email_brings_exactly_1000_free_minutes_once(db: PgPool) {
     let app = TestApp::spawn(db.clone()).await;
     let now = Utc::now();
     let signed_up = identity::sign_up(
@@ -41,6 +41,27 @@ async fn sign_up_grants_exactly_1000_free_minutes_once(db: PgPool) {
             .await
             .expect("balance")
     };
+    assert_eq!(
+        balance().await,
+        0,
+        "nothing before the address is confirmed"
+    );
+    let verified = identity::verification::verify(&db, ledger, &signed_up.email_verification, now)
+        .await
+        .expect("verified");
+    assert_eq!(
+        verified.grants,
+        [(workspace, identity::grants::GrantOutcome::Granted)]
+    );
+    assert_eq!(balance().await, 2_000);
+    // The link opened again (a mail scanner, a second click): nothing more.
+    let again = identity::verification::verify(&db, ledger, &signed_up.email_verification, now)
+        .await
+        .expect("opened again");
+    assert_eq!(
+        again.grants,
+        [(workspace, identity::grants::GrantOutcome::AlreadyGranted)]
+    );
     assert_eq!(balance().await, 2_000);
 
     // The same person signs up again (another case, another workspace name): refused, no grant.
@@ -63,6 +84,13 @@ async fn sign_up_grants_exactly_1000_free_minutes_once(db: PgPool) {
         .open_workspace(workspace)
         .await
         .expect("retry is harmless");
+    ledger
+        .grant_free_minutes(
+            workspace,
+            tenki_core::ledger::free_grant_transfer_id("email:ada@example.com"),
+        )
+        .await
+        .expect("retry is harmless");
     assert_eq!(balance().await, 2_000);
 
     // A restarted server: a new client, fixed accounts created again, same balance.
@@ -81,7 +109,7 @@ async fn sign_up_grants_exactly_1000_free_minutes_once(db: PgPool) {
 }
 
 #[sqlx::test(migrations = "../migrations")]
-async fn overview_over_http_shows_1000_free_minutes_after_sign_up(db: PgPool) {
+async fn overview_over_http_shows_1000_free_minutes_after_sign_up_and_verification(db: PgPool) {
     let app = TestApp::spawn(db).await;
     app.sign_up(&app.client, "Acme", "ops@acme.test", PASSWORD)
         .await;

@@ -139,7 +139,19 @@ async fn a_failed_payment_is_emailed_to_the_owner_once(db: PgPool) {
 
     send_emails_through_the_worker(&db).await;
     send_emails_through_the_worker(&db).await;
-    let mails = received.lock().expect("sink").clone();
+    let (verification, mails): (Vec<Received>, Vec<Received>) = received
+        .lock()
+        .expect("sink")
+        .clone()
+        .into_iter()
+        .partition(|mail| {
+            mail.data
+                .contains("Subject: Confirm your e-mail address for Tenki")
+        });
+    // The sign-up's verification link went out through the same SMTP server, once.
+    assert_eq!(verification.len(), 1, "{verification:?}");
+    assert_eq!(verification[0].to, [owner.clone()]);
+    assert!(verification[0].data.contains("/verify-email?token="));
     assert_eq!(mails.len(), 1, "one e-mail, not one per tick: {mails:?}");
     assert_eq!(mails[0].to, [owner]);
     assert!(

@@ -8,6 +8,7 @@ mod crons;
 mod drain;
 mod enterprise;
 mod github;
+mod grants;
 mod harness;
 mod health;
 mod identity;

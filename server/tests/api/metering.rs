@@ -21,7 +21,7 @@ const CENT: i64 = 1_000_000;
 /// A fresh workspace with 1,000 free minutes.
 pub(crate) async fn workspace(app: &TestApp) -> Uuid {
     let email = format!("{}@metering.test", Uuid::new_v4());
-    identity::sign_up(
+    let signed_up = identity::sign_up(
         &app.core.db,
         &app.core.ledger,
         &email,
@@ -31,8 +31,16 @@ pub(crate) async fn workspace(app: &TestApp) -> Uuid {
         Utc::now(),
     )
     .await
-    .expect("sign-up")
-    .workspace_id
+    .expect("sign-up");
+    identity::verification::verify(
+        &app.core.db,
+        &app.core.ledger,
+        &signed_up.email_verification,
+        Utc::now(),
+    )
+    .await
+    .expect("verified");
+    signed_up.workspace_id
 }
 
 /// A job id no other test (or earlier test run on the same TigerBeetle) uses.

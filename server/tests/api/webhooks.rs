@@ -50,7 +50,7 @@ async fn deliver(
 }
 
 /// Posts `body` signed with the sandbox secret, as GitHub would.
-async fn deliver_signed(
+pub(crate) async fn deliver_signed(
     app: &TestApp,
     event: &str,
     delivery_id: &str,

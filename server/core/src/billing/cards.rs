@@ -305,11 +305,12 @@ pub async fn sync_cards(
     for (id, card) in &cards {
         sqlx::query!(
             "INSERT INTO cards (stripe_payment_method_id, workspace_id, brand, last4, exp_month,
-                 exp_year, added_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 exp_year, added_at, fingerprint)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (stripe_payment_method_id) DO UPDATE
                  SET brand = EXCLUDED.brand, exp_month = EXCLUDED.exp_month,
-                     exp_year = EXCLUDED.exp_year, removed_at = NULL
+                     exp_year = EXCLUDED.exp_year, removed_at = NULL,
+                     fingerprint = coalesce(EXCLUDED.fingerprint, cards.fingerprint)
              WHERE cards.workspace_id = EXCLUDED.workspace_id",
             id,
             workspace_id,
@@ -318,6 +319,7 @@ pub async fn sync_cards(
             expiry_part(card.exp_month, id)?,
             expiry_part(card.exp_year, id)?,
             now,
+            card.fingerprint.as_deref(),
         )
         .execute(&mut *tx)
         .await?;

@@ -135,6 +135,8 @@ pub enum EventError {
     Invoice(#[from] super::invoices::InvoiceError),
     #[error("payment reversal")]
     Reversal(#[from] super::reversals::ReversalError),
+    #[error("free-minute grant")]
+    Grant(#[from] crate::identity::grants::GrantError),
     #[error("database")]
     Database(#[from] sqlx::Error),
 }
@@ -179,7 +181,7 @@ pub async fn process_event(
             None => Processed::Noted,
         },
         kind if kind.starts_with("invoice.") => Processed::Noted,
-        _ => sync_customer(db, stripe, &row.kind, &row.body, now).await?,
+        _ => sync_customer(db, stripe, ledger, &row.kind, &row.body, now).await?,
     };
     sqlx::query!(
         "UPDATE stripe_events SET status = 'processed', processed_at = $2, last_error = NULL
@@ -196,6 +198,7 @@ pub async fn process_event(
 async fn sync_customer(
     db: &PgPool,
     stripe: &Stripe,
+    ledger: &crate::ledger::Ledger,
     kind: &str,
     body: &Value,
     now: DateTime<Utc>,
@@ -211,7 +214,16 @@ async fn sync_customer(
     };
     Ok(match customer {
         Some(customer) => {
-            Processed::CardsSynced(cards::sync_cards(db, stripe, &customer, now).await?)
+            let synced = cards::sync_cards(db, stripe, &customer, now).await?;
+            if let cards::Synced::Cards {
+                workspace_id,
+                cards: 1..,
+            } = synced
+            {
+                // A card is what a throwaway address's free minutes wait for.
+                crate::identity::grants::decide(db, ledger, workspace_id, now).await?;
+            }
+            Processed::CardsSynced(synced)
         }
         None => Processed::NoCustomer,
     })

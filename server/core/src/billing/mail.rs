@@ -180,10 +180,89 @@ pub async fn send_pending(
     Ok(report)
 }
 
+/// One e-mail of the personal outbox (verification links), with its link made absolute.
+#[derive(Debug, sqlx::FromRow)]
+struct OutboxEmail {
+    id: Uuid,
+    to_address: String,
+    subject: String,
+    body: String,
+    link_path: String,
+}
+
+/// E-mails the outbox's messages to one person not sent yet (verification links), once each,
+/// trying a failed one again on the next ticks (up to [`MAX_ATTEMPTS`]).
+pub async fn send_outbox(
+    db: &PgPool,
+    mailer: &Mailer,
+    now: DateTime<Utc>,
+) -> Result<Sent, MailError> {
+    let dashboard_url = match mailer {
+        Mailer::Off => return Ok(Sent::default()),
+        Mailer::Smtp { dashboard_url, .. } | Mailer::Log { dashboard_url } => dashboard_url,
+    };
+    let pending: Vec<OutboxEmail> = sqlx::query_as(
+        "SELECT id, to_address, subject, body, link_path FROM outbox_emails
+         WHERE sent_at IS NULL AND attempts < $1 AND created_at > $2
+         ORDER BY created_at LIMIT $3",
+    )
+    .bind(MAX_ATTEMPTS)
+    .bind(now - Duration::days(FRESH_FOR_DAYS))
+    .bind(PER_TICK)
+    .fetch_all(db)
+    .await?;
+    let mut report = Sent::default();
+    for email in pending {
+        let body = format!("{}\n\n{dashboard_url}{}\n", email.body, email.link_path);
+        let outcome = match mailer {
+            Mailer::Smtp {
+                transport, from, ..
+            } => {
+                send(
+                    transport,
+                    from,
+                    std::slice::from_ref(&email.to_address),
+                    &email.subject,
+                    body,
+                )
+                .await
+            }
+            Mailer::Log { .. } => {
+                tracing::info!(
+                    to = email.to_address,
+                    subject = email.subject,
+                    "sandbox e-mail (TENKI_SMTP_URL unset): {body}"
+                );
+                Ok(())
+            }
+            Mailer::Off => Ok(()),
+        };
+        let error = outcome.err();
+        sqlx::query(
+            "UPDATE outbox_emails SET attempts = attempts + 1, last_error = $3,
+                 sent_at = CASE WHEN $3::text IS NULL THEN $2 END
+             WHERE id = $1",
+        )
+        .bind(email.id)
+        .bind(now)
+        .bind(&error)
+        .execute(db)
+        .await?;
+        match error {
+            None => report.sent += 1,
+            Some(error) => {
+                tracing::warn!(email = %email.id, "sending an e-mail failed: {error}");
+                report.failed += 1;
+            }
+        }
+    }
+    Ok(report)
+}
+
 async fn send(
     transport: &AsyncSmtpTransport<Tokio1Executor>,
     from: &Mailbox,
-    owners: &[String],
+    recipients: &[String],
     subject: &str,
     body: String,
 ) -> Result<(), String> {
@@ -191,10 +270,10 @@ async fn send(
         .from(from.clone())
         .subject(subject)
         .header(ContentType::TEXT_PLAIN);
-    for owner in owners {
-        let to = owner
+    for recipient in recipients {
+        let to = recipient
             .parse::<Mailbox>()
-            .map_err(|e| format!("owner address {owner:?}: {e}"))?;
+            .map_err(|e| format!("address {recipient:?}: {e}"))?;
         message = message.to(to);
     }
     let message = message.body(body).map_err(|e| e.to_string())?;

@@ -49,6 +49,9 @@ pub enum Processed {
 
 #[derive(Debug, Deserialize)]
 struct Account {
+    /// GitHub's id of the account: what the free-grant registry keys on (a login can change).
+    #[serde(default)]
+    id: Option<i64>,
     login: String,
     #[serde(rename = "type")]
     kind: String,
@@ -406,16 +409,19 @@ async fn installation(
         "deleted" => "deleted",
         _ => return Ok(Processed::Nothing),
     };
-    let (login, kind) = event
+    let (account_id, login, kind) = event
         .installation
         .account
-        .map_or((String::new(), String::new()), |a| (a.login, a.kind));
+        .map_or((None, String::new(), String::new()), |a| {
+            (a.id, a.login, a.kind)
+        });
     let mut tx = db.begin().await?;
     sqlx::query!(
-        "INSERT INTO github_installations (installation_id, account_login, account_type, state, updated_at)
-         VALUES ($1, $2, $3, $4, $5)
+        "INSERT INTO github_installations (installation_id, account_login, account_type, state, updated_at, account_id)
+         VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (installation_id) DO UPDATE SET
              state = EXCLUDED.state,
+             account_id = coalesce(EXCLUDED.account_id, github_installations.account_id),
              account_login = CASE WHEN EXCLUDED.account_login = '' THEN github_installations.account_login
                                   ELSE EXCLUDED.account_login END,
              account_type = CASE WHEN EXCLUDED.account_type = '' THEN github_installations.account_type
@@ -426,6 +432,7 @@ async fn installation(
         kind,
         state,
         now,
+        account_id,
     )
     .execute(&mut *tx)
     .await?;

@@ -199,7 +199,12 @@ pub async fn link_requested_installation(
     )
     .execute(&mut *tx)
     .await?;
-    Ok((linked.rows_affected() == 1).then_some(workspace_id))
+    if linked.rows_affected() == 0 {
+        return Ok(None);
+    }
+    crate::identity::grants::register_linked_account(tx, installation_id, workspace_id, now)
+        .await?;
+    Ok(Some(workspace_id))
 }
 
 /// An installation this workspace asked for that an organization owner has yet to approve.
@@ -406,6 +411,8 @@ async fn link(
     if copy_repositories {
         enqueue_repository_sync(&mut tx, installation_id).await?;
     }
+    crate::identity::grants::register_linked_account(&mut tx, installation_id, workspace_id, now)
+        .await?;
     tx.commit().await?;
     Ok(linked)
 }

@@ -15,8 +15,10 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::ledger;
 use crate::ledger::{Ledger, LedgerError, WorkspaceAccounts};
+
+pub mod grants;
+pub mod verification;
 
 /// The name of the session cookie.
 pub const SESSION_COOKIE: &str = "tenki_session";
@@ -239,14 +241,14 @@ pub enum SignUpError {
     EmailTaken,
     #[error("too many sign-ups from this address; try again in {} minutes", SIGN_UP_WINDOW.num_minutes())]
     TooManySignUps,
-    #[error(transparent)]
-    OutOfRange(#[from] crate::money::OutOfRange),
     #[error("database")]
     Database(#[from] sqlx::Error),
     #[error("ledger")]
     Ledger(#[from] LedgerError),
     #[error("password hashing: {0}")]
     Hashing(String),
+    #[error("verification e-mail: {0}")]
+    Verification(String),
 }
 
 /// Why a sign-in failed.
@@ -289,14 +291,16 @@ pub struct SessionUser {
 pub struct SignedUp {
     pub session: NewSession,
     pub workspace_id: Uuid,
+    /// The token of the verification link e-mailed to the new account's address.
+    pub email_verification: String,
 }
 
-/// Creates the account, its workspace (owned by the new person), the workspace's ledger accounts
-/// and its 1,000 free minutes, and signs the person in.
+/// Creates the account, its workspace (owned by the new person) and the workspace's ledger
+/// accounts, e-mails a verification link (the 1,000 free minutes wait for it, [`grants`]), and
+/// signs the person in.
 ///
-/// All or nothing: the database rows are committed only after the ledger accepted the accounts
-/// and the grant, and the ledger ids are derived from the new workspace's id, so the grant can
-/// never be posted twice for one workspace.
+/// All or nothing: the database rows are committed only after the ledger accepted the accounts,
+/// whose ids are derived from the new workspace's id.
 #[tracing::instrument(skip(db, ledger, email, password, client, now), fields(address = %client.address))]
 pub async fn sign_up(
     db: &PgPool,
@@ -366,28 +370,23 @@ pub async fn sign_up(
     )
     .execute(&mut *tx)
     .await?;
-    sqlx::query!(
-        "INSERT INTO free_minute_grants (workspace_id, transfer_id, vcpu_minutes, granted_at)
-         VALUES ($1, $2, $3, $4)",
-        workspace_id,
-        Uuid::from_u128(ledger::sign_up_credit_transfer_id(workspace_id)),
-        crate::money::convert::<i64, u64>(
-            ledger::SIGN_UP_FREE_MINUTES * ledger::VCPUS_PER_FREE_MINUTE,
-            || "the sign-up credit".to_owned()
-        )?,
-        now,
-    )
-    .execute(&mut *tx)
-    .await?;
+    let email_verification = verification::send_link(&mut tx, user_id, now)
+        .await
+        .map_err(|e| match e {
+            verification::VerificationError::Database(e) => SignUpError::Database(e),
+            other => SignUpError::Verification(other.to_string()),
+        })?;
     let session = insert_session(&mut tx, user_id, now).await?;
     // The ledger goes last: if it fails, the transaction rolls back and nothing exists. If the
     // commit fails after it, the orphaned ledger accounts belong to a workspace id nobody holds.
+    // The free minutes come once the e-mail is verified (`verification::verify`).
     ledger.open_workspace(workspace_id).await?;
     tx.commit().await?;
     tracing::info!(%user_id, %workspace_id, "signed up");
     Ok(SignedUp {
         session,
         workspace_id,
+        email_verification,
     })
 }
 

@@ -119,9 +119,10 @@ impl WorkspaceAccounts {
     }
 }
 
-/// The transfer that grants a workspace its sign-up free minutes: one per workspace, ever.
-pub fn sign_up_credit_transfer_id(workspace_id: Uuid) -> u128 {
-    derive_id("sign-up-credit", workspace_id.as_bytes())
+/// The transfer that grants free minutes for grant key `key` (a normalized verified e-mail, or a
+/// card): one per key, ever.
+pub fn free_grant_transfer_id(key: &str) -> u128 {
+    derive_id("free-minutes-grant", key.as_bytes())
 }
 
 /// The ledger transfers of one job's usage; their ids derive from the workspace and job key.
@@ -213,8 +214,7 @@ impl Ledger {
         self.create_accounts(accounts).await
     }
 
-    /// Opens a workspace's accounts and grants its sign-up free minutes. Safe to repeat: the
-    /// accounts and the grant are created once, whatever the number of calls.
+    /// Opens a workspace's accounts. Safe to repeat: they are created once.
     pub async fn open_workspace(&self, workspace_id: Uuid) -> Result<(), LedgerError> {
         let accounts = WorkspaceAccounts::of(workspace_id);
         let user_data = u128::from_be_bytes(*workspace_id.as_bytes());
@@ -229,14 +229,24 @@ impl Ledger {
             .with_user_data_128(user_data)
             .with_flags(tb::account::Flags::DEBITS_MUST_NOT_EXCEED_CREDITS),
         ])
-        .await?;
-        let grant = tb::Transfer::new(sign_up_credit_transfer_id(workspace_id))
+        .await
+    }
+
+    /// Grants a workspace its free minutes as transfer `transfer_id` (derived from the grant key,
+    /// [`free_grant_transfer_id`]). Safe to repeat; the same key can never credit a second
+    /// workspace, since TigerBeetle refuses an existing id with another credit account.
+    pub async fn grant_free_minutes(
+        &self,
+        workspace_id: Uuid,
+        transfer_id: u128,
+    ) -> Result<(), LedgerError> {
+        let grant = tb::Transfer::new(transfer_id)
             .with_debit_account_id(fixed_account::FREE_MINUTES_GRANTED)
-            .with_credit_account_id(accounts.free_minutes)
+            .with_credit_account_id(WorkspaceAccounts::of(workspace_id).free_minutes)
             .with_amount(u128::from(SIGN_UP_FREE_MINUTES * VCPUS_PER_FREE_MINUTE))
             .with_ledger(FREE_MINUTES_LEDGER)
             .with_code(transfer_code::SIGN_UP_CREDIT)
-            .with_user_data_128(user_data);
+            .with_user_data_128(u128::from_be_bytes(*workspace_id.as_bytes()));
         self.create_transfers(vec![grant]).await
     }
 
@@ -544,12 +554,19 @@ mod tests {
     fn derived_ids_are_stable_and_distinct_per_domain() {
         let workspace = Uuid::from_u128(42);
         assert_eq!(
-            sign_up_credit_transfer_id(workspace),
-            sign_up_credit_transfer_id(workspace)
+            free_grant_transfer_id("email:ada@example.com"),
+            free_grant_transfer_id("email:ada@example.com")
+        );
+        assert_ne!(
+            free_grant_transfer_id("email:ada@example.com"),
+            free_grant_transfer_id("email:bob@example.com")
         );
         let accounts = WorkspaceAccounts::of(workspace);
         assert_ne!(accounts.money, accounts.free_minutes);
-        assert_ne!(sign_up_credit_transfer_id(workspace), accounts.money);
+        assert_ne!(
+            free_grant_transfer_id("email:ada@example.com"),
+            accounts.money
+        );
         assert_ne!(
             WorkspaceAccounts::of(Uuid::from_u128(43)).money,
             accounts.money

@@ -55,6 +55,9 @@ pub struct Overview {
     pub free_minutes_left: u64,
     /// Free minutes granted so far.
     pub free_minutes_granted: u64,
+    /// Why the workspace got no free minutes, when its grant was refused
+    /// ([`crate::identity::grants`]).
+    pub free_grant_refusal: Option<String>,
     /// Micro-cents charged this calendar month (UTC) so far.
     pub month_to_date_amount: i64,
     /// Jobs not finished, by what they are doing in the customer's words ("running",
@@ -144,6 +147,11 @@ pub async fn overview(
     .fetch_one(db)
     .await?;
     let left = ledger.free_vcpu_minutes_left(member.workspace_id).await?;
+    let free_grant_refusal: Option<String> =
+        sqlx::query_scalar("SELECT free_grant_refusal FROM workspaces WHERE id = $1")
+            .bind(member.workspace_id)
+            .fetch_one(db)
+            .await?;
     let month_to_date_amount = usage::month_to_date_amount(db, member.workspace_id, now).await?;
     let per_minute = ledger::VCPUS_PER_FREE_MINUTE;
     // The place in line is per job: the Overview counts jobs per reason without it.
@@ -182,6 +190,7 @@ pub async fn overview(
         free_minutes_left: convert::<u64, _>(left, || "free minutes left".to_owned())? / per_minute,
         free_minutes_granted: convert::<u64, _>(granted, || "free minutes granted".to_owned())?
             / per_minute,
+        free_grant_refusal,
         month_to_date_amount,
     })
 }
