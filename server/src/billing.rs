@@ -88,7 +88,21 @@ pub async fn card_added(
     )
     .await
     {
-        Ok(CheckoutOutcome::CardAdded { .. }) => to_billing("added"),
+        Ok(CheckoutOutcome::CardAdded { .. }) => {
+            // A card is what a throwaway address's free minutes wait for.
+            if let Err(error) = tenki_core::identity::grants::decide(
+                &state.core.db,
+                &state.core.ledger,
+                caller.member.workspace_id,
+                chrono::Utc::now(),
+            )
+            .await
+            {
+                // The card's webhook decides again; the card itself is recorded.
+                tracing::warn!("deciding the free minutes after a card: {error}");
+            }
+            to_billing("added")
+        }
         Ok(CheckoutOutcome::NotFinished) => to_billing("pending"),
         Err(error) => refused(error),
     }

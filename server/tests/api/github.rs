@@ -49,6 +49,7 @@ impl Customer {
             .and_then(|v| v.split(';').next())
             .expect("a session cookie")
             .to_owned();
+        app.open_verification_link(&client, email).await;
         let workspace_id = sqlx::query_scalar(
             "SELECT m.workspace_id FROM workspace_members m JOIN users u ON u.id = m.user_id
              WHERE u.email = $1",

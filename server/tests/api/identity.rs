@@ -87,7 +87,7 @@ async fn the_verified_email_brings_exactly_1000_free_minutes_once(db: PgPool) {
     ledger
         .grant_free_minutes(
             workspace,
-            tenki_core::ledger::free_grant_transfer_id("email:ada@example.com"),
+            tenki_core::ledger::free_grant_transfer_id(workspace, "email:ada@example.com"),
         )
         .await
         .expect("retry is harmless");

@@ -6,8 +6,9 @@
 //! installation linked at that moment, and the card's fingerprint when a card is what unlocked it.
 //! A key already registered to another workspace means no grant, and the Overview says which
 //! identity already had one. Addresses of throwaway e-mail services (mailchecker's list) get their
-//! grant once a card is added, keyed by that card. The ledger transfer's id is derived from the
-//! e-mail (or card) key, so even two servers racing cannot credit one identity twice.
+//! grant once a card is added, keyed by that card. Keys are registered in the grant's transaction,
+//! under the key's primary key, so two servers racing cannot grant one identity twice; the ledger
+//! transfer's id is derived from the workspace and key, so a retried grant posts nothing twice.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -171,7 +172,7 @@ pub async fn decide(
             return record_refusal(db, workspace_id, &refusal(kind)).await;
         }
     }
-    let transfer_id = ledger::free_grant_transfer_id(&primary);
+    let transfer_id = ledger::free_grant_transfer_id(workspace_id, &primary);
     sqlx::query(
         "INSERT INTO free_minute_grants (workspace_id, transfer_id, vcpu_minutes, granted_at, grant_key)
          VALUES ($1, $2, $3, $4, $5)",

@@ -119,10 +119,15 @@ impl WorkspaceAccounts {
     }
 }
 
-/// The transfer that grants free minutes for grant key `key` (a normalized verified e-mail, or a
-/// card): one per key, ever.
-pub fn free_grant_transfer_id(key: &str) -> u128 {
-    derive_id("free-minutes-grant", key.as_bytes())
+/// The transfer that grants workspace `workspace_id` free minutes for grant key `key` (a
+/// normalized verified e-mail, or a card): posting it again is a no-op. One grant per key across
+/// workspaces is the registry's primary key (`free_grant_keys`); the workspace is part of the id
+/// because one TigerBeetle cluster may serve several databases (the tests' cluster does).
+pub fn free_grant_transfer_id(workspace_id: Uuid, key: &str) -> u128 {
+    derive_id(
+        "free-minutes-grant",
+        &[workspace_id.as_bytes().as_slice(), key.as_bytes()].concat(),
+    )
 }
 
 /// The ledger transfers of one job's usage; their ids derive from the workspace and job key.
@@ -232,9 +237,8 @@ impl Ledger {
         .await
     }
 
-    /// Grants a workspace its free minutes as transfer `transfer_id` (derived from the grant key,
-    /// [`free_grant_transfer_id`]). Safe to repeat; the same key can never credit a second
-    /// workspace, since TigerBeetle refuses an existing id with another credit account.
+    /// Grants a workspace its free minutes as transfer `transfer_id` (derived from the workspace
+    /// and the grant key, [`free_grant_transfer_id`]). Safe to repeat.
     pub async fn grant_free_minutes(
         &self,
         workspace_id: Uuid,
@@ -553,20 +557,22 @@ mod tests {
     #[test]
     fn derived_ids_are_stable_and_distinct_per_domain() {
         let workspace = Uuid::from_u128(42);
+        let ada = "email:ada@example.com";
         assert_eq!(
-            free_grant_transfer_id("email:ada@example.com"),
-            free_grant_transfer_id("email:ada@example.com")
+            free_grant_transfer_id(workspace, ada),
+            free_grant_transfer_id(workspace, ada)
         );
         assert_ne!(
-            free_grant_transfer_id("email:ada@example.com"),
-            free_grant_transfer_id("email:bob@example.com")
+            free_grant_transfer_id(workspace, ada),
+            free_grant_transfer_id(workspace, "email:bob@example.com")
+        );
+        assert_ne!(
+            free_grant_transfer_id(workspace, ada),
+            free_grant_transfer_id(Uuid::from_u128(43), ada)
         );
         let accounts = WorkspaceAccounts::of(workspace);
         assert_ne!(accounts.money, accounts.free_minutes);
-        assert_ne!(
-            free_grant_transfer_id("email:ada@example.com"),
-            accounts.money
-        );
+        assert_ne!(free_grant_transfer_id(workspace, ada), accounts.money);
         assert_ne!(
             WorkspaceAccounts::of(Uuid::from_u128(43)).money,
             accounts.money
