@@ -150,7 +150,7 @@ async fn a_failed_payment_is_emailed_to_the_owner_once(db: PgPool) {
         });
     // The sign-up's verification link went out through the same SMTP server, once.
     assert_eq!(verification.len(), 1, "{verification:?}");
-    assert_eq!(verification[0].to, [owner.clone()]);
+    assert_eq!(verification[0].to, std::slice::from_ref(&owner));
     assert!(verification[0].data.contains("/verify-email?token="));
     assert_eq!(mails.len(), 1, "one e-mail, not one per tick: {mails:?}");
     assert_eq!(mails[0].to, [owner]);

@@ -121,6 +121,15 @@ pub async fn send_now(db: &PgPool) {
     }
 }
 
+/// A verification link as stored.
+#[derive(Debug, sqlx::FromRow)]
+struct Link {
+    user_id: Uuid,
+    email_normalized: String,
+    expires_at: DateTime<Utc>,
+    used_at: Option<DateTime<Utc>>,
+}
+
 /// What opening a verification link did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
@@ -139,14 +148,20 @@ pub async fn verify(
 ) -> Result<Verified, VerificationError> {
     let hash = Sha256::digest(token.trim().as_bytes()).to_vec();
     let mut tx = db.begin().await?;
-    let link: Option<(Uuid, String, DateTime<Utc>, Option<DateTime<Utc>>)> = sqlx::query_as(
+    let link: Option<Link> = sqlx::query_as(
         "SELECT user_id, email_normalized, expires_at, used_at FROM email_verifications
          WHERE token_hash = $1 FOR UPDATE",
     )
     .bind(&hash)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((user_id, email, expires_at, used_at)) = link else {
+    let Some(Link {
+        user_id,
+        email_normalized: email,
+        expires_at,
+        used_at,
+    }) = link
+    else {
         return Err(VerificationError::Unknown);
     };
     if used_at.is_none() {
