@@ -256,6 +256,7 @@ fn OverviewCards(data: OverviewData) -> impl IntoView {
     let jobs_now = data.jobs_now.clone();
     let steps_done = data.steps_done;
     view! {
+        {waiting.map(|why| view! { <FreeMinutesWaiting why offer_link=email_unverified/> })}
         {steps_done.contains(&false).then(|| view! { <GettingStarted done=steps_done/> })}
         <section class="mt-6 rounded-xl border border-slate-200 bg-white p-6 shadow-sm" data-testid="jobs-now">
             <h2 class="text-sm font-medium text-slate-500">"Jobs now"</h2>
@@ -276,7 +277,6 @@ fn OverviewCards(data: OverviewData) -> impl IntoView {
                 }.into_any()
             }}
         </section>
-        {waiting.map(|why| view! { <FreeMinutesWaiting why offer_link=email_unverified/> })}
         {exhausted.then(|| view! {
             <p role="status" data-testid="free-minutes-exhausted" class="mt-6 rounded-lg border border-amber-300 bg-amber-50 px-4 py-3 text-sm text-amber-900">
                 "Your free minutes are used up. "
@@ -384,7 +384,11 @@ fn FreeMinutesCard(data: OverviewData) -> impl IntoView {
             <p class="mt-2 text-4xl font-bold text-slate-900">
                 <span data-testid="free-minutes-left">{thousands(data.free_minutes_left)}</span>
                 <span class="text-base font-normal text-slate-500">
-                    " of " {thousands(data.free_minutes_granted)}
+                    {if data.free_minutes_granted > 0 {
+                        format!(" of {}", thousands(data.free_minutes_granted))
+                    } else {
+                        " — none granted yet".to_owned()
+                    }}
                 </span>
             </p>
             <div

@@ -2,6 +2,7 @@
 //! `ssr` it renders on the server and reaches `tenki-core`; with `hydrate` it compiles to WASM.
 
 pub mod addons;
+pub mod audit;
 pub mod auth;
 pub mod billing;
 pub mod dashboard;

@@ -146,7 +146,7 @@ fn MembersBody(view: MembersView, invited: Option<(String, String)>) -> impl Int
         let url = format!("{}/join?token={token}", view.link_base);
         view! {
             <div class="mt-3 rounded-md bg-emerald-50 px-3 py-2 text-sm text-emerald-900" data-testid="invitation">
-                <p>{format!("Invitation made for {email}. Send them this link; it works once, for 7 days, for that e-mail address:")}</p>
+                <p>{format!("Invitation e-mailed to {email}. The link works once, for 7 days, for that e-mail address; you can also send it yourself:")}</p>
                 <code class="mt-1 block select-all break-all font-mono text-xs" data-testid="invitation-link">{url}</code>
             </div>
         }

@@ -91,6 +91,7 @@ pub fn SettingsPage() -> impl IntoView {
             })}
         </Suspense>
         <crate::members::Members/>
+        <crate::audit::AuditLog/>
     }
 }
 

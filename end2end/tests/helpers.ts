@@ -69,6 +69,15 @@ export async function newestLinkTo(page: Page, email: string): Promise<string> {
   return mails[0].link;
 }
 
+/** The link of the newest e-mail to `email` whose subject contains `subject`. */
+export async function linkInMail(page: Page, email: string, subject: string): Promise<string> {
+  const answer = await page.request.get(`/sandbox/mail?to=${encodeURIComponent(email)}`);
+  expect(answer.ok()).toBeTruthy();
+  const mail = (await answer.json()).find((m: { subject: string }) => m.subject.includes(subject));
+  expect(mail, `an e-mail to ${email} about "${subject}"`).toBeTruthy();
+  return mail.link;
+}
+
 /** Opens the verification link e-mailed to `email`, as its owner does from their inbox. */
 export async function confirmEmail(page: Page, email: string): Promise<void> {
   await page.goto(await newestLinkTo(page, email));

@@ -2,7 +2,7 @@
 // accepts the link in their own browser, switches between their workspaces, and as a member
 // sees usage but not the buttons that change billing.
 import { expect, test } from "@playwright/test";
-import { signUp, uniqueEmail, waitForHydration, watchConsole } from "./helpers";
+import { linkInMail, signUp, uniqueEmail, waitForHydration, watchConsole } from "./helpers";
 
 const password = "members password 1";
 
@@ -26,6 +26,8 @@ test("an owner invites a member, who accepts in another browser, sees usage but 
   const invited = await other.newPage();
   const invitedProblems = watchConsole(invited);
   await signUp(invited, "Own Co", memberEmail, password);
+  // The invitation reached them by e-mail, with the link the owner was shown.
+  expect(await linkInMail(invited, memberEmail, "invited you to Invite Co")).toBe(link);
   await invited.goto(link);
   await invited.getByRole("button", { name: "Accept the invitation" }).click();
   await expect(invited.getByTestId("workspace-name")).toHaveText("Invite Co");
@@ -37,6 +39,10 @@ test("an owner invites a member, who accepts in another browser, sees usage but 
   await expect(invited.getByRole("button", { name: /add a card/i })).toHaveCount(0);
   await expect(invited.getByRole("button", { name: /manage billing/i })).toHaveCount(0);
   await invited.screenshot({ path: "screenshots/members-billing-as-member.png", fullPage: true });
+  // Nor the audit log.
+  await invited.goto("/settings");
+  await expect(invited.getByTestId("members")).toBeVisible();
+  await expect(invited.getByTestId("audit-log")).toHaveCount(0);
   // The link works once.
   await invited.goto(link);
   await invited.getByRole("button", { name: "Accept the invitation" }).click();
@@ -63,6 +69,15 @@ test("an owner invites a member, who accepts in another browser, sees usage but 
   await expect(page.getByTestId("members-notice")).toHaveText("Role changed.");
   await expect(page.getByLabel(`Role of ${memberEmail}`)).toHaveValue("admin");
   await page.screenshot({ path: "screenshots/members.png", fullPage: true });
+  // The audit log says who did what, newest first.
+  const events = page.getByTestId("audit-event");
+  await expect(events).toHaveCount(3);
+  await expect(events.nth(0)).toContainText(`changed ${memberEmail} from member to admin`);
+  await expect(events.nth(0)).toContainText(ownerEmail);
+  await expect(events.nth(1)).toContainText("accepted the invitation and joined as member");
+  await expect(events.nth(2)).toContainText(`invited ${memberEmail} as member`);
+  await page.getByTestId("audit-log").scrollIntoViewIfNeeded();
+  await page.screenshot({ path: "screenshots/audit-log.png" });
   expect(problems).toEqual([]);
 });
 

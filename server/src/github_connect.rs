@@ -68,7 +68,7 @@ pub async fn setup(
         &state.core.github,
         state.context.state_key.expose_secret().as_bytes(),
         &session,
-        &caller.member,
+        &caller,
         &setup,
         chrono::Utc::now(),
     )

@@ -97,7 +97,15 @@ pub async fn change_role(
     let Some(role) = Role::parse(&form.role) else {
         return to_settings("members_error=bad_role");
     };
-    match members::change_role(&state.core.db, &caller, form.user_id, role).await {
+    match members::change_role(
+        &state.core.db,
+        &caller,
+        form.user_id,
+        role,
+        chrono::Utc::now(),
+    )
+    .await
+    {
         Ok(()) => to_settings("members=saved"),
         Err(error) => refused(&error),
     }
@@ -119,7 +127,7 @@ pub async fn remove(
     let Some(SignedIn { caller, .. }) = signed_in else {
         return Redirect::to("/sign-in").into_response();
     };
-    match members::remove(&state.core.db, &caller, form.user_id).await {
+    match members::remove(&state.core.db, &caller, form.user_id, chrono::Utc::now()).await {
         Ok(()) if form.user_id == caller.user.user_id => acting_in(&state, None, "/"),
         Ok(()) => to_settings("members=removed"),
         Err(error) => refused(&error),

@@ -33,7 +33,7 @@ pub async fn set_limit(
         },
     };
     let hard_cap = form.hard_cap.is_some();
-    match spending::set_limit(&state.core.db, &caller, limit, hard_cap).await {
+    match spending::set_limit(&state.core.db, &caller, limit, hard_cap, chrono::Utc::now()).await {
         Ok(()) => {
             if let Err(e) = spending::check(
                 &state.core.db,

@@ -253,7 +253,7 @@ async fn an_invitation_is_accepted_once_by_the_person_invited_before_it_expires(
     members::invite(&db, &bob_admin, "dave@example.com", Role::Member, now)
         .await
         .expect("an admin invites a member");
-    members::change_role(&db, &alice, bob_user.user_id, Role::Member)
+    members::change_role(&db, &alice, bob_user.user_id, Role::Member, Utc::now())
         .await
         .expect("demoted");
     let bob_member = caller_in(&db, &bob.email, owner.workspace_id).await;
@@ -286,12 +286,13 @@ async fn a_workspace_always_keeps_an_owner_even_when_two_changes_race(db: PgPool
     let alice = caller_in(&db, &owner.email, owner.workspace_id).await;
 
     // The only owner can neither step down nor leave.
-    let demote_self = members::change_role(&db, &alice, alice.user.user_id, Role::Admin).await;
+    let demote_self =
+        members::change_role(&db, &alice, alice.user.user_id, Role::Admin, Utc::now()).await;
     assert!(
         matches!(demote_self, Err(MemberError::LastOwner)),
         "{demote_self:?}"
     );
-    let leave = members::remove(&db, &alice, alice.user.user_id).await;
+    let leave = members::remove(&db, &alice, alice.user.user_id, Utc::now()).await;
     assert!(matches!(leave, Err(MemberError::LastOwner)), "{leave:?}");
 
     let invitation = members::invite(&db, &alice, &other.email, Role::Owner, now)
@@ -306,8 +307,8 @@ async fn a_workspace_always_keeps_an_owner_even_when_two_changes_race(db: PgPool
 
     // Each owner demotes the other at the same moment: one wins, one owner stays.
     let (a, b) = tokio::join!(
-        members::change_role(&db, &alice, bob.user.user_id, Role::Admin),
-        members::change_role(&db, &bob, alice.user.user_id, Role::Admin),
+        members::change_role(&db, &alice, bob.user.user_id, Role::Admin, Utc::now()),
+        members::change_role(&db, &bob, alice.user.user_id, Role::Admin, Utc::now()),
     );
     assert!(a.is_ok() != b.is_ok(), "exactly one wins: {a:?} {b:?}");
     let owners: i64 = sqlx::query_scalar(
@@ -326,12 +327,12 @@ async fn a_workspace_always_keeps_an_owner_even_when_two_changes_race(db: PgPool
         (bob, alice)
     };
     let loser = caller_in(&db, &loser.user.email, owner.workspace_id).await;
-    let removes_owner = members::remove(&db, &loser, winner.user.user_id).await;
+    let removes_owner = members::remove(&db, &loser, winner.user.user_id, Utc::now()).await;
     assert!(
         matches!(removes_owner, Err(MemberError::OwnersOnly)),
         "{removes_owner:?}"
     );
-    members::remove(&db, &loser, loser.user.user_id)
+    members::remove(&db, &loser, loser.user.user_id, Utc::now())
         .await
         .expect("an admin leaves");
     assert_eq!(
@@ -386,4 +387,131 @@ async fn every_server_function_but_signing_in_and_out_refuses_a_caller_without_a
         assert_eq!(status, 401, "{path} answered without a session: {body}");
         assert!(body.contains("SignInRequired"), "{path}: {body}");
     }
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn the_audit_log_shows_owners_and_admins_who_changed_what_and_members_nothing(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let owner = customer(&app, "audit-owner").await;
+    let bob = customer(&app, "audit-bob").await;
+    let post = |path: &str, form: Vec<(&str, String)>| {
+        owner
+            .browser
+            .post(format!("{}{path}", app.address))
+            .form(&form)
+            .send()
+    };
+    // Through the routes the Settings and Add-ons pages post to.
+    let invited = post(
+        "/settings/members/invite",
+        vec![("email", bob.email.clone()), ("role", "member".to_owned())],
+    )
+    .await
+    .expect("invite");
+    assert!(location(&invited).starts_with("/settings?invitation="));
+    // Bob follows the e-mailed link, which the outbox holds for him.
+    let link = app.newest_link_to(&bob.email).await;
+    let token = link.rsplit_once("token=").expect("token").1.to_owned();
+    let joined = bob
+        .browser
+        .post(format!("{}/join", app.address))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .expect("join");
+    assert_eq!(location(&joined), "/");
+    let bob_id: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM users WHERE email_normalized = lower($1)")
+            .bind(&bob.email)
+            .fetch_one(&db)
+            .await
+            .expect("bob");
+    post(
+        "/settings/members/role",
+        vec![
+            ("user_id", bob_id.to_string()),
+            ("role", "admin".to_owned()),
+        ],
+    )
+    .await
+    .expect("role");
+    post(
+        "/settings/spending-limit",
+        vec![
+            ("limit", "250.00".to_owned()),
+            ("hard_cap", "on".to_owned()),
+        ],
+    )
+    .await
+    .expect("limit");
+    post(
+        "/settings/members/role",
+        vec![
+            ("user_id", bob_id.to_string()),
+            ("role", "member".to_owned()),
+        ],
+    )
+    .await
+    .expect("role");
+
+    let log: serde_json::Value = app
+        .call(&owner.browser, "audit-log", &[])
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    let seen: Vec<(String, String, String)> = log
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| {
+            (
+                e["actor"].as_str().unwrap_or_default().to_owned(),
+                e["action"].as_str().unwrap_or_default().to_owned(),
+                e["detail"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let (o, b) = (owner.email.clone(), bob.email.clone());
+    assert_eq!(
+        seen,
+        [
+            (
+                o.clone(),
+                "member.role_changed".to_owned(),
+                format!("changed {b} from admin to member")
+            ),
+            (
+                o.clone(),
+                "spending_limit.changed".to_owned(),
+                "set the monthly spending limit to $250.00, a hard cap".to_owned()
+            ),
+            (
+                o.clone(),
+                "member.role_changed".to_owned(),
+                format!("changed {b} from member to admin")
+            ),
+            (
+                b.clone(),
+                "member.joined".to_owned(),
+                "accepted the invitation and joined as member".to_owned()
+            ),
+            (
+                o.clone(),
+                "member.invited".to_owned(),
+                format!("invited {b} as member")
+            ),
+        ]
+    );
+    // Bob, a member again (acting in the owner's workspace he joined last), reads none of it.
+    let switched = bob
+        .browser
+        .post(format!("{}/workspaces/switch", app.address))
+        .form(&[("workspace", owner.workspace_id.to_string())])
+        .send()
+        .await
+        .expect("switch");
+    assert_eq!(location(&switched), "/");
+    let refused = app.call(&bob.browser, "audit-log", &[]).await;
+    assert_eq!(refused.status(), 403);
 }

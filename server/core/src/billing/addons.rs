@@ -263,6 +263,14 @@ pub async fn turn_on(
     .execute(&mut *tx)
     .await?;
     crate::admission::request_pass(&mut tx).await?;
+    crate::workspaces::audit::record(
+        &mut tx,
+        caller,
+        "addon.turned_on",
+        &format!("turned on the {} add-on", addon.name()),
+        now,
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(%workspace_id, addon = addon.key(), "add-on on");
     Ok(())
@@ -276,7 +284,8 @@ pub async fn cancel(
     now: DateTime<Utc>,
 ) -> Result<(), AddonError> {
     may_change(caller)?;
-    sqlx::query!(
+    let mut tx = db.begin().await?;
+    let cancelled = sqlx::query!(
         "UPDATE workspace_addons SET cancelled_at = $3, ends_at = $4
          WHERE workspace_id = $1 AND addon = $2 AND cancelled_at IS NULL",
         caller.member.workspace_id,
@@ -284,8 +293,24 @@ pub async fn cancel(
         now,
         start_of_next_month(now),
     )
-    .execute(db)
-    .await?;
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if cancelled > 0 {
+        crate::workspaces::audit::record(
+            &mut tx,
+            caller,
+            "addon.cancelled",
+            &format!(
+                "cancelled the {} add-on (on until {})",
+                addon.name(),
+                start_of_next_month(now).format("%Y-%m-%d")
+            ),
+            now,
+        )
+        .await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 
@@ -337,6 +362,24 @@ pub async fn set_extra_slots(
             start_of_next_month(now),
         )
         .execute(&mut *tx)
+        .await?;
+    }
+    if slots != current {
+        let when = if slots > current {
+            "now".to_owned()
+        } else {
+            format!("from {}", start_of_next_month(now).format("%Y-%m-%d"))
+        };
+        crate::workspaces::audit::record(
+            &mut tx,
+            caller,
+            "slots.changed",
+            &format!(
+                "set extra {} slots from {current} to {slots} ({when})",
+                class.key()
+            ),
+            now,
+        )
         .await?;
     }
     tx.commit().await?;

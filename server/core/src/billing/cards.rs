@@ -232,7 +232,18 @@ pub async fn complete_checkout(
         return Ok(CheckoutOutcome::NotFinished);
     }
     match sync_cards(db, stripe, &customer, now).await? {
-        Synced::Cards { cards, .. } => Ok(CheckoutOutcome::CardAdded { cards }),
+        Synced::Cards { cards, .. } => {
+            let mut conn = db.acquire().await?;
+            crate::workspaces::audit::record(
+                &mut conn,
+                caller,
+                "card.added",
+                &format!("added a card in Checkout ({cards} on file)"),
+                now,
+            )
+            .await?;
+            Ok(CheckoutOutcome::CardAdded { cards })
+        }
         Synced::UnknownCustomer => Err(CardError::OtherWorkspace),
     }
 }

@@ -73,6 +73,7 @@ pub async fn set_limit(
     caller: &Caller,
     limit: Option<i64>,
     hard_cap: bool,
+    now: DateTime<Utc>,
 ) -> Result<(), SpendingError> {
     if !matches!(caller.member.role, Role::Owner | Role::Admin) {
         return Err(SpendingError::NotAllowed);
@@ -88,6 +89,20 @@ pub async fn set_limit(
         .execute(&mut *tx)
         .await?;
     crate::admission::request_pass(&mut tx).await?;
+    let detail = match limit {
+        Some(limit) => format!(
+            "set the monthly spending limit to ${}{}",
+            crate::money::dollars(limit, 2),
+            if hard_cap {
+                ", a hard cap"
+            } else {
+                ", alerts only"
+            }
+        ),
+        None => "removed the monthly spending limit".to_owned(),
+    };
+    crate::workspaces::audit::record(&mut tx, caller, "spending_limit.changed", &detail, now)
+        .await?;
     tx.commit().await?;
     Ok(())
 }

@@ -256,17 +256,18 @@ struct UserInstallationAccount {
 /// Finishes "Connect GitHub" for the signed-in session: checks the caller may (an owner or admin
 /// of the workspace) and the state, then (for an install or an update) confirms with the user's
 /// token that the user can access the installation, and links it to the state's workspace.
-/// `member` is the caller's membership of their workspace, which the state must name.
-#[tracing::instrument(skip_all, fields(workspace_id = %member.workspace_id))]
+/// `caller` acts in their workspace, which the state must name.
+#[tracing::instrument(skip_all, fields(workspace_id = %caller.member.workspace_id))]
 pub async fn complete_setup(
     db: &PgPool,
     github: &GitHubApp,
     state_key: &[u8],
     session_token: &str,
-    member: &crate::workspaces::Membership,
+    caller: &crate::workspaces::Caller,
     setup: &SetupReturn,
     now: DateTime<Utc>,
 ) -> Result<SetupOutcome, SetupError> {
+    let member = &caller.member;
     if !member.role.may_manage() {
         return Err(SetupError::NotAllowed);
     }
@@ -328,6 +329,14 @@ pub async fn complete_setup(
             .as_ref()
             .map(|(login, kind)| (login.as_str(), kind.as_str())),
         found.suspended_at.is_some(),
+        now,
+    )
+    .await?;
+    crate::workspaces::audit::record(
+        &mut guard,
+        caller,
+        "github.connected",
+        &format!("connected the GitHub account {account} (installation {installation_id})"),
         now,
     )
     .await?;

@@ -148,6 +148,7 @@ pub async fn invite(
     rand::thread_rng().fill_bytes(&mut secret);
     let token = hex::encode(secret);
     let expires_at = now + INVITATION_LIFETIME;
+    let mut tx = db.begin().await?;
     sqlx::query(
         "INSERT INTO workspace_invitations (token_hash, workspace_id, email_normalized, role,
              invited_by, created_at, expires_at)
@@ -160,8 +161,39 @@ pub async fn invite(
     .bind(caller.user.user_id)
     .bind(now)
     .bind(expires_at)
-    .execute(db)
+    .execute(&mut *tx)
     .await?;
+    sqlx::query(
+        "INSERT INTO outbox_emails (id, to_address, subject, body, link_path, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(Uuid::new_v4())
+    .bind(email.as_str())
+    .bind(format!(
+        "{} invited you to {} on Tenki",
+        caller.user.email, caller.member.workspace_name
+    ))
+    .bind(format!(
+        "{} invited you to the Tenki workspace {} as {}. Open this link to join; it works once, for {} days, for {}.",
+        caller.user.email,
+        caller.member.workspace_name,
+        role.as_str(),
+        INVITATION_LIFETIME.num_days(),
+        email.as_str(),
+    ))
+    .bind(format!("/join?token={token}"))
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    crate::workspaces::audit::record(
+        &mut tx,
+        caller,
+        "member.invited",
+        &format!("invited {} as {}", email.as_str(), role.as_str()),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
     Ok(Invitation {
         token,
         email: email.as_str().to_owned(),
@@ -230,6 +262,16 @@ pub async fn accept(
         .bind(now)
         .execute(&mut *tx)
         .await?;
+    super::audit::record_by(
+        &mut tx,
+        workspace_id,
+        Some(user.user_id),
+        &user.email,
+        "member.joined",
+        &format!("accepted the invitation and joined as {role}"),
+        now,
+    )
+    .await?;
     tx.commit().await?;
     super::membership(db, user.user_id, workspace_id)
         .await?
@@ -242,6 +284,7 @@ pub async fn change_role(
     caller: &Caller,
     user_id: Uuid,
     role: Role,
+    now: DateTime<Utc>,
 ) -> Result<(), MemberError> {
     let mut tx = db.begin().await?;
     let roles = lock_members(&mut tx, caller.member.workspace_id).await?;
@@ -258,13 +301,43 @@ pub async fn change_role(
         .bind(role.as_str())
         .execute(&mut *tx)
         .await?;
+    if current != role {
+        let whom = email_of(&mut tx, user_id).await?;
+        super::audit::record(
+            &mut tx,
+            caller,
+            "member.role_changed",
+            &format!(
+                "changed {whom} from {} to {}",
+                current.as_str(),
+                role.as_str()
+            ),
+            now,
+        )
+        .await?;
+    }
     tx.commit().await?;
     Ok(())
 }
 
+async fn email_of(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    user_id: Uuid,
+) -> Result<String, sqlx::Error> {
+    sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_one(&mut **tx)
+        .await
+}
+
 /// Removes member `user_id` from the caller's workspace; removing oneself is leaving, which
 /// every role may do, unless they are its last owner.
-pub async fn remove(db: &PgPool, caller: &Caller, user_id: Uuid) -> Result<(), MemberError> {
+pub async fn remove(
+    db: &PgPool,
+    caller: &Caller,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), MemberError> {
     let mut tx = db.begin().await?;
     let roles = lock_members(&mut tx, caller.member.workspace_id).await?;
     let acting = role_of(&roles, caller.user.user_id).map_err(|_| MemberError::NotAllowed)?;
@@ -280,6 +353,19 @@ pub async fn remove(db: &PgPool, caller: &Caller, user_id: Uuid) -> Result<(), M
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
+    let (action, detail) = if user_id == caller.user.user_id {
+        (
+            "member.left",
+            format!("left the workspace ({})", current.as_str()),
+        )
+    } else {
+        let whom = email_of(&mut tx, user_id).await?;
+        (
+            "member.removed",
+            format!("removed {whom} ({})", current.as_str()),
+        )
+    };
+    super::audit::record(&mut tx, caller, action, &detail, now).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -9,6 +9,7 @@ use crate::ledger::{self, Ledger, LedgerError};
 use crate::money::convert;
 use crate::usage;
 
+pub mod audit;
 pub mod members;
 
 /// What a member may do in a workspace.
