@@ -46,7 +46,7 @@ pub async fn audit_log() -> Result<Vec<AuditRow>, AppError> {
     )
 }
 
-/// The Audit log section; members, whom the server refuses, see nothing of it.
+/// The Audit log section (Settings shows it to owners and admins; the server refuses members).
 #[component]
 pub fn AuditLog() -> impl IntoView {
     let data = Resource::new(|| (), |()| audit_log());

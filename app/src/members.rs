@@ -130,6 +130,15 @@ pub fn Members() -> impl IntoView {
                 }}
             </Suspense>
         </section>
+        // The audit log is for those who change the workspace: members do not even ask for it.
+        <Suspense fallback=|| ()>
+            {move || Suspend::new(async move {
+                match data.await {
+                    Ok(view) if view.can_manage => view! { <crate::audit::AuditLog/> }.into_any(),
+                    _ => ().into_any(),
+                }
+            })}
+        </Suspense>
     }
 }
 

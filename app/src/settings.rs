@@ -91,7 +91,6 @@ pub fn SettingsPage() -> impl IntoView {
             })}
         </Suspense>
         <crate::members::Members/>
-        <crate::audit::AuditLog/>
     }
 }
 
