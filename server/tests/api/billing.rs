@@ -36,7 +36,7 @@ async fn billing(app: &TestApp, customer: &Customer) -> Value {
 }
 
 /// "Add a card" → the double's Checkout page: the session's address.
-async fn open_checkout(app: &TestApp, customer: &Customer) -> String {
+pub(crate) async fn open_checkout(app: &TestApp, customer: &Customer) -> String {
     let response = customer
         .browser
         .post(format!("{}/billing/add-card", app.address))
@@ -52,7 +52,11 @@ async fn open_checkout(app: &TestApp, customer: &Customer) -> String {
 }
 
 /// Types `card` into Checkout and submits, as the browser does; the response.
-async fn submit_card(customer: &Customer, checkout: &str, card: &str) -> reqwest::Response {
+pub(crate) async fn submit_card(
+    customer: &Customer,
+    checkout: &str,
+    card: &str,
+) -> reqwest::Response {
     customer
         .browser
         .post(checkout)

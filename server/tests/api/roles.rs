@@ -515,3 +515,125 @@ async fn the_audit_log_shows_owners_and_admins_who_changed_what_and_members_noth
     let refused = app.call(&bob.browser, "audit-log", &[]).await;
     assert_eq!(refused.status(), 403);
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn an_owner_of_one_workspace_reaches_nothing_of_another_by_its_ids(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let a = customer(&app, "tenant-a").await;
+    let b = customer(&app, "tenant-b").await;
+    let b_owner: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM users WHERE email_normalized = lower($1)")
+            .bind(&b.email)
+            .fetch_one(&db)
+            .await
+            .expect("b's owner");
+    let post = |path: &str, form: Vec<(&str, String)>| {
+        a.browser
+            .post(format!("{}{path}", app.address))
+            .form(&form)
+            .send()
+    };
+    let roles_of_b = || async {
+        sqlx::query_as::<_, (uuid::Uuid, String)>(
+            "SELECT user_id, role FROM workspace_members WHERE workspace_id = $1",
+        )
+        .bind(b.workspace_id)
+        .fetch_all(&db)
+        .await
+        .expect("members")
+    };
+    let before = roles_of_b().await;
+
+    // Switching to B (the form, or a hand-made cookie): A stays in their own workspace.
+    let switched = post(
+        "/workspaces/switch",
+        vec![("workspace", b.workspace_id.to_string())],
+    )
+    .await
+    .expect("switch");
+    assert_eq!(location(&switched), "/");
+    let session = tenki_core::identity::sign_in(
+        &db,
+        &a.email,
+        "a long enough password",
+        "127.0.0.1",
+        Utc::now(),
+    )
+    .await
+    .expect("signed in");
+    let forged = app
+        .client
+        .post(format!("{}/api/overview", app.address))
+        .header(
+            "cookie",
+            format!(
+                "tenki_session={}; tenki_workspace={}",
+                session.token, b.workspace_id
+            ),
+        )
+        .send()
+        .await
+        .expect("overview");
+    let overview: serde_json::Value = forged.json().await.expect("JSON");
+    assert_eq!(overview["workspace_name"], "tenant-a", "{overview}");
+
+    // B's owner by id: neither demoted nor removed from A's Settings.
+    let demote = post(
+        "/settings/members/role",
+        vec![
+            ("user_id", b_owner.to_string()),
+            ("role", "member".to_owned()),
+        ],
+    )
+    .await
+    .expect("role");
+    assert_eq!(
+        location(&demote),
+        "/settings?members_error=not_a_member#members"
+    );
+    let remove = post(
+        "/settings/members/remove",
+        vec![("user_id", b_owner.to_string())],
+    )
+    .await
+    .expect("remove");
+    assert_eq!(
+        location(&remove),
+        "/settings?members_error=not_a_member#members"
+    );
+    assert_eq!(roles_of_b().await, before);
+
+    // B's Checkout session, returned to from A's browser: refused, no card for either.
+    let checkout = crate::billing::open_checkout(&app, &b).await;
+    let session_id = checkout.rsplit('/').next().expect("session id").to_owned();
+    let returned = a
+        .browser
+        .get(format!(
+            "{}/billing/card-added?session_id={session_id}",
+            app.address
+        ))
+        .send()
+        .await
+        .expect("return");
+    assert_eq!(location(&returned), "/billing?card=other_workspace");
+    let cards: i64 = sqlx::query_scalar("SELECT count(*) FROM cards")
+        .fetch_one(&db)
+        .await
+        .expect("cards");
+    assert_eq!(cards, 0);
+
+    // B's audit log is B's: A's reading shows only A's events.
+    let log: serde_json::Value = app
+        .call(&a.browser, "audit-log", &[])
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert!(
+        log.as_array()
+            .expect("events")
+            .iter()
+            .all(|e| e["actor"] != b.email.as_str()),
+        "{log}"
+    );
+}
