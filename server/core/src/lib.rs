@@ -15,7 +15,7 @@ pub mod db;
 pub mod demo;
 /// The GitHub App: API client, webhook intake, event processing, onboarding, safety nets.
 pub mod github;
-/// People, sessions, sign-in limits.
+/// People, sessions, sign-in limits, e-mail confirmation, the free-grant registry.
 pub mod identity;
 /// The jobs a workspace ran, as the Jobs and Runners pages list them.
 pub mod jobs;
@@ -33,7 +33,7 @@ pub mod retention;
 pub mod runners;
 /// Read models of usage: the Usage page, the CSV, projections.
 pub mod usage;
-/// Workspaces, members and roles, the Overview figures.
+/// Workspaces, members and roles, the audit log, the Overview figures.
 pub mod workspaces;
 
 pub use sqlx::PgPool;
