@@ -31,10 +31,12 @@ CREATE TABLE outbox_emails (
     link_path   text NOT NULL,
     created_at  timestamptz NOT NULL,
     sent_at     timestamptz,
+    -- A sender claims an e-mail until then: two runs of the cron never send it twice.
+    try_after   timestamptz NOT NULL,
     attempts    integer NOT NULL DEFAULT 0,
     last_error  text
 );
-CREATE INDEX outbox_emails_to_send ON outbox_emails (created_at) WHERE sent_at IS NULL;
+CREATE INDEX outbox_emails_to_send ON outbox_emails (try_after) WHERE sent_at IS NULL;
 CREATE INDEX outbox_emails_to_address ON outbox_emails (to_address, created_at);
 
 CREATE TABLE free_grant_keys (

@@ -216,3 +216,44 @@ async fn an_smtp_server_that_is_down_leaves_the_notification_to_try_again(db: Pg
     assert_eq!((emailed, attempts), (None, 1));
     assert!(error.is_some_and(|e| !e.is_empty()));
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn two_senders_at_once_send_a_confirmation_link_once(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let now = chrono::Utc::now();
+    tenki_core::identity::sign_up(
+        &db,
+        &app.core.ledger,
+        "once@example.com",
+        "a long enough password",
+        "Once",
+        &tenki_core::identity::SignUpClient::LOCAL,
+        now,
+    )
+    .await
+    .expect("sign-up");
+    let mailer = tenki_core::billing::mail::Mailer::Log {
+        dashboard_url: app.address.clone(),
+    };
+    let (a, b) = tokio::join!(
+        tenki_core::billing::mail::send_outbox(&db, &mailer, now),
+        tenki_core::billing::mail::send_outbox(&db, &mailer, now),
+    );
+    // (The test server's own cron may be the one that sends it: one claim in all, either way.)
+    let sent = a.expect("first").sent + b.expect("second").sent;
+    assert!(sent <= 1, "{sent}");
+    // And a later tick finds nothing left to send.
+    let later =
+        tenki_core::billing::mail::send_outbox(&db, &mailer, now + chrono::Duration::minutes(10))
+            .await
+            .expect("later");
+    assert_eq!(later.sent, 0);
+    let (attempts, sent_at): (i32, Option<chrono::DateTime<chrono::Utc>>) = sqlx::query_as(
+        "SELECT attempts, sent_at FROM outbox_emails WHERE to_address = 'once@example.com'",
+    )
+    .fetch_one(&db)
+    .await
+    .expect("outbox");
+    assert_eq!(attempts, 1);
+    assert!(sent_at.is_some());
+}

@@ -201,14 +201,19 @@ pub async fn send_outbox(
         Mailer::Off => return Ok(Sent::default()),
         Mailer::Smtp { dashboard_url, .. } | Mailer::Log { dashboard_url } => dashboard_url,
     };
+    // Claimed for a few minutes before sending: a second run meanwhile (the cron and sign-up's
+    // "send now") skips them rather than sending them twice.
     let pending: Vec<OutboxEmail> = sqlx::query_as(
-        "SELECT id, to_address, subject, body, link_path FROM outbox_emails
-         WHERE sent_at IS NULL AND attempts < $1 AND created_at > $2
-         ORDER BY created_at LIMIT $3",
+        "UPDATE outbox_emails SET try_after = $4 + interval '5 minutes', attempts = attempts + 1
+         WHERE id IN (SELECT id FROM outbox_emails
+                      WHERE sent_at IS NULL AND attempts < $1 AND created_at > $2 AND try_after <= $4
+                      ORDER BY try_after LIMIT $3 FOR UPDATE SKIP LOCKED)
+         RETURNING id, to_address, subject, body, link_path",
     )
     .bind(MAX_ATTEMPTS)
     .bind(now - Duration::days(FRESH_FOR_DAYS))
     .bind(PER_TICK)
+    .bind(now)
     .fetch_all(db)
     .await?;
     let mut report = Sent::default();
@@ -238,8 +243,9 @@ pub async fn send_outbox(
             Mailer::Off => Ok(()),
         };
         let error = outcome.err();
+        // A failed one is tried again on the next tick.
         sqlx::query(
-            "UPDATE outbox_emails SET attempts = attempts + 1, last_error = $3,
+            "UPDATE outbox_emails SET last_error = $3, try_after = $2,
                  sent_at = CASE WHEN $3::text IS NULL THEN $2 END
              WHERE id = $1",
         )

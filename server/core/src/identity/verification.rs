@@ -82,8 +82,8 @@ pub async fn send_link(
     .execute(&mut *tx)
     .await?;
     sqlx::query(
-        "INSERT INTO outbox_emails (id, to_address, subject, body, link_path, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO outbox_emails (id, to_address, subject, body, link_path, created_at, try_after)
+         VALUES ($1, $2, $3, $4, $5, $6, $6)",
     )
     .bind(Uuid::new_v4())
     .bind(&email)
