@@ -453,6 +453,21 @@ async fn the_audit_log_shows_owners_and_admins_who_changed_what_and_members_noth
     )
     .await
     .expect("role");
+    // Support adds $25.00 of promotional credit (`tenki admin promo-credit`).
+    tenki_core::ledger::adjustments::promotional_credit(
+        &db,
+        &app.core.ledger,
+        owner.workspace_id,
+        25 * 100_000_000,
+        "welcome",
+        &tenki_core::ledger::adjustments::AdminRequest {
+            admin_email: "support@tenki.test".to_owned(),
+            reason: "a late runner".to_owned(),
+        },
+        Utc::now(),
+    )
+    .await
+    .expect("credit");
 
     let log: serde_json::Value = app
         .call(&owner.browser, "audit-log", &[])
@@ -476,6 +491,11 @@ async fn the_audit_log_shows_owners_and_admins_who_changed_what_and_members_noth
     assert_eq!(
         seen,
         [
+            (
+                "Tenki support (support@tenki.test)".to_owned(),
+                "admin.promo_credit".to_owned(),
+                "added promotional credit: $25.00 (reason: a late runner)".to_owned()
+            ),
             (
                 o.clone(),
                 "member.role_changed".to_owned(),

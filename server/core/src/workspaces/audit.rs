@@ -1,8 +1,8 @@
 //! The audit log: who changed what in a workspace, and when. Every change owners and admins make
 //! (members, GitHub connections, cards, add-ons, slots, the spending limit) records one event in
 //! the transaction of the change, so a change is never without its record nor a record without
-//! its change; operators' changes are in `admin_audit` with their reason. Owners and admins read
-//! both, merged, on Settings.
+//! its change; operators' changes are in `admin_audit` and `ledger_adjustments` with their reason.
+//! Owners and admins read them all, merged, on Settings.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -85,7 +85,8 @@ pub async fn newest(db: &PgPool, caller: &Caller) -> Result<Vec<AuditEvent>, Aud
     if caller.member.role == Role::Member {
         return Err(AuditError::NotAllowed);
     }
-    // Operators' changes (`tenki admin …`) are kept, with their reason, in `admin_audit`.
+    // Operators' changes (`tenki admin …`) are kept, with their reason, in `admin_audit` (prices,
+    // discounts, annual prepayments) and `ledger_adjustments` (reversals, promotional credit).
     Ok(sqlx::query_as(
         "SELECT at, actor, action, detail FROM (
              SELECT at, actor, action, detail, id AS tie FROM audit_events WHERE workspace_id = $1
@@ -93,6 +94,14 @@ pub async fn newest(db: &PgPool, caller: &Caller) -> Result<Vec<AuditEvent>, Aud
              SELECT at, 'Tenki support (' || admin_email || ')', 'admin.' || action,
                     detail || ' (reason: ' || reason || ')', 0
              FROM admin_audit WHERE workspace_id = $1
+             UNION ALL
+             SELECT created_at, 'Tenki support (' || admin_email || ')', 'admin.' || kind,
+                    CASE kind WHEN 'usage_reversal' THEN 'reversed the usage of job ' || job_key
+                              WHEN 'promo_credit' THEN 'added promotional credit'
+                              ELSE 'deducted promotional credit' END
+                    || ': $' || to_char(amount / 100000000.0, 'FM999999999990.00')
+                    || ' (reason: ' || reason || ')', 0
+             FROM ledger_adjustments WHERE workspace_id = $1
          ) events
          ORDER BY at DESC, tie DESC LIMIT $2",
     )
