@@ -500,9 +500,7 @@ async fn insert_session(
     user_id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<NewSession, sqlx::Error> {
-    let mut secret = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut secret);
-    let token = hex::encode(secret);
+    let token = new_secret_token();
     let expires_at = now + SESSION_LIFETIME;
     let hash = token_hash(&token);
     sqlx::query!(
@@ -522,8 +520,17 @@ async fn insert_session(
     })
 }
 
-fn token_hash(token: &str) -> [u8; 32] {
+/// The SHA-256 of a secret token (session, confirmation link, invitation): all the database
+/// keeps of it.
+pub(crate) fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
+}
+
+/// A new secret token: 32 random bytes, hex-encoded. Store only its [`token_hash`].
+pub(crate) fn new_secret_token() -> String {
+    let mut secret = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut secret);
+    hex::encode(secret)
 }
 
 /// An argon2id hash of a random password, verified against when the e-mail is unknown.

@@ -6,8 +6,6 @@
 //! cannot be forged, so it needs no signature, and a database leak yields no working link.
 
 use chrono::{DateTime, Duration, Utc};
-use rand::RngCore as _;
-use sha2::{Digest as _, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -67,14 +65,12 @@ pub async fn send_link(
     if recent >= MAX_LINKS_PER_HOUR {
         return Err(VerificationError::TooMany);
     }
-    let mut bytes = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    let token = hex::encode(bytes);
+    let token = super::new_secret_token();
     sqlx::query(
         "INSERT INTO email_verifications (token_hash, user_id, email_normalized, created_at, expires_at)
          VALUES ($1, $2, $3, $4, $5)",
     )
-    .bind(Sha256::digest(token.as_bytes()).to_vec())
+    .bind(super::token_hash(&token).as_slice())
     .bind(user_id)
     .bind(&normalized)
     .bind(now)
@@ -146,13 +142,13 @@ pub async fn verify(
     token: &str,
     now: DateTime<Utc>,
 ) -> Result<Verified, VerificationError> {
-    let hash = Sha256::digest(token.trim().as_bytes()).to_vec();
+    let hash = super::token_hash(token.trim());
     let mut tx = db.begin().await?;
     let link: Option<Link> = sqlx::query_as(
         "SELECT user_id, email_normalized, expires_at, used_at FROM email_verifications
          WHERE token_hash = $1 FOR UPDATE",
     )
-    .bind(&hash)
+    .bind(hash.as_slice())
     .fetch_optional(&mut *tx)
     .await?;
     let Some(Link {
@@ -182,7 +178,7 @@ pub async fn verify(
             return Err(VerificationError::AddressChanged);
         }
         sqlx::query("UPDATE email_verifications SET used_at = $2 WHERE token_hash = $1")
-            .bind(&hash)
+            .bind(hash.as_slice())
             .bind(now)
             .execute(&mut *tx)
             .await?;

@@ -4,8 +4,6 @@
 //! (each change locks the workspace's member rows first).
 
 use chrono::{DateTime, Duration, Utc};
-use rand::RngCore as _;
-use sha2::{Digest as _, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -144,9 +142,7 @@ pub async fn invite(
     if already {
         return Err(MemberError::AlreadyMember(email.as_str().to_owned()));
     }
-    let mut secret = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut secret);
-    let token = hex::encode(secret);
+    let token = crate::identity::new_secret_token();
     let expires_at = now + INVITATION_LIFETIME;
     let mut tx = db.begin().await?;
     sqlx::query(
@@ -154,7 +150,7 @@ pub async fn invite(
              invited_by, created_at, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
-    .bind(token_hash(&token).as_slice())
+    .bind(crate::identity::token_hash(&token).as_slice())
     .bind(caller.member.workspace_id)
     .bind(email.normalized())
     .bind(role.as_str())
@@ -224,7 +220,7 @@ pub async fn accept(
         "SELECT workspace_id, email_normalized, role, expires_at, accepted_at
          FROM workspace_invitations WHERE token_hash = $1 FOR UPDATE",
     )
-    .bind(token_hash(token.trim()).as_slice())
+    .bind(crate::identity::token_hash(token.trim()).as_slice())
     .fetch_optional(&mut *tx)
     .await?;
     let Some(StoredInvitation {
@@ -258,7 +254,7 @@ pub async fn accept(
     .execute(&mut *tx)
     .await?;
     sqlx::query("UPDATE workspace_invitations SET accepted_at = $2 WHERE token_hash = $1")
-        .bind(token_hash(token.trim()).as_slice())
+        .bind(crate::identity::token_hash(token.trim()).as_slice())
         .bind(now)
         .execute(&mut *tx)
         .await?;
@@ -414,8 +410,4 @@ fn owners(roles: &[(Uuid, Role)]) -> usize {
         .iter()
         .filter(|(_, role)| *role == Role::Owner)
         .count()
-}
-
-fn token_hash(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
 }
