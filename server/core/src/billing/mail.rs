@@ -72,6 +72,57 @@ impl Mailer {
             dashboard_url: dashboard_url.trim_end_matches('/').to_owned(),
         })
     }
+
+    /// The dashboard's address links in e-mail start with; `None` when e-mail is off.
+    fn dashboard_url(&self) -> Option<&str> {
+        match self {
+            Self::Smtp { dashboard_url, .. } | Self::Log { dashboard_url } => Some(dashboard_url),
+            Self::Off => None,
+        }
+    }
+
+    /// Sends one e-mail to `to`: through SMTP, or to the log in the sandbox.
+    async fn deliver(&self, to: &[String], subject: &str, body: String) -> Result<(), String> {
+        match self {
+            Self::Smtp {
+                transport, from, ..
+            } => send(transport, from, to, subject, body).await,
+            Self::Log { .. } => {
+                tracing::info!(
+                    to = to.join(", "),
+                    subject,
+                    "sandbox e-mail (TENKI_SMTP_URL unset): {body}"
+                );
+                Ok(())
+            }
+            Self::Off => Ok(()),
+        }
+    }
+}
+
+/// Puts an e-mail to one person in the outbox, in the caller's transaction; the e-mail cron sends
+/// it ([`send_outbox`]) with `link_path` made absolute after `body`.
+pub async fn queue_email(
+    conn: &mut sqlx::PgConnection,
+    to: &str,
+    subject: &str,
+    body: &str,
+    link_path: &str,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO outbox_emails (id, to_address, subject, body, link_path, created_at, try_after)
+         VALUES ($1, $2, $3, $4, $5, $6, $6)",
+    )
+    .bind(Uuid::new_v4())
+    .bind(to)
+    .bind(subject)
+    .bind(body)
+    .bind(link_path)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// One notification to e-mail, with its workspace's owners.
@@ -109,9 +160,8 @@ pub async fn send_pending(
     mailer: &Mailer,
     now: DateTime<Utc>,
 ) -> Result<Sent, MailError> {
-    let dashboard_url = match mailer {
-        Mailer::Off => return Ok(Sent::default()),
-        Mailer::Smtp { dashboard_url, .. } | Mailer::Log { dashboard_url } => dashboard_url,
+    let Some(dashboard_url) = mailer.dashboard_url() else {
+        return Ok(Sent::default());
     };
     let pending: Vec<Pending> = sqlx::query_as(
         "SELECT n.id, n.kind, n.message, w.name AS workspace,
@@ -136,20 +186,7 @@ pub async fn send_pending(
             "{}\n\nYour billing page: {dashboard_url}/billing\n\nYou receive this as an owner of the workspace {} on Tenki.\n",
             notification.message, notification.workspace
         );
-        let outcome = match mailer {
-            Mailer::Smtp {
-                transport, from, ..
-            } => send(transport, from, &notification.owners, &subject, body).await,
-            Mailer::Log { .. } => {
-                tracing::info!(
-                    to = notification.owners.join(", "),
-                    subject,
-                    "sandbox e-mail (TENKI_SMTP_URL unset): {body}"
-                );
-                Ok(())
-            }
-            Mailer::Off => Ok(()),
-        };
+        let outcome = mailer.deliver(&notification.owners, &subject, body).await;
         match outcome {
             Ok(()) => {
                 sqlx::query(
@@ -197,9 +234,8 @@ pub async fn send_outbox(
     mailer: &Mailer,
     now: DateTime<Utc>,
 ) -> Result<Sent, MailError> {
-    let dashboard_url = match mailer {
-        Mailer::Off => return Ok(Sent::default()),
-        Mailer::Smtp { dashboard_url, .. } | Mailer::Log { dashboard_url } => dashboard_url,
+    let Some(dashboard_url) = mailer.dashboard_url() else {
+        return Ok(Sent::default());
     };
     // Claimed for a few minutes before sending: a second run meanwhile (the cron and sign-up's
     // "send now") skips them rather than sending them twice.
@@ -219,29 +255,13 @@ pub async fn send_outbox(
     let mut report = Sent::default();
     for email in pending {
         let body = format!("{}\n\n{dashboard_url}{}\n", email.body, email.link_path);
-        let outcome = match mailer {
-            Mailer::Smtp {
-                transport, from, ..
-            } => {
-                send(
-                    transport,
-                    from,
-                    std::slice::from_ref(&email.to_address),
-                    &email.subject,
-                    body,
-                )
-                .await
-            }
-            Mailer::Log { .. } => {
-                tracing::info!(
-                    to = email.to_address,
-                    subject = email.subject,
-                    "sandbox e-mail (TENKI_SMTP_URL unset): {body}"
-                );
-                Ok(())
-            }
-            Mailer::Off => Ok(()),
-        };
+        let outcome = mailer
+            .deliver(
+                std::slice::from_ref(&email.to_address),
+                &email.subject,
+                body,
+            )
+            .await;
         let error = outcome.err();
         // A failed one is tried again on the next tick.
         sqlx::query(

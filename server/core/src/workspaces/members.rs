@@ -159,27 +159,24 @@ pub async fn invite(
     .bind(expires_at)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
-        "INSERT INTO outbox_emails (id, to_address, subject, body, link_path, created_at, try_after)
-         VALUES ($1, $2, $3, $4, $5, $6, $6)",
-    )
-    .bind(Uuid::new_v4())
-    .bind(email.as_str())
-    .bind(format!(
-        "{} invited you to {} on Tenki",
-        caller.user.email, caller.member.workspace_name
-    ))
-    .bind(format!(
-        "{} invited you to the Tenki workspace {} as {}. Open this link to join; it works once, for {} days, for {}.",
-        caller.user.email,
-        caller.member.workspace_name,
-        role.as_str(),
-        INVITATION_LIFETIME.num_days(),
+    crate::billing::mail::queue_email(
+        &mut tx,
         email.as_str(),
-    ))
-    .bind(format!("/join?token={token}"))
-    .bind(now)
-    .execute(&mut *tx)
+        &format!(
+            "{} invited you to {} on Tenki",
+            caller.user.email, caller.member.workspace_name
+        ),
+        &format!(
+            "{} invited you to the Tenki workspace {} as {}. Open this link to join; it works once, for {} days, for {}.",
+            caller.user.email,
+            caller.member.workspace_name,
+            role.as_str(),
+            INVITATION_LIFETIME.num_days(),
+            email.as_str(),
+        ),
+        &format!("/join?token={token}"),
+        now,
+    )
     .await?;
     crate::workspaces::audit::record(
         &mut tx,
