@@ -78,12 +78,7 @@ pub async fn overview() -> Result<OverviewData, AppError> {
             )
             .await
             .map_err(|e| AppError::internal_error(&e))?;
-            let verified = tenki_core::identity::verification::is_verified(
-                &context.core.db,
-                caller.user.user_id,
-            )
-            .await
-            .map_err(|e| AppError::internal_error(&e))?;
+            let verified = caller.user.email_verified;
             let free_minutes_waiting = match (overview.free_minutes_granted, overview.free_grant_refusal) {
                 (granted, _) if granted > 0 => None,
                 (_, Some(refusal)) => Some(refusal),

@@ -240,9 +240,15 @@ scheduled_task!(
     CheckSpendingLimits
 );
 scheduled_task!(
-    /// E-mails the owners the notifications, and people their verification links, not sent yet
-    /// (every minute, and at once after a link is made).
+    /// E-mails the owners the notifications, and people the outbox's e-mails, not sent yet
+    /// (every minute).
     SendNotificationEmails
+);
+scheduled_task!(
+    /// E-mails the outbox's e-mails to one person now (after a sign-up or a new confirmation
+    /// link). Only the outbox, whose rows are claimed before sending: running beside the
+    /// minute's [`SendNotificationEmails`] never sends anything twice.
+    SendOutboxEmails
 );
 scheduled_task!(
     /// Deletes what Tenki no longer keeps (daily): see [`crate::retention`].
@@ -322,6 +328,21 @@ impl TaskHandler for CheckSpendingLimits {
                 .await
                 .map_err(anyhow::Error::from),
         )?;
+        Ok::<(), String>(())
+    }
+}
+
+impl TaskHandler for SendOutboxEmails {
+    const IDENTIFIER: &'static str = "send_outbox_emails";
+
+    async fn run(self, ctx: WorkerContext) -> impl IntoTaskHandlerResult {
+        let core = core_of(&ctx)?;
+        let sent = crate::billing::mail::send_outbox(&core.db, &core.mailer, Utc::now())
+            .await
+            .map_err(|e| format!("sending the outbox: {e}"))?;
+        if sent != crate::billing::mail::Sent::default() {
+            tracing::info!(?sent, "personal e-mails");
+        }
         Ok::<(), String>(())
     }
 }
@@ -561,6 +582,7 @@ pub async fn stalled(db: &sqlx::PgPool, every: std::time::Duration) -> i64 {
         AdvanceInvoice::IDENTIFIER,
         CheckSpendingLimits::IDENTIFIER,
         SendNotificationEmails::IDENTIFIER,
+        SendOutboxEmails::IDENTIFIER,
         ReconcileRunners::IDENTIFIER,
         ProvisionRunner::IDENTIFIER,
         RemoveRunner::IDENTIFIER,
@@ -626,6 +648,7 @@ pub async fn worker(
         .define_job::<AdvanceInvoice>()
         .define_job::<CheckSpendingLimits>()
         .define_job::<SendNotificationEmails>()
+        .define_job::<SendOutboxEmails>()
         .define_job::<ReconcileRunners>()
         .define_job::<ProvisionRunner>()
         .define_job::<RemoveRunner>()

@@ -452,6 +452,7 @@ async fn only_owners_and_admins_change_billing(db: PgPool) {
         user: tenki_core::identity::SessionUser {
             user_id: uuid::Uuid::new_v4(),
             email: "member@roles-co.test".to_owned(),
+            email_verified: true,
         },
         member: Membership {
             workspace_id: customer.workspace_id,

@@ -175,6 +175,7 @@ async fn caller_in(db: &PgPool, email: &str, workspace_id: uuid::Uuid) -> Caller
         user: SessionUser {
             user_id,
             email: email.to_owned(),
+            email_verified: true,
         },
         member: workspaces::membership(db, user_id, workspace_id)
             .await

@@ -284,6 +284,8 @@ pub struct NewSession {
 pub struct SessionUser {
     pub user_id: Uuid,
     pub email: String,
+    /// They opened the confirmation link of their current address.
+    pub email_verified: bool,
 }
 
 /// What sign-up created.
@@ -472,9 +474,9 @@ pub async fn session_user(
     let hash = token_hash(token);
     let found = sqlx::query_as!(
         SessionUser,
-        "SELECT u.id AS user_id, u.email
+        r#"SELECT u.id AS user_id, u.email, u.email_verified_at IS NOT NULL AS "email_verified!"
          FROM sessions s JOIN users u ON u.id = s.user_id
-         WHERE s.token_hash = $1 AND s.expires_at > $2",
+         WHERE s.token_hash = $1 AND s.expires_at > $2"#,
         hash.as_slice(),
         now,
     )

@@ -77,20 +77,17 @@ pub async fn send_link(
     .bind(now + LINK_LIFETIME)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
-        "INSERT INTO outbox_emails (id, to_address, subject, body, link_path, created_at, try_after)
-         VALUES ($1, $2, $3, $4, $5, $6, $6)",
+    crate::billing::mail::queue_email(
+        tx,
+        &email,
+        "Confirm your e-mail address for Tenki",
+        &format!(
+            "Open this link to confirm your e-mail address and receive your 1,000 free minutes. It works for {} hours.",
+            LINK_LIFETIME.num_hours()
+        ),
+        &format!("/verify-email?token={token}"),
+        now,
     )
-    .bind(Uuid::new_v4())
-    .bind(&email)
-    .bind("Confirm your e-mail address for Tenki")
-    .bind(format!(
-        "Open this link to confirm your e-mail address and receive your 1,000 free minutes. It works for {} hours.",
-        LINK_LIFETIME.num_hours()
-    ))
-    .bind(format!("/verify-email?token={token}"))
-    .bind(now)
-    .execute(&mut *tx)
     .await?;
     Ok(token)
 }
@@ -103,9 +100,9 @@ pub async fn send_now(db: &PgPool) {
         crate::queue::enqueue(
             &mut conn,
             crate::queue::NewJob {
-                task: "send_notification_emails",
+                task: "send_outbox_emails",
                 payload: serde_json::json!({}),
-                job_key: Some("send-emails-now"),
+                job_key: Some("send-outbox-now"),
                 max_attempts: 3,
                 run_at: None,
             },
@@ -189,12 +186,4 @@ pub async fn verify(
     // finishes then.
     let grants = grants::decide_for_owner(db, ledger, user_id, now).await?;
     Ok(Verified { user_id, grants })
-}
-
-/// Whether `user_id` has verified their e-mail.
-pub async fn is_verified(db: &PgPool, user_id: Uuid) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT email_verified_at IS NOT NULL FROM users WHERE id = $1")
-        .bind(user_id)
-        .fetch_one(db)
-        .await
 }

@@ -148,11 +148,6 @@ pub async fn overview(
     .fetch_one(db)
     .await?;
     let left = ledger.free_vcpu_minutes_left(member.workspace_id).await?;
-    let free_grant_refusal: Option<String> =
-        sqlx::query_scalar("SELECT free_grant_refusal FROM workspaces WHERE id = $1")
-            .bind(member.workspace_id)
-            .fetch_one(db)
-            .await?;
     let month_to_date_amount = usage::month_to_date_amount(db, member.workspace_id, now).await?;
     let per_minute = ledger::VCPUS_PER_FREE_MINUTE;
     // The place in line is per job: the Overview counts jobs per reason without it.
@@ -175,7 +170,8 @@ pub async fn overview(
              EXISTS (SELECT 1 FROM github_jobs j
                      JOIN github_installations i ON i.installation_id = j.installation_id
                      WHERE i.workspace_id = $1) AS "first_job_sent!",
-             EXISTS (SELECT 1 FROM usage_daily WHERE workspace_id = $1) AS "first_job_ran!""#,
+             EXISTS (SELECT 1 FROM usage_daily WHERE workspace_id = $1) AS "first_job_ran!",
+             (SELECT free_grant_refusal FROM workspaces WHERE id = $1) AS free_grant_refusal"#,
         member.workspace_id,
     )
     .fetch_one(db)
@@ -191,7 +187,7 @@ pub async fn overview(
         free_minutes_left: convert::<u64, _>(left, || "free minutes left".to_owned())? / per_minute,
         free_minutes_granted: convert::<u64, _>(granted, || "free minutes granted".to_owned())?
             / per_minute,
-        free_grant_refusal,
+        free_grant_refusal: getting_started.free_grant_refusal,
         month_to_date_amount,
     })
 }
