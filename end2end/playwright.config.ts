@@ -5,6 +5,24 @@ import { defineConfig } from "@playwright/test";
 
 const localPort = 3100;
 const baseURL = process.env.BASE_URL ?? `http://127.0.0.1:${localPort}`;
+// A second server, signing people in through the Kratos double, for the "kratos" project.
+const kratosPort = 3101;
+const kratosURL = process.env.KRATOS_BASE_URL ?? `http://127.0.0.1:${kratosPort}`;
+
+/** The environment of a locally started server answering at `url`. */
+function serverEnv(url: string, port: number, extra: Record<string, string>): Record<string, string> {
+  return {
+    TENKI_ADDR: `127.0.0.1:${port}`,
+    TENKI_PUBLIC_URL: url,
+    TENKI_DATABASE_URL: process.env.TENKI_DATABASE_URL ?? "",
+    TENKI_TIGERBEETLE_ADDRESSES: process.env.TENKI_TIGERBEETLE_ADDRESSES ?? "",
+    TENKI_SITE_ROOT: process.env.TENKI_SITE_ROOT ?? "",
+    TENKI_LOG: "warn",
+    // Every test signs up from 127.0.0.1: above the default of 10 sign-ups an hour.
+    TENKI_SIGN_UPS_PER_ADDRESS: "1000",
+    ...extra,
+  };
+}
 
 export default defineConfig({
   testDir: "./tests",
@@ -33,24 +51,35 @@ export default defineConfig({
       ],
     },
   },
+  projects: [
+    // The whole suite with the built-in identity (the local default).
+    { name: "built-in", testIgnore: /kratos\.spec\.ts/ },
+    // Signing in through Ory Kratos (its double), on a server of its own and database of its own.
+    { name: "kratos", testMatch: /kratos\.spec\.ts/, use: { baseURL: kratosURL } },
+  ],
   webServer: process.env.BASE_URL
     ? undefined
-    : {
-        command: process.env.TENKI_E2E_SERVER ?? "../target/debug/tenki",
-        url: `${baseURL}/readyz`,
-        reuseExistingServer: false,
-        timeout: 60_000,
-        stdout: "pipe",
-        stderr: "pipe",
-        env: {
-          TENKI_ADDR: `127.0.0.1:${localPort}`,
-          TENKI_PUBLIC_URL: baseURL,
-          TENKI_DATABASE_URL: process.env.TENKI_DATABASE_URL ?? "",
-          TENKI_TIGERBEETLE_ADDRESSES: process.env.TENKI_TIGERBEETLE_ADDRESSES ?? "",
-          TENKI_SITE_ROOT: process.env.TENKI_SITE_ROOT ?? "",
-          TENKI_LOG: "warn",
-          // Every test signs up from 127.0.0.1: above the default of 10 sign-ups an hour.
-          TENKI_SIGN_UPS_PER_ADDRESS: "1000",
+    : [
+        {
+          command: process.env.TENKI_E2E_SERVER ?? "../target/debug/tenki",
+          url: `${baseURL}/readyz`,
+          reuseExistingServer: false,
+          timeout: 60_000,
+          stdout: "pipe",
+          stderr: "pipe",
+          env: serverEnv(baseURL, localPort, {}),
         },
-      },
+        {
+          command: process.env.TENKI_E2E_SERVER ?? "../target/debug/tenki",
+          url: `${kratosURL}/readyz`,
+          reuseExistingServer: false,
+          timeout: 60_000,
+          stdout: "pipe",
+          stderr: "pipe",
+          env: serverEnv(kratosURL, kratosPort, {
+            TENKI_DATABASE_URL: process.env.TENKI_KRATOS_DATABASE_URL ?? "",
+            TENKI_KRATOS_PUBLIC_URL: "sandbox",
+          }),
+        },
+      ],
 });

@@ -14,6 +14,11 @@ eval "$exports"
 # #[sqlx::test] creates a database per test from this URL.
 export DATABASE_URL="$TENKI_DATABASE_URL"
 export TENKI_TEST_TIGERBEETLE_ADDRESSES="$TENKI_TIGERBEETLE_ADDRESSES"
+# The browser tests' second server (signing in through the Kratos double) has a database of its own.
+pg_base=${TENKI_DATABASE_URL%/*}
+psql "$pg_base/postgres" -tAc "SELECT 1 FROM pg_database WHERE datname = 'tenki_kratos'" | grep -q 1 \
+  || psql "$pg_base/postgres" -qc "CREATE DATABASE tenki_kratos"
+export TENKI_KRATOS_DATABASE_URL="$pg_base/tenki_kratos"
 
 bash scripts/build.sh debug
 

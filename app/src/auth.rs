@@ -4,6 +4,7 @@ use leptos::prelude::*;
 use leptos_router::components::A;
 
 use crate::error::AppError;
+use crate::self_service::IdentityFlowPage;
 
 /// Creates an account with its workspace, e-mails the link that verifies the address (the 1,000
 /// free minutes come with it), signs in and opens the page asked for before (`next`, see [`return_path`]: an invitation link) or the Overview.
@@ -20,6 +21,7 @@ pub async fn sign_up(
         use tenki_core::identity::{self, SignUpError};
 
         let context = crate::server::context()?;
+        built_in_only(&context)?;
         let now = chrono::Utc::now();
         let address = crate::server::client_ip(&context).await;
         let client = identity::SignUpClient {
@@ -70,6 +72,7 @@ pub async fn resend_verification() -> Result<(), AppError> {
             use tenki_core::identity::verification::{self, VerificationError};
 
             let context = crate::server::context()?;
+            built_in_only(&context)?;
             let caller = crate::server::caller(&context).await?;
             let db = &context.core.db;
             let sent = async {
@@ -97,6 +100,19 @@ pub async fn resend_verification() -> Result<(), AppError> {
         }
         .await,
     )
+}
+
+/// Refuses the built-in identity's forms while Kratos signs people in: an account made or a
+/// session opened here would bypass Kratos (its second factor, its verification).
+#[cfg(feature = "ssr")]
+fn built_in_only(context: &crate::server::ServerContext) -> Result<(), AppError> {
+    match context.core.identity.kratos() {
+        None => Ok(()),
+        Some(_) => Err(AppError::refused(
+            crate::error::BUILT_IN_IDENTITY_OFF,
+            "Sign in through the sign-in page: this server signs people in with Ory Kratos.",
+        )),
+    }
 }
 
 /// `form` (the sign-in or sign-up page) keeping where to go afterwards, to show it again.
@@ -139,6 +155,7 @@ pub async fn sign_in(
         use tenki_core::identity::{self, SignInError};
 
         let context = crate::server::context()?;
+        built_in_only(&context)?;
         let ip = crate::server::client_ip(&context).await;
         let now = chrono::Utc::now();
         match identity::sign_in(&context.core.db, &email, &password, &ip, now).await {
@@ -213,12 +230,33 @@ pub async fn form_error() -> Result<Option<RefusedForm>, AppError> {
     Ok(crate::server::take_form_error(&context).await)
 }
 
-/// Ends the session and returns to the sign-in page.
+/// Ends the session and returns to the sign-in page. With Kratos, the answer is Kratos's
+/// sign-out address, which the page follows (Kratos ends its session, then returns to sign-in).
 #[server(prefix = "/api", endpoint = "sign-out")]
-pub async fn sign_out() -> Result<(), AppError> {
+pub async fn sign_out() -> Result<Option<String>, AppError> {
     crate::server::respond(
         async move {
             let context = crate::server::context()?;
+            if let Some(kratos) = context.core.identity.kratos() {
+                let headers: http::HeaderMap = leptos_axum::extract().await.unwrap_or_default();
+                let cookies = tenki_core::identity::kratos::cookies_for_kratos(
+                    headers
+                        .get_all(http::header::COOKIE)
+                        .iter()
+                        .filter_map(|value| value.to_str().ok()),
+                );
+                let back = format!("{}/sign-in", context.public_url);
+                let logout = kratos
+                    .logout_url(&cookies, &back)
+                    .await
+                    .map_err(|e| AppError::internal_error(&e))?;
+                kratos.forget(&cookies).await;
+                let to = logout.unwrap_or(back);
+                if crate::server::plain_form_post().await {
+                    leptos_axum::redirect(&to);
+                }
+                return Ok(Some(to));
+            }
             if let Some(token) = crate::server::session_token().await {
                 tenki_core::identity::sign_out(&context.core.db, &token)
                     .await
@@ -226,45 +264,25 @@ pub async fn sign_out() -> Result<(), AppError> {
             }
             crate::server::set_session_cookie(&context, "", 0);
             leptos_axum::redirect("/sign-in");
-            Ok(())
+            Ok(None)
         }
         .await,
     )
 }
 
-/// The sign-in page.
+/// The sign-in page: the built-in form, or Kratos's sign-in flow.
 #[component]
 pub fn SignInPage() -> impl IntoView {
-    let action = ServerAction::<SignIn>::new();
     let next = leptos_router::hooks::use_query_map().with_untracked(|q| q.get("next"));
     // Someone sent here by an invitation link may have no account yet: sign-up keeps the way.
     let sign_up_href = next.as_deref().map_or_else(
         || "/sign-up".to_owned(),
         |next| format!("/sign-up?next={}", crate::dashboard::query_value(next)),
     );
-    let refused = Resource::new(|| (), |()| form_error());
     view! {
         <leptos_meta::Title text="Sign in · Tenki"/>
         <AuthCard title="Sign in to Tenki">
-            <Suspense fallback=|| ()>
-                {move || {
-                    let next = next.clone();
-                    Suspend::new(async move {
-                        let refused = refused.await.ok().flatten();
-                        let email = RefusedForm::kept(refused.as_ref(), "email");
-                        view! {
-                            <RefusedWithoutJavaScript refused/>
-                            <ActionForm action=action attr:class="space-y-4">
-                                {next.map(|next| view! { <input type="hidden" name="next" value=next/> })}
-                                <Field label="E-mail" name="email" kind="email" autocomplete="email" value=email/>
-                                <Field label="Password" name="password" kind="password" autocomplete="current-password"/>
-                                <FormError result=Signal::derive(move || action.value().get())/>
-                                <SubmitButton label="Sign in" pending=action.pending()/>
-                            </ActionForm>
-                        }
-                    })
-                }}
-            </Suspense>
+            <IdentityFlowPage kind="login" built_in=built_in_sign_in/>
             <p class="mt-6 text-sm text-slate-600">
                 "New to Tenki? " <A href=sign_up_href attr:class="font-medium text-indigo-600 hover:underline">"Create an account"</A>
                 " and get 1,000 free minutes."
@@ -273,36 +291,41 @@ pub fn SignInPage() -> impl IntoView {
     }
 }
 
-/// The sign-up page.
-#[component]
-pub fn SignUpPage() -> impl IntoView {
-    let action = ServerAction::<SignUp>::new();
+/// The built-in identity's sign-in form.
+fn built_in_sign_in() -> impl IntoView {
+    let action = ServerAction::<SignIn>::new();
     let next = leptos_router::hooks::use_query_map().with_untracked(|q| q.get("next"));
     let refused = Resource::new(|| (), |()| form_error());
     view! {
+        <Suspense fallback=|| ()>
+            {move || {
+                let next = next.clone();
+                Suspend::new(async move {
+                    let refused = refused.await.ok().flatten();
+                    let email = RefusedForm::kept(refused.as_ref(), "email");
+                    view! {
+                        <RefusedWithoutJavaScript refused/>
+                        <ActionForm action=action attr:class="space-y-4">
+                            {next.map(|next| view! { <input type="hidden" name="next" value=next/> })}
+                            <Field label="E-mail" name="email" kind="email" autocomplete="email" value=email/>
+                            <Field label="Password" name="password" kind="password" autocomplete="current-password"/>
+                            <FormError result=Signal::derive(move || action.value().get())/>
+                            <SubmitButton label="Sign in" pending=action.pending()/>
+                        </ActionForm>
+                    }
+                })
+            }}
+        </Suspense>
+    }
+}
+
+/// The sign-up page: the built-in form, or Kratos's registration flow.
+#[component]
+pub fn SignUpPage() -> impl IntoView {
+    view! {
         <leptos_meta::Title text="Create your account · Tenki"/>
         <AuthCard title="Create your Tenki account">
-            <Suspense fallback=|| ()>
-                {move || {
-                    let next = next.clone();
-                    Suspend::new(async move {
-                        let refused = refused.await.ok().flatten();
-                        let workspace = RefusedForm::kept(refused.as_ref(), "workspace");
-                        let email = RefusedForm::kept(refused.as_ref(), "email");
-                        view! {
-                            <RefusedWithoutJavaScript refused/>
-                            <ActionForm action=action attr:class="space-y-4">
-                                {next.map(|next| view! { <input type="hidden" name="next" value=next/> })}
-                                <Field label="Workspace name" name="workspace" kind="text" autocomplete="organization" value=workspace/>
-                                <Field label="E-mail" name="email" kind="email" autocomplete="email" value=email/>
-                                <Field label="Password (at least 10 characters)" name="password" kind="password" autocomplete="new-password"/>
-                                <FormError result=Signal::derive(move || action.value().get())/>
-                                <SubmitButton label="Create account" pending=action.pending()/>
-                            </ActionForm>
-                        }
-                    })
-                }}
-            </Suspense>
+            <IdentityFlowPage kind="registration" built_in=built_in_sign_up/>
             <p class="mt-6 text-sm text-slate-600">
                 "Have an account? " <A href="/sign-in" attr:class="font-medium text-indigo-600 hover:underline">"Sign in"</A>
             </p>
@@ -310,8 +333,39 @@ pub fn SignUpPage() -> impl IntoView {
     }
 }
 
+/// The built-in identity's sign-up form.
+fn built_in_sign_up() -> impl IntoView {
+    let action = ServerAction::<SignUp>::new();
+    let next = leptos_router::hooks::use_query_map().with_untracked(|q| q.get("next"));
+    let refused = Resource::new(|| (), |()| form_error());
+    view! {
+        <Suspense fallback=|| ()>
+            {move || {
+                let next = next.clone();
+                Suspend::new(async move {
+                    let refused = refused.await.ok().flatten();
+                    let workspace = RefusedForm::kept(refused.as_ref(), "workspace");
+                    let email = RefusedForm::kept(refused.as_ref(), "email");
+                    view! {
+                        <RefusedWithoutJavaScript refused/>
+                        <ActionForm action=action attr:class="space-y-4">
+                            {next.map(|next| view! { <input type="hidden" name="next" value=next/> })}
+                            <Field label="Workspace name" name="workspace" kind="text" autocomplete="organization" value=workspace/>
+                            <Field label="E-mail" name="email" kind="email" autocomplete="email" value=email/>
+                            <Field label="Password (at least 10 characters)" name="password" kind="password" autocomplete="new-password"/>
+                            <FormError result=Signal::derive(move || action.value().get())/>
+                            <SubmitButton label="Create account" pending=action.pending()/>
+                        </ActionForm>
+                    }
+                })
+            }}
+        </Suspense>
+    }
+}
+
+/// The card around the sign-in, sign-up and verification forms.
 #[component]
-fn AuthCard(title: &'static str, children: Children) -> impl IntoView {
+pub fn AuthCard(title: &'static str, children: Children) -> impl IntoView {
     view! {
         <main class="flex min-h-screen items-center justify-center bg-slate-50 px-4 py-12">
             <div class="w-full max-w-md rounded-xl border border-slate-200 bg-white p-8 shadow-sm">

@@ -30,6 +30,9 @@ pub struct OverviewData {
     pub free_minutes_waiting: Option<String>,
     /// The caller has not confirmed their e-mail address: the Overview offers a new link.
     pub email_unverified: bool,
+    /// Kratos confirms addresses (with a code it e-mails): the Overview links to that page
+    /// rather than sending a link of Tenki's own.
+    pub verified_by_kratos: bool,
     /// Charged this month so far, formatted in dollars.
     pub month_to_date_cost: String,
     /// Unfinished jobs by what they are doing ("running", "waiting for a slot"), with counts.
@@ -82,6 +85,10 @@ pub async fn overview() -> Result<OverviewData, AppError> {
             let free_minutes_waiting = match (overview.free_minutes_granted, overview.free_grant_refusal) {
                 (granted, _) if granted > 0 => None,
                 (_, Some(refusal)) => Some(refusal),
+                _ if !verified && context.core.identity.kratos().is_some() => Some(format!(
+                    "Confirm your e-mail address to receive your 1,000 free minutes: we sent a code to {}.",
+                    caller.user.email
+                )),
                 _ if !verified => Some(format!(
                     "Confirm your e-mail address to receive your 1,000 free minutes: we sent a link to {}.",
                     caller.user.email
@@ -97,6 +104,7 @@ pub async fn overview() -> Result<OverviewData, AppError> {
                 free_minutes_granted: overview.free_minutes_granted,
                 free_minutes_waiting,
                 email_unverified: !verified,
+                verified_by_kratos: context.core.identity.kratos().is_some(),
                 month_to_date_cost: tenki_core::money::dollars(overview.month_to_date_amount, 2),
                 jobs_now: overview.jobs_now,
                 steps_done: [
@@ -130,6 +138,12 @@ const NAVIGATION: [(&str, &str); 7] = [
 pub fn DashboardLayout() -> impl IntoView {
     let me = Resource::new(|| (), |()| who_am_i());
     let sign_out = ServerAction::<SignOut>::new();
+    // With Kratos, signing out ends on Kratos's own address: a full page load.
+    Effect::new(move |_| {
+        if let Some(Ok(Some(url))) = sign_out.value().get() {
+            crate::self_service::leave_for(&url);
+        }
+    });
     let location = leptos_router::hooks::use_location();
     let sign_in = move || {
         sign_in_returning_to(
@@ -171,6 +185,9 @@ pub fn DashboardLayout() -> impl IntoView {
                                     </div>
                                 }.into_any(),
                                 Err(AppError::SignInRequired) => view! { <Redirect path=sign_in()/> }.into_any(),
+                                Err(error) if error.code() == crate::error::SECOND_FACTOR_REQUIRED => {
+                                    view! { <Redirect path=second_factor(sign_in())/> }.into_any()
+                                }
                                 Err(error) => view! { <ErrorNotice error/> }.into_any(),
                             }
                         })}
@@ -247,11 +264,12 @@ fn OverviewCards(data: OverviewData) -> impl IntoView {
     let exhausted = data.free_minutes_left == 0 && data.free_minutes_granted > 0;
     let waiting = data.free_minutes_waiting.clone();
     let email_unverified = data.email_unverified;
+    let by_kratos = data.verified_by_kratos;
     let cost = data.month_to_date_cost.clone();
     let jobs_now = data.jobs_now.clone();
     let steps_done = data.steps_done;
     view! {
-        {waiting.map(|why| view! { <FreeMinutesWaiting why offer_link=email_unverified/> })}
+        {waiting.map(|why| view! { <FreeMinutesWaiting why offer_link=email_unverified by_kratos/> })}
         {steps_done.contains(&false).then(|| view! { <GettingStarted done=steps_done/> })}
         <section class="mt-6 rounded-xl border border-slate-200 bg-white p-6 shadow-sm" data-testid="jobs-now">
             <h2 class="text-sm font-medium text-slate-500">"Jobs now"</h2>
@@ -293,7 +311,7 @@ fn OverviewCards(data: OverviewData) -> impl IntoView {
 /// Why the workspace has no free minutes yet; with a button for a new verification link while
 /// the caller's address is unconfirmed.
 #[component]
-fn FreeMinutesWaiting(why: String, offer_link: bool) -> impl IntoView {
+fn FreeMinutesWaiting(why: String, offer_link: bool, by_kratos: bool) -> impl IntoView {
     let resend = ServerAction::<crate::auth::ResendVerification>::new();
     let answer = move || {
         match resend.value().get() {
@@ -305,7 +323,10 @@ fn FreeMinutesWaiting(why: String, offer_link: bool) -> impl IntoView {
     view! {
         <div role="status" data-testid="free-minutes-waiting" class="mt-6 rounded-lg border border-indigo-200 bg-indigo-50 px-4 py-3 text-sm text-indigo-950">
             <p>{why}</p>
-            {offer_link.then(|| view! {
+            {(offer_link && by_kratos).then(|| view! {
+                <a href="/verification" class="mt-2 inline-block font-medium text-indigo-700 underline hover:text-indigo-900">"Enter the code"</a>
+            })}
+            {(offer_link && !by_kratos).then(|| view! {
                 <ActionForm action=resend attr:class="mt-2">
                     <button type="submit" class="font-medium text-indigo-700 underline hover:text-indigo-900">"Send the link again"</button>
                     {answer}
@@ -401,6 +422,15 @@ fn FreeMinutesCard(data: OverviewData) -> impl IntoView {
                 "They cover every runner type; after them, runners are billed per minute."
             </p>
         </section>
+    }
+}
+
+/// The sign-in page asking for the second factor, for the sign-in address `sign_in`.
+fn second_factor(sign_in: String) -> String {
+    if sign_in.contains('?') {
+        format!("{sign_in}&aal=aal2")
+    } else {
+        format!("{sign_in}?aal=aal2")
     }
 }
 

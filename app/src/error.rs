@@ -5,6 +5,12 @@ use leptos::server_fn::codec::JsonEncoding;
 use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
 use serde::{Deserialize, Serialize};
 
+/// The refusal's code when Kratos wants a second factor before the session may be used.
+pub const SECOND_FACTOR_REQUIRED: &str = "second_factor_required";
+
+/// The refusal's code of the built-in identity's forms while Kratos signs people in.
+pub const BUILT_IN_IDENTITY_OFF: &str = "built_in_identity_off";
+
 /// What went wrong, in words a customer can act on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum AppError {
@@ -46,7 +52,8 @@ impl AppError {
             Self::Refused { code, .. } => match code.as_str() {
                 "too_many_attempts" => 429,
                 "email_taken" | "already_verified" => 409,
-                "forbidden" => 403,
+                "forbidden" | SECOND_FACTOR_REQUIRED => 403,
+                BUILT_IN_IDENTITY_OFF => 404,
                 _ => 401,
             },
             Self::Internal { .. } => 500,

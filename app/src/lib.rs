@@ -11,6 +11,7 @@ pub mod github;
 pub mod jobs;
 pub mod members;
 pub mod runners;
+pub mod self_service;
 #[cfg(feature = "ssr")]
 pub mod server;
 pub mod settings;
@@ -32,6 +33,7 @@ use crate::github::GitHubConnectedPage;
 use crate::jobs::JobsPage;
 use crate::members::JoinPage;
 use crate::runners::RunnersPage;
+use crate::self_service::VerificationPage;
 use crate::settings::SettingsPage;
 use crate::usage::UsagePage;
 
@@ -66,6 +68,7 @@ pub fn App() -> impl IntoView {
             <Routes fallback=NotFoundPage>
                 <Route path=path!("/sign-in") view=SignInPage ssr=SsrMode::Async/>
                 <Route path=path!("/sign-up") view=SignUpPage ssr=SsrMode::Async/>
+                <Route path=path!("/verification") view=VerificationPage ssr=SsrMode::Async/>
                 <ParentRoute path=path!("") view=DashboardLayout ssr=SsrMode::Async>
                     <Route path=path!("") view=OverviewPage ssr=SsrMode::Async/>
                     <Route path=path!("runners") view=RunnersPage ssr=SsrMode::Async/>

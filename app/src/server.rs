@@ -49,23 +49,61 @@ pub use tenki_core::workspaces::Caller;
 
 /// The caller of this server function's request, or [`AppError::SignInRequired`].
 pub async fn caller(context: &ServerContext) -> Result<Caller, AppError> {
+    signed_in_caller(context)
+        .await
+        .map(|signed_in| signed_in.caller)
+}
+
+/// [`caller`] with the session they called with. A Kratos session that needs a second factor
+/// first is refused with `second_factor_required` (the page sends the person to give it).
+pub async fn signed_in_caller(
+    context: &ServerContext,
+) -> Result<workspaces::SignedInCaller, AppError> {
     let headers: HeaderMap = leptos_axum::extract()
         .await
         .map_err(|_| AppError::SignInRequired)?;
-    let token = session_token_from(&headers).ok_or(AppError::SignInRequired)?;
-    let preferred = workspaces::preferred_workspace_from_cookies(
-        headers
-            .get_all(COOKIE)
-            .iter()
-            .filter_map(|value| value.to_str().ok()),
-    );
-    workspaces::caller_of_session(&context.core.db, &token, preferred, chrono::Utc::now())
-        .await
-        .map_err(|e| AppError::internal_error(&e))?
-        .ok_or(AppError::SignInRequired)
+    caller_of_headers(context, &headers).await
 }
 
-/// The session token from the request's cookie, if any.
+/// The signed-in caller the cookies in `headers` name, through the identity provider.
+pub async fn caller_of_headers(
+    context: &ServerContext,
+    headers: &HeaderMap,
+) -> Result<workspaces::SignedInCaller, AppError> {
+    let cookies: Vec<&str> = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .collect();
+    let core = &context.core;
+    match workspaces::caller_of_request(
+        &core.db,
+        &core.ledger,
+        &core.identity,
+        cookies.iter().copied(),
+        chrono::Utc::now(),
+    )
+    .await
+    {
+        Ok(Some(signed_in)) => Ok(signed_in),
+        Ok(None) => Err(AppError::SignInRequired),
+        Err(workspaces::CallerError::SecondFactorRequired) => Err(AppError::refused(
+            SECOND_FACTOR_REQUIRED,
+            "Confirm it is you with your second factor to continue.",
+        )),
+        Err(workspaces::CallerError::Lookup(
+            tenki_core::identity::provider::LookupError::Provision(
+                error @ tenki_core::identity::kratos::ProvisionError::EmailBelongsToAnotherAccount,
+            ),
+        )) => Err(AppError::refused("email_taken", error.to_string())),
+        Err(error) => Err(AppError::internal_error(&error)),
+    }
+}
+
+/// The code of the refusal that sends a person to give their second factor.
+pub use crate::error::SECOND_FACTOR_REQUIRED;
+
+/// The session token from the request's cookie, if any (the built-in identity's).
 pub async fn session_token() -> Option<String> {
     let headers: HeaderMap = leptos_axum::extract().await.ok()?;
     session_token_from(&headers)
@@ -119,6 +157,14 @@ pub fn respond<T>(result: Result<T, AppError>) -> Result<T, AppError> {
 /// The cookie that carries a refused form's message to the page shown again (see
 /// [`show_form_again`]).
 const FORM_ERROR_COOKIE: &str = "tenki_form_error";
+
+/// This server function runs while a page is rendered on the server (not called by the page's
+/// script through `/api/`): a redirect then answers the page's request.
+pub async fn rendering_a_page() -> bool {
+    leptos_axum::extract::<http::request::Parts>()
+        .await
+        .is_ok_and(|parts| !parts.uri.path().starts_with("/api/"))
+}
 
 /// The request is a form the browser posted without JavaScript: it wants a page back, not JSON.
 pub async fn plain_form_post() -> bool {

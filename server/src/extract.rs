@@ -1,12 +1,10 @@
 //! Authentication for plain axum routes: the signed-in caller and their workspace, from the
-//! session cookie, looked up in `tenki-core` as the server functions do.
+//! session cookie, looked up through the identity provider as the server functions do.
 
 use app::error::AppError;
 use axum::extract::FromRequestParts;
-use axum::http::header::COOKIE;
 use axum::http::request::Parts;
-use tenki_core::identity;
-use tenki_core::workspaces::{self, Caller};
+use tenki_core::workspaces::Caller;
 
 use crate::AppState;
 
@@ -21,22 +19,14 @@ pub struct SignedIn {
 
 impl SignedIn {
     async fn of(parts: &Parts, state: &AppState) -> Result<Option<Self>, AppError> {
-        let cookies = || {
-            parts
-                .headers
-                .get_all(COOKIE)
-                .iter()
-                .filter_map(|value| value.to_str().ok())
-        };
-        let Some(session) = identity::session_token_from_cookies(cookies()) else {
-            return Ok(None);
-        };
-        let preferred = workspaces::preferred_workspace_from_cookies(cookies());
-        let caller =
-            workspaces::caller_of_session(&state.core.db, &session, preferred, chrono::Utc::now())
-                .await
-                .map_err(|e| AppError::internal_error(&e))?;
-        Ok(caller.map(|caller| Self { caller, session }))
+        match app::server::caller_of_headers(&state.context, &parts.headers).await {
+            Ok(signed_in) => Ok(Some(Self {
+                caller: signed_in.caller,
+                session: signed_in.session_key,
+            })),
+            Err(AppError::SignInRequired) => Ok(None),
+            Err(other) => Err(other),
+        }
     }
 }
 

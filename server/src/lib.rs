@@ -64,6 +64,7 @@ pub struct Doubles {
     pub kubernetes: Option<sandbox::kubernetes::KubernetesDouble>,
     pub stripe: Option<sandbox::stripe::StripeDouble>,
     pub storage: Option<sandbox::storage::StorageDouble>,
+    pub kratos: Option<sandbox::kratos::KratosDouble>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -174,6 +175,7 @@ pub async fn connect_on(db: tenki_core::PgPool, settings: &Settings) -> anyhow::
         delivery_wakeup: tenki_core::github::drain::Wakeup::default(),
         admission_passes: tenki_core::admission::PassRequests::default(),
         meter,
+        identity: settings.identity_provider(),
     })
 }
 
@@ -228,6 +230,8 @@ pub struct Application {
     pub stripe_double: Option<sandbox::stripe::StripeDouble>,
     /// The storage service double, in the sandbox: it sends samples every hour while serving.
     pub storage_double: Option<sandbox::storage::StorageDouble>,
+    /// The Kratos double, with `TENKI_KRATOS_PUBLIC_URL=sandbox`.
+    pub kratos_double: Option<sandbox::kratos::KratosDouble>,
     /// Tells the worker to stop (it finishes the tasks it is running).
     stop_worker: tokio::sync::watch::Sender<bool>,
     /// Tasks the worker runs at once, for a worker started again after a failure.
@@ -290,6 +294,9 @@ impl Application {
             )),
             _ => None,
         };
+        let kratos_double = reachable.kratos_sandbox().then(|| {
+            sandbox::kratos::KratosDouble::new(&reachable.sandbox_kratos_url(), reachable_at)
+        });
         let router = router(
             settings,
             reachable_at,
@@ -299,6 +306,7 @@ impl Application {
                 kubernetes: kubernetes_double.clone(),
                 stripe: stripe_double.clone(),
                 storage: storage_double.clone(),
+                kratos: kratos_double.clone(),
             },
         );
         Ok(Self {
@@ -309,6 +317,7 @@ impl Application {
             kubernetes_double,
             stripe_double,
             storage_double,
+            kratos_double,
             stop_worker,
             worker_concurrency: settings.worker_concurrency,
         })
@@ -423,6 +432,10 @@ pub fn router(settings: &Settings, reachable_at: &str, core: Core, doubles: Doub
         Some(double) => pages.nest_service(settings::SANDBOX_STORAGE_PATH, double.router()),
         None => pages,
     };
+    let pages = match doubles.kratos {
+        Some(double) => pages.nest_service(settings::SANDBOX_KRATOS_PATH, double.router()),
+        None => pages,
+    };
     // The sandbox without SMTP writes e-mail to the log; its mailbox lets people open their links.
     let pages = if settings.mode == settings::Mode::Sandbox && settings.smtp_url.is_none() {
         pages.nest_service(
@@ -434,6 +447,12 @@ pub fn router(settings: &Settings, reachable_at: &str, core: Core, doubles: Doub
     };
     let header_policy = security::HeaderPolicy {
         https: settings.secure_cookies(),
+        // The sandbox's Kratos is this server: 'self' covers it.
+        identity_origin: settings
+            .kratos_public_url
+            .as_deref()
+            .filter(|_| !settings.kratos_sandbox())
+            .and_then(security::origin_of),
     };
     webhooks
         .merge(pages)

@@ -18,17 +18,31 @@ pub struct CspNonce(pub String);
 pub struct HeaderPolicy {
     /// Served over https: send HSTS.
     pub https: bool,
+    /// Another origin the sign-in forms post to (Kratos's, when it signs people in elsewhere).
+    pub identity_origin: Option<String>,
 }
 
 /// The Content-Security-Policy for a response whose scripts carry `nonce`. Scripts: our own
 /// files and nonce-carrying inline scripts only (`wasm-unsafe-eval` lets the page compile its
-/// WebAssembly, nothing else); no plugins, no framing, forms post to us only.
-pub fn content_security_policy(nonce: &str) -> String {
+/// WebAssembly, nothing else); no plugins, no framing, forms post to us only, and to
+/// `identity_origin` (Kratos's sign-in forms) when given.
+pub fn content_security_policy(nonce: &str, identity_origin: Option<&str>) -> String {
+    let identity = identity_origin.map(|o| format!(" {o}")).unwrap_or_default();
     format!(
         "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
          style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
-         object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+         object-src 'none'; base-uri 'self'; form-action 'self'{identity}; frame-ancestors 'none'"
     )
+}
+
+/// The origin (`scheme://host[:port]`) of `url`, if it is an http(s) address.
+pub fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    if scheme != "https" && scheme != "http" {
+        return None;
+    }
+    let host = rest.split(['/', '?', '#']).next()?;
+    (!host.is_empty()).then(|| format!("{scheme}://{host}"))
 }
 
 /// Adds the security headers to every response, with a fresh nonce per request.
@@ -43,7 +57,10 @@ pub async fn headers(
     request.extensions_mut().insert(CspNonce(nonce.clone()));
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
-    if let Ok(csp) = HeaderValue::from_str(&content_security_policy(&nonce)) {
+    if let Ok(csp) = HeaderValue::from_str(&content_security_policy(
+        &nonce,
+        policy.identity_origin.as_deref(),
+    )) {
         headers.insert(header::CONTENT_SECURITY_POLICY, csp);
     }
     headers.insert(
@@ -144,12 +161,25 @@ mod tests {
 
     #[test]
     fn the_policy_allows_only_nonce_carrying_inline_scripts() {
-        let csp = content_security_policy("abc123");
+        let csp = content_security_policy("abc123", None);
         assert!(
             csp.contains("script-src 'self' 'nonce-abc123' 'wasm-unsafe-eval';"),
             "{csp}"
         );
         assert!(!csp.contains("script-src 'self' 'unsafe-inline'"), "{csp}");
         assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    }
+
+    #[test]
+    fn sign_in_forms_may_post_to_kratos_and_nowhere_else() {
+        let origin = origin_of("https://auth.tenki.cloud/self-service").expect("an origin");
+        assert_eq!(origin, "https://auth.tenki.cloud");
+        let csp = content_security_policy("n", Some(&origin));
+        assert!(
+            csp.contains("form-action 'self' https://auth.tenki.cloud;"),
+            "{csp}"
+        );
+        assert!(content_security_policy("n", None).contains("form-action 'self';"));
+        assert_eq!(origin_of("javascript:alert(1)"), None);
     }
 }

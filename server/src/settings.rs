@@ -80,6 +80,10 @@ pub struct Settings {
     /// The platform's vCPUs per runner class (`TENKI_CAPACITY_X64_VCPUS`,
     /// `TENKI_CAPACITY_MACOS_VCPUS`); unset: unlimited.
     pub capacity: tenki_core::admission::Capacity,
+    /// Ory Kratos's public API (`TENKI_KRATOS_PUBLIC_URL`): set, Kratos signs people in instead
+    /// of the built-in identity. `sandbox` (sandbox mode only) means the Kratos double this
+    /// server serves under [`SANDBOX_KRATOS_PATH`].
+    pub kratos_public_url: Option<String>,
 }
 
 /// The settings of a real GitHub App (`TENKI_GITHUB_*`).
@@ -113,6 +117,8 @@ pub const SANDBOX_KUBERNETES_PATH: &str = "/sandbox/kubernetes";
 pub const SANDBOX_STRIPE_PATH: &str = "/sandbox/stripe";
 /// Where the storage service double takes its switch (send the samples now), in the sandbox.
 pub const SANDBOX_STORAGE_PATH: &str = "/sandbox/storage";
+/// Where the sandbox's Kratos double answers, with `TENKI_KRATOS_PUBLIC_URL=sandbox`.
+pub const SANDBOX_KRATOS_PATH: &str = "/sandbox/kratos";
 /// Where the sandbox's mailbox is served (sandbox without SMTP only).
 pub const SANDBOX_MAIL_PATH: &str = "/sandbox/mail";
 
@@ -125,6 +131,9 @@ pub const SANDBOX_INTERNAL_TOKEN: &str = "tenki-sandbox-internal-token";
 
 /// The runner image when `TENKI_RUNNER_IMAGE` is unset (actions-runner-controller's).
 pub const DEFAULT_RUNNER_IMAGE: &str = "ghcr.io/actions/actions-runner:2.329.0";
+
+/// The value of `TENKI_KRATOS_PUBLIC_URL` that selects the Kratos double (sandbox mode only).
+pub const KRATOS_SANDBOX: &str = "sandbox";
 
 /// The webhook secret of the GitHub sandbox; refused when a real GitHub App is configured.
 pub const SANDBOX_WEBHOOK_SECRET: &str = "tenki-sandbox-webhook-secret";
@@ -288,6 +297,8 @@ impl Settings {
                 x64_vcpus: optional_number(&optional, "TENKI_CAPACITY_X64_VCPUS")?,
                 macos_vcpus: optional_number(&optional, "TENKI_CAPACITY_MACOS_VCPUS")?,
             },
+            kratos_public_url: optional("TENKI_KRATOS_PUBLIC_URL")
+                .map(|url| url.trim().trim_end_matches('/').to_owned()),
         })
     }
 
@@ -377,6 +388,33 @@ impl Settings {
                 Ok(Mailer::Off)
             }
         }
+    }
+
+    /// Who signs people in: Ory Kratos with `TENKI_KRATOS_PUBLIC_URL` (the double under
+    /// [`SANDBOX_KRATOS_PATH`] for `sandbox`), else the built-in identity.
+    pub fn identity_provider(&self) -> tenki_core::identity::IdentityProvider {
+        use tenki_core::identity::{IdentityProvider, kratos::Kratos};
+        match self.kratos_public_url.as_deref() {
+            None => IdentityProvider::BuiltIn,
+            Some(KRATOS_SANDBOX) => IdentityProvider::Kratos(std::sync::Arc::new(Kratos::new(
+                &self.sandbox_kratos_url(),
+            ))),
+            Some(url) => IdentityProvider::Kratos(std::sync::Arc::new(Kratos::new(url))),
+        }
+    }
+
+    /// True while the Kratos double signs people in (`TENKI_KRATOS_PUBLIC_URL=sandbox`). Never
+    /// in production, which refuses that value.
+    pub fn kratos_sandbox(&self) -> bool {
+        self.mode == Mode::Sandbox && self.kratos_public_url.as_deref() == Some(KRATOS_SANDBOX)
+    }
+
+    /// Where the Kratos double answers on this server.
+    pub fn sandbox_kratos_url(&self) -> String {
+        format!(
+            "{}{SANDBOX_KRATOS_PATH}",
+            self.public_url.trim_end_matches('/')
+        )
     }
 
     /// Where the Stripe double answers on this server.
@@ -470,6 +508,7 @@ fn check_production(
             crate::sandbox::github::CLIENT_SECRET,
         ),
         ("TENKI_GITHUB_CLIENT_ID", crate::sandbox::github::CLIENT_ID),
+        ("TENKI_KRATOS_PUBLIC_URL", KRATOS_SANDBOX),
     ];
     for (name, sandbox_value) in sandbox_values {
         if optional(name).is_some_and(|value| value.trim() == sandbox_value) {

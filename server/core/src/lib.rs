@@ -56,6 +56,8 @@ pub struct Core {
     pub admission_passes: admission::PassRequests,
     /// This server's metering batcher: finished jobs are metered through it, in batches.
     pub meter: metering::Meter,
+    /// Who signs people in: the built-in identity or Ory Kratos.
+    pub identity: identity::IdentityProvider,
 }
 
 /// An error and every cause under it, on one line ("metering: database: connection refused"):

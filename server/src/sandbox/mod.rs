@@ -3,6 +3,7 @@
 //! reaches the real services.
 
 pub mod github;
+pub mod kratos;
 pub mod kubernetes;
 pub mod mail;
 pub mod storage;

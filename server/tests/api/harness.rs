@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use server::sandbox::github::GitHubDouble;
+use server::sandbox::kratos::KratosDouble;
 use server::sandbox::kubernetes::KubernetesDouble;
 use server::sandbox::stripe::StripeDouble;
 use server::settings::Settings;
@@ -21,6 +22,9 @@ pub struct TestApp {
     pub kubernetes: KubernetesDouble,
     /// The Stripe double the server's payments talk to (served under `/sandbox/stripe`).
     pub stripe: StripeDouble,
+    /// The Kratos double, when the server signs people in through it
+    /// (`TENKI_KRATOS_PUBLIC_URL=sandbox`).
+    pub kratos: Option<KratosDouble>,
 }
 
 /// The TigerBeetle of this test run (`make test` starts it).
@@ -75,6 +79,7 @@ impl TestApp {
             .stripe_double
             .clone()
             .expect("tests run against the Stripe sandbox");
+        let kratos = application.kratos_double.clone();
         tokio::spawn(server::run_until_stopped(
             application,
             listener,
@@ -87,6 +92,7 @@ impl TestApp {
             github,
             kubernetes,
             stripe,
+            kratos,
         }
     }
 

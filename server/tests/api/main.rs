@@ -13,6 +13,7 @@ mod harness;
 mod health;
 mod identity;
 mod invoices;
+mod kratos;
 mod mail;
 mod metering;
 mod reversals;

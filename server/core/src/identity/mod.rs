@@ -15,10 +15,15 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::ledger::{Ledger, LedgerError, WorkspaceAccounts};
+use crate::ledger::{Ledger, LedgerError};
 
 pub mod grants;
+pub mod kratos;
+pub mod provider;
+pub mod self_service;
 pub mod verification;
+
+pub use provider::{IdentityProvider, SessionLookup};
 
 /// The name of the session cookie.
 pub const SESSION_COOKIE: &str = "tenki_session";
@@ -334,8 +339,6 @@ pub async fn sign_up(
     let password_hash = hash_password(password).await?;
 
     let user_id = Uuid::new_v4();
-    let workspace_id = Uuid::new_v4();
-    let accounts = WorkspaceAccounts::of(workspace_id);
     let mut tx = db.begin().await?;
     let inserted = sqlx::query!(
         "INSERT INTO users (id, email, email_normalized, password_hash, created_at)
@@ -352,26 +355,8 @@ pub async fn sign_up(
     if inserted.rows_affected() == 0 {
         return Err(SignUpError::EmailTaken);
     }
-    sqlx::query!(
-        "INSERT INTO workspaces (id, name, money_account_id, free_minutes_account_id, created_at)
-         VALUES ($1, $2, $3, $4, $5)",
-        workspace_id,
-        workspace_name.as_str(),
-        Uuid::from_u128(accounts.money),
-        Uuid::from_u128(accounts.free_minutes),
-        now,
-    )
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query!(
-        "INSERT INTO workspace_members (workspace_id, user_id, role, joined_at)
-         VALUES ($1, $2, 'owner', $3)",
-        workspace_id,
-        user_id,
-        now,
-    )
-    .execute(&mut *tx)
-    .await?;
+    let workspace_id =
+        crate::workspaces::create_owned(&mut tx, user_id, workspace_name.as_str(), now).await?;
     let email_verification = verification::send_link(&mut tx, user_id, now)
         .await
         .map_err(|e| match e {
@@ -435,8 +420,9 @@ pub async fn sign_in(
     )
     .fetch_optional(db)
     .await?;
-    let verdict = match &user {
-        Some(user) => verify_password(password, &user.password_hash).await?,
+    // A person Kratos signs in has no password here: like an unknown e-mail, the same work.
+    let verdict = match user.as_ref().and_then(|user| user.password_hash.as_deref()) {
+        Some(hash) => verify_password(password, hash).await?,
         None => {
             // Same work as a real check, so response time does not tell which e-mails exist.
             verify_password(password, DUMMY_HASH).await?;

@@ -211,23 +211,88 @@ pub struct Caller {
     pub member: Membership,
 }
 
-/// The caller a session token names: the person and the workspace they act in, `preferred`
-/// (the one they switched to last) when they are still a member of it, else their first. `None`
-/// for an unknown or expired session, or a person without a workspace.
-pub async fn caller_of_session(
+/// Why the caller of a request could not be named.
+#[derive(Debug, thiserror::Error)]
+pub enum CallerError {
+    #[error("Kratos asks for a second factor")]
+    SecondFactorRequired,
+    #[error("looking up the session")]
+    Lookup(#[from] crate::identity::provider::LookupError),
+    #[error("database")]
+    Database(#[from] sqlx::Error),
+}
+
+/// The signed-in caller of a request and the session they called with.
+#[derive(Debug, Clone)]
+pub struct SignedInCaller {
+    pub caller: Caller,
+    /// Identifies the session (see [`crate::identity::SessionLookup`]).
+    pub session_key: String,
+}
+
+/// The caller a request's cookies name, through the identity provider: the person and the
+/// workspace they act in, the one they switched to last (its cookie) when they are still a
+/// member of it, else their first. `None` without a valid session, or for a person without a
+/// workspace.
+pub async fn caller_of_request<'a>(
     db: &PgPool,
-    token: &str,
-    preferred: Option<Uuid>,
+    ledger: &Ledger,
+    identity: &crate::identity::IdentityProvider,
+    cookie_headers: impl IntoIterator<Item = &'a str> + Clone,
     now: DateTime<Utc>,
-) -> Result<Option<Caller>, sqlx::Error> {
-    let Some(user) = crate::identity::session_user(db, token, now).await? else {
-        return Ok(None);
+) -> Result<Option<SignedInCaller>, CallerError> {
+    use crate::identity::SessionLookup;
+
+    let (user, session_key) = match identity
+        .session(db, ledger, cookie_headers.clone(), now)
+        .await?
+    {
+        SessionLookup::SignedIn { user, session_key } => (user, session_key),
+        SessionLookup::SignedOut => return Ok(None),
+        SessionLookup::SecondFactorRequired => return Err(CallerError::SecondFactorRequired),
     };
+    let preferred = preferred_workspace_from_cookies(cookie_headers);
     let all = memberships(db, user.user_id).await?;
     let member = preferred
         .and_then(|id| all.iter().find(|m| m.workspace_id == id).cloned())
         .or_else(|| all.into_iter().next());
-    Ok(member.map(|member| Caller { user, member }))
+    Ok(member.map(|member| SignedInCaller {
+        caller: Caller { user, member },
+        session_key,
+    }))
+}
+
+/// Creates a workspace owned by `owner`, in the transaction that creates the person or their
+/// sign-up. Its ledger accounts are opened by the caller, before the commit.
+pub async fn create_owned(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    owner: Uuid,
+    name: &str,
+    now: DateTime<Utc>,
+) -> Result<Uuid, sqlx::Error> {
+    let workspace_id = Uuid::new_v4();
+    let accounts = ledger::WorkspaceAccounts::of(workspace_id);
+    sqlx::query!(
+        "INSERT INTO workspaces (id, name, money_account_id, free_minutes_account_id, created_at)
+         VALUES ($1, $2, $3, $4, $5)",
+        workspace_id,
+        name,
+        Uuid::from_u128(accounts.money),
+        Uuid::from_u128(accounts.free_minutes),
+        now,
+    )
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query!(
+        "INSERT INTO workspace_members (workspace_id, user_id, role, joined_at)
+         VALUES ($1, $2, 'owner', $3)",
+        workspace_id,
+        owner,
+        now,
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(workspace_id)
 }
 
 /// The first workspace of the person with this e-mail (compared without case), if any.
