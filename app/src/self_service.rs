@@ -8,46 +8,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
 
-/// A message Kratos shows with a flow or a field.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FlowMessage {
-    pub id: i64,
-    pub text: String,
-    /// `info`, `error` or `success`.
-    pub kind: String,
-}
-
-/// An input of a Kratos form.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FlowField {
-    pub name: String,
-    pub input_type: String,
-    pub value: String,
-    pub label: String,
-    pub autocomplete: Option<String>,
-    pub required: bool,
-    pub messages: Vec<FlowMessage>,
-}
-
-/// A Kratos flow's form, ready to render.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FlowForm {
-    pub action: String,
-    pub method: String,
-    pub state: String,
-    pub messages: Vec<FlowMessage>,
-    pub fields: Vec<FlowField>,
-    /// (address, label): "Continue" after a verification.
-    pub links: Vec<(String, String)>,
-}
-
 /// What a sign-in, sign-up or verification page shows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum IdentityPage {
     /// The built-in identity: the page's own form.
     BuiltIn,
-    /// A Kratos flow's form.
-    Kratos(FlowForm),
+    /// A Kratos flow's form, as HTML made on the server ([`flow_html`]): it needs no script,
+    /// so the WASM bundle carries neither its types nor its views.
+    Kratos { html: String },
     /// The browser must go to Kratos to start a flow (sent there already when the page was
     /// rendered on the server).
     Start { url: String },
@@ -96,7 +64,9 @@ pub async fn identity_flow(
                         // The next page must see the address verified, not the cached answer.
                         kratos.forget(&cookies).await;
                     }
-                    Ok(IdentityPage::Kratos(FlowForm::from(flow)))
+                    Ok(IdentityPage::Kratos {
+                        html: flow_html(&flow),
+                    })
                 }
                 Ok(FlowLookup::StartAgain) => Ok(send_to(start).await),
                 Err(error) => Err(AppError::internal_error(&error)),
@@ -117,39 +87,118 @@ async fn send_to(url: String) -> IdentityPage {
     IdentityPage::Start { url }
 }
 
+/// A Kratos flow's form in the dashboard's style: its messages, its fields in order (the
+/// anti-CSRF token among them), its submit buttons, posted by the browser straight to Kratos;
+/// and its links ("Continue" after a verification). Every value is escaped.
 #[cfg(feature = "ssr")]
-impl From<tenki_core::identity::self_service::Flow> for FlowForm {
-    fn from(flow: tenki_core::identity::self_service::Flow) -> Self {
-        let message = |m: tenki_core::identity::self_service::FlowMessage| FlowMessage {
-            id: m.id,
-            text: m.text,
-            kind: m.kind,
-        };
-        Self {
-            action: flow.action,
-            method: flow.method,
-            state: flow.state,
-            messages: flow.messages.into_iter().map(message).collect(),
-            fields: flow
-                .fields
-                .into_iter()
-                .map(|field| FlowField {
-                    name: field.name,
-                    input_type: field.input_type,
-                    value: field.value,
-                    label: field.label,
-                    autocomplete: field.autocomplete,
-                    required: field.required,
-                    messages: field.messages.into_iter().map(message).collect(),
-                })
-                .collect(),
-            links: flow
-                .links
-                .into_iter()
-                .map(|link| (link.href, link.label))
-                .collect(),
+pub fn flow_html(flow: &tenki_core::identity::self_service::Flow) -> String {
+    use std::fmt::Write as _;
+    use tenki_core::identity::self_service::FlowMessage;
+
+    fn messages(html: &mut String, messages: &[FlowMessage]) {
+        for message in messages {
+            let (role, class) = match message.kind.as_str() {
+                "error" => (
+                    "alert",
+                    "mt-1 rounded-md bg-red-50 px-3 py-2 text-sm text-red-700",
+                ),
+                "success" => (
+                    "status",
+                    "mt-1 rounded-md bg-green-50 px-3 py-2 text-sm text-green-800",
+                ),
+                _ => (
+                    "status",
+                    "mt-1 rounded-md bg-slate-100 px-3 py-2 text-sm text-slate-700",
+                ),
+            };
+            let _ = write!(
+                html,
+                r#"<p role="{role}" data-message-id="{}" class="{class}">{}</p>"#,
+                message.id,
+                escape(&message.text)
+            );
         }
     }
+
+    let mut html = format!(
+        r#"<div class="space-y-4" data-testid="kratos-flow" data-state="{}">"#,
+        escape(&flow.state)
+    );
+    messages(&mut html, &flow.messages);
+    if !flow.fields.is_empty() {
+        let _ = write!(
+            html,
+            r#"<form method="{}" action="{}" class="space-y-4">"#,
+            escape(&flow.method),
+            escape(&flow.action)
+        );
+        let is_button = |kind: &str| kind == "submit" || kind == "button";
+        for field in flow.fields.iter().filter(|f| !is_button(&f.input_type)) {
+            if field.input_type == "hidden" {
+                let _ = write!(
+                    html,
+                    r#"<input type="hidden" name="{}" value="{}"/>"#,
+                    escape(&field.name),
+                    escape(&field.value)
+                );
+                continue;
+            }
+            let _ = write!(
+                html,
+                r#"<label class="block"><span class="block text-sm font-medium text-slate-700">{}</span><input type="{}" name="{}" value="{}" autocomplete="{}"{} class="mt-1 block w-full rounded-md border border-slate-300 px-3 py-2 text-slate-900 focus:border-indigo-500 focus:outline-none"/>"#,
+                escape(&field.label),
+                escape(&field.input_type),
+                escape(&field.name),
+                escape(&field.value),
+                escape(field.autocomplete.as_deref().unwrap_or("off")),
+                if field.required { " required" } else { "" },
+            );
+            messages(&mut html, &field.messages);
+            html.push_str("</label>");
+        }
+        for button in flow.fields.iter().filter(|f| is_button(&f.input_type)) {
+            let class = if button.name == "method" {
+                "w-full rounded-md bg-indigo-600 px-4 py-2 font-medium text-white hover:bg-indigo-700"
+            } else {
+                "w-full rounded-md border border-slate-300 px-4 py-2 text-sm text-slate-700 hover:bg-slate-100"
+            };
+            let _ = write!(
+                html,
+                r#"<button type="submit" name="{}" value="{}" class="{class}">{}</button>"#,
+                escape(&button.name),
+                escape(&button.value),
+                escape(&button.label)
+            );
+        }
+        html.push_str("</form>");
+    }
+    for link in &flow.links {
+        let _ = write!(
+            html,
+            r#"<a rel="external" href="{}" class="block w-full rounded-md bg-indigo-600 px-4 py-2 text-center font-medium text-white hover:bg-indigo-700">{}</a>"#,
+            escape(&link.href),
+            escape(&link.label)
+        );
+    }
+    html.push_str("</div>");
+    html
+}
+
+/// `text` safe inside HTML text and double-quoted attributes.
+#[cfg(feature = "ssr")]
+fn escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            other => escaped.push(other),
+        }
+    }
+    escaped
 }
 
 /// Goes to `url` with a full page load (Kratos is not one of the router's pages).
@@ -168,13 +217,10 @@ fn flow_query() -> (Option<String>, Option<String>, Option<String>) {
         .with_untracked(|q| (q.get("flow"), q.get("aal"), q.get("next")))
 }
 
-/// A page that shows the Kratos flow `kind`, or `built_in` with the built-in identity.
+/// A page that shows the Kratos flow `kind`, or `built_in` with the built-in identity. Not
+/// generic over `built_in`: one copy in the WASM bundle serves the three pages.
 #[component]
-pub fn IdentityFlowPage<B, V>(kind: &'static str, built_in: B) -> impl IntoView
-where
-    B: Fn() -> V + Send + Sync + Clone + 'static,
-    V: IntoView + 'static,
-{
+pub fn IdentityFlowPage(kind: &'static str, #[prop(into)] built_in: ViewFn) -> impl IntoView {
     let (flow, aal, next) = flow_query();
     let page = Resource::new(
         || (),
@@ -186,8 +232,8 @@ where
                 let built_in = built_in.clone();
                 Suspend::new(async move {
                     match page.await {
-                        Ok(IdentityPage::BuiltIn) => built_in().into_any(),
-                        Ok(IdentityPage::Kratos(form)) => view! { <KratosForm form/> }.into_any(),
+                        Ok(IdentityPage::BuiltIn) => built_in.run(),
+                        Ok(IdentityPage::Kratos { html }) => view! { <div inner_html=html></div> }.into_any(),
                         Ok(IdentityPage::Start { url }) => view! { <Leaving url/> }.into_any(),
                         Err(error) => view! {
                             <p role="alert" class="rounded-md bg-red-50 px-3 py-2 text-sm text-red-700">{error.to_string()}</p>
@@ -211,80 +257,6 @@ fn Leaving(url: String) -> impl IntoView {
     }
 }
 
-/// A Kratos flow's form: its messages, its fields in order, its submit buttons; posted to Kratos
-/// by the browser itself.
-#[component]
-pub fn KratosForm(form: FlowForm) -> impl IntoView {
-    let messages = form.messages.clone();
-    let (buttons, fields): (Vec<FlowField>, Vec<FlowField>) = form
-        .fields
-        .into_iter()
-        .partition(|field| field.input_type == "submit" || field.input_type == "button");
-    view! {
-        <div class="space-y-4" data-testid="kratos-flow" data-state=form.state.clone()>
-            <FlowMessages messages/>
-            {(!fields.is_empty() || !buttons.is_empty()).then(|| view! {
-                <form method=form.method.clone() action=form.action.clone() class="space-y-4">
-                    {fields.into_iter().map(|field| view! { <KratosField field/> }).collect_view()}
-                    {buttons.into_iter().map(|button| {
-                        let primary = button.name == "method";
-                        let class = if primary {
-                            "w-full rounded-md bg-indigo-600 px-4 py-2 font-medium text-white hover:bg-indigo-700"
-                        } else {
-                            "w-full rounded-md border border-slate-300 px-4 py-2 text-sm text-slate-700 hover:bg-slate-100"
-                        };
-                        view! {
-                            <button type="submit" name=button.name value=button.value class=class>{button.label}</button>
-                        }
-                    }).collect_view()}
-                </form>
-            })}
-            {form.links.into_iter().map(|(href, label)| view! {
-                <a rel="external" href=href class="block w-full rounded-md bg-indigo-600 px-4 py-2 text-center font-medium text-white hover:bg-indigo-700">{label}</a>
-            }).collect_view()}
-        </div>
-    }
-}
-
-#[component]
-fn KratosField(field: FlowField) -> impl IntoView {
-    if field.input_type == "hidden" {
-        return view! { <input type="hidden" name=field.name value=field.value/> }.into_any();
-    }
-    let autocomplete = field.autocomplete.unwrap_or_else(|| "off".to_owned());
-    view! {
-        <label class="block">
-            <span class="block text-sm font-medium text-slate-700">{field.label}</span>
-            <input
-                type=field.input_type
-                name=field.name
-                value=field.value
-                autocomplete=autocomplete
-                required=field.required
-                class="mt-1 block w-full rounded-md border border-slate-300 px-3 py-2 text-slate-900 focus:border-indigo-500 focus:outline-none"
-            />
-            <FlowMessages messages=field.messages/>
-        </label>
-    }
-    .into_any()
-}
-
-#[component]
-fn FlowMessages(messages: Vec<FlowMessage>) -> impl IntoView {
-    messages
-        .into_iter()
-        .map(|message| {
-            let class = match message.kind.as_str() {
-                "error" => "mt-1 rounded-md bg-red-50 px-3 py-2 text-sm text-red-700",
-                "success" => "mt-1 rounded-md bg-green-50 px-3 py-2 text-sm text-green-800",
-                _ => "mt-1 rounded-md bg-slate-100 px-3 py-2 text-sm text-slate-700",
-            };
-            let role = if message.kind == "error" { "alert" } else { "status" };
-            view! { <p role=role data-message-id=message.id.to_string() class=class>{message.text}</p> }
-        })
-        .collect_view()
-}
-
 /// `/verification`: Kratos's address verification (with the built-in identity, addresses are
 /// confirmed by the link e-mailed at sign-up, and this page sends to the Overview).
 #[component]
@@ -294,5 +266,61 @@ pub fn VerificationPage() -> impl IntoView {
         <crate::auth::AuthCard title="Confirm your e-mail address">
             <IdentityFlowPage kind="verification" built_in=|| view! { <leptos_router::components::Redirect path="/"/> }/>
         </crate::auth::AuthCard>
+    }
+}
+
+#[cfg(all(test, feature = "ssr"))]
+mod tests {
+    use tenki_core::identity::self_service::{Flow, FlowField, FlowMessage};
+
+    #[test]
+    fn a_kratos_form_is_escaped_and_keeps_its_token_fields_and_messages() {
+        let flow = Flow {
+            id: "f1".to_owned(),
+            action: "https://auth.example.com/self-service/login?flow=f1&x=\"y\"".to_owned(),
+            method: "POST".to_owned(),
+            state: "choose_method".to_owned(),
+            messages: vec![FlowMessage {
+                id: 4_000_006,
+                text: "<script>alert(1)</script>".to_owned(),
+                kind: "error".to_owned(),
+            }],
+            fields: vec![
+                FlowField {
+                    name: "csrf_token".to_owned(),
+                    input_type: "hidden".to_owned(),
+                    value: "tok\"en".to_owned(),
+                    label: String::new(),
+                    autocomplete: None,
+                    required: true,
+                    messages: Vec::new(),
+                },
+                FlowField {
+                    name: "method".to_owned(),
+                    input_type: "submit".to_owned(),
+                    value: "password".to_owned(),
+                    label: "Sign in".to_owned(),
+                    autocomplete: None,
+                    required: false,
+                    messages: Vec::new(),
+                },
+            ],
+            links: Vec::new(),
+        };
+        let html = super::flow_html(&flow);
+        assert!(html.contains(r#"action="https://auth.example.com/self-service/login?flow=f1&amp;x=&quot;y&quot;""#), "{html}");
+        assert!(
+            html.contains(r#"<input type="hidden" name="csrf_token" value="tok&quot;en"/>"#),
+            "{html}"
+        );
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{html}"
+        );
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(
+            html.contains(r#"<button type="submit" name="method" value="password""#),
+            "{html}"
+        );
     }
 }

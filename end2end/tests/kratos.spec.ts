@@ -36,7 +36,7 @@ test("signs up, confirms the address with Kratos's code, signs out and in again"
   await kratosForm(page, /\/sign-up\?flow=/);
   await expect(page.getByRole("alert")).toContainText("length must be >= 8, but got 5");
   await expect(page.getByLabel("E-Mail")).toHaveValue(email);
-  await page.screenshot({ path: "test-results/kratos-sign-up-refused.png", fullPage: true });
+  await page.screenshot({ path: "screenshots/kratos-sign-up-refused.png", fullPage: true });
   await page.getByLabel("Password").fill(password);
   await page.getByRole("button", { name: "Sign up" }).click();
 
@@ -56,7 +56,7 @@ test("signs up, confirms the address with Kratos's code, signs out and in again"
   await page.getByLabel("Verification code").fill(await newestCode(page.request, email));
   await page.getByRole("button", { name: "Submit" }).click();
   await expect(page.getByText("You successfully verified your email address.")).toBeVisible();
-  await page.screenshot({ path: "test-results/kratos-verified.png", fullPage: true });
+  await page.screenshot({ path: "screenshots/kratos-verified.png", fullPage: true });
   await page.getByRole("link", { name: "Continue" }).click();
   await expectOverview(page);
   await expect(page.getByTestId("free-minutes-left")).toHaveText("1,000");
@@ -73,7 +73,7 @@ test("signs up, confirms the address with Kratos's code, signs out and in again"
   await page.getByRole("button", { name: "Sign in" }).click();
   await kratosForm(page, /\/sign-in\?flow=/);
   await expect(page.getByRole("alert")).toContainText("The provided credentials are invalid");
-  await page.screenshot({ path: "test-results/kratos-sign-in-refused.png", fullPage: true });
+  await page.screenshot({ path: "screenshots/kratos-sign-in-refused.png", fullPage: true });
   await page.getByLabel("Password").fill(password);
   await page.getByRole("button", { name: "Sign in" }).click();
   // Back where the visit asked to go, with the minutes still there.

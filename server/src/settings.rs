@@ -728,6 +728,7 @@ mod tests {
                 "TENKI_GITHUB_CLIENT_SECRET",
                 crate::sandbox::github::CLIENT_SECRET,
             ),
+            ("TENKI_KRATOS_PUBLIC_URL", KRATOS_SANDBOX),
         ] {
             let err = settings_of(&production("", &[(name, value.to_owned())])).expect_err(name);
             assert!(err.to_string().starts_with(&format!("{name}:")), "{err}");

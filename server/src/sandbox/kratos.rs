@@ -720,7 +720,8 @@ async fn start_verification(
         cookie(&headers, CSRF_COOKIE),
     );
     // Kratos fills in the signed-in person's address.
-    if let Some((_, identity)) = active_session(&double.store(), &headers) {
+    let signed_in = active_session(&double.store(), &headers);
+    if let Some((_, identity)) = signed_in {
         flow.typed_email = identity.email;
         double.store().flows.insert(flow.id.clone(), flow.clone());
     }

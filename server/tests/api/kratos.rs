@@ -496,3 +496,24 @@ async fn a_built_in_account_moves_to_kratos_only_with_a_verified_address(db: PgP
         .await;
     assert_eq!(refused.status(), 404);
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_grant_cut_off_after_the_address_was_marked_is_made_on_the_next_request(db: PgPool) {
+    let app = spawn_with_kratos(db.clone()).await;
+    let kratos = double(&app);
+    let subject = kratos.add_identity("crash@example.test", PASSWORD, false);
+    let session = kratos.sign_in("crash@example.test", Duration::hours(1));
+    let browser = browser_with(&session);
+    assert_eq!(overview(&app, &browser).await.1["free_minutes_granted"], 0);
+    // As if the server stopped right after marking the address verified, before deciding.
+    sqlx::query("UPDATE users SET email_verified_at = now() WHERE subject = $1")
+        .bind(&subject)
+        .execute(&db)
+        .await
+        .expect("marked");
+    let (status, body) = overview(&app, &browser).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["free_minutes_granted"], 1000, "{body}");
+    let workspaces = workspaces_of_subject(&db, &subject).await;
+    assert_eq!(free_vcpu_minutes(&app, workspaces[0]).await, 2_000);
+}

@@ -214,6 +214,7 @@ async fn production_mounts_no_sandbox_route(db: PgPool) {
         ("TENKI_PUBLIC_URL", "https://app.tenki.test"),
     ]);
     assert!(server::sandbox_github(&production).is_none());
+    assert!(!production.kratos_sandbox());
     let app = TestApp::spawn(db).await;
     let router = server::router(
         &production,
@@ -231,6 +232,7 @@ async fn production_mounts_no_sandbox_route(db: PgPool) {
         "/sandbox/github/api/app",
         "/sandbox/stripe/v1/customers/cus_1",
         "/sandbox/kubernetes/api/v1/namespaces",
+        "/sandbox/kratos/sessions/whoami",
     ] {
         let response = reqwest::get(format!("{address}{path}"))
             .await

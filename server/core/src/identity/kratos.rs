@@ -208,6 +208,9 @@ struct KnownPerson {
     email: String,
     email_normalized: String,
     email_verified: bool,
+    /// Verified, and owns a workspace whose free minutes were neither granted nor refused: a
+    /// decision cut off (by a crash after the address was marked) is made on the next request.
+    grant_undecided: bool,
 }
 
 /// The Tenki person of `principal`, created with a workspace they own on their first request.
@@ -228,10 +231,10 @@ pub async fn provision(
     let email = Email::parse(&principal.email)
         .map_err(|_| ProvisionError::InvalidEmail(principal.email.clone()))?;
     let known = find(db, &principal.subject).await?;
-    let (user_id, newly_verified) = match known {
+    let (user_id, decide_grants) = match known {
         Some(person) => {
             let newly_verified = update_address(db, &person, &email, principal, now).await?;
-            (person.id, newly_verified)
+            (person.id, newly_verified || person.grant_undecided)
         }
         None => match create(db, ledger, principal, &email, now).await? {
             Some(user_id) => (user_id, principal.email_verified),
@@ -245,7 +248,7 @@ pub async fn provision(
             },
         },
     };
-    if newly_verified {
+    if decide_grants {
         grants::decide_for_owner(db, ledger, user_id, now).await?;
     }
     Ok(SessionUser {
@@ -257,8 +260,14 @@ pub async fn provision(
 
 async fn find(db: &PgPool, subject: &str) -> Result<Option<KnownPerson>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, email, email_normalized, email_verified_at IS NOT NULL AS email_verified
-         FROM users WHERE provider = $1 AND subject = $2",
+        "SELECT u.id, u.email, u.email_normalized,
+                u.email_verified_at IS NOT NULL AS email_verified,
+                u.email_verified_at IS NOT NULL AND EXISTS (
+                    SELECT 1 FROM workspace_members m JOIN workspaces w ON w.id = m.workspace_id
+                    WHERE m.user_id = u.id AND m.role = 'owner' AND w.free_grant_refusal IS NULL
+                      AND NOT EXISTS (SELECT 1 FROM free_minute_grants g
+                                      WHERE g.workspace_id = w.id)) AS grant_undecided
+         FROM users u WHERE u.provider = $1 AND u.subject = $2",
     )
     .bind(PROVIDER)
     .bind(subject)
