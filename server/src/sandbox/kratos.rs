@@ -777,7 +777,7 @@ fn posted_flow(
     query: &FlowQuery,
     csrf_token: Option<&str>,
     kind: FlowKind,
-) -> Result<Flow, Response> {
+) -> Result<Flow, Box<Response>> {
     let store = double.store();
     let flow = query
         .flow
@@ -786,29 +786,29 @@ fn posted_flow(
         .filter(|flow| flow.kind == kind)
         .cloned();
     let Some(flow) = flow else {
-        return Err(see_other(&format!(
+        return Err(Box::new(see_other(&format!(
             "{}/self-service/{}/browser",
             double.public_url,
             kind.path()
-        )));
+        ))));
     };
     if flow.expires_at <= Utc::now() {
         // Kratos answers a browser with a new flow.
-        return Err(see_other(&format!(
+        return Err(Box::new(see_other(&format!(
             "{}/self-service/{}/browser",
             double.public_url,
             kind.path()
-        )));
+        ))));
     }
     let cookie_csrf = cookie(headers, CSRF_COOKIE);
     if csrf_token != Some(flow.csrf.as_str()) || cookie_csrf.as_deref() != Some(flow.csrf.as_str())
     {
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::FORBIDDEN,
             "security_csrf_violation",
             "The anti-CSRF token of the form does not match the browser's cookie.",
             "the request was rejected to protect you from Cross-Site-Request-Forgery",
-        ));
+        )));
     }
     Ok(flow)
 }
@@ -867,7 +867,7 @@ async fn submit_login(
         FlowKind::Login,
     ) {
         Ok(flow) => flow,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     flow.messages.clear();
     flow.field_messages.clear();
@@ -941,7 +941,7 @@ async fn submit_registration(
         FlowKind::Registration,
     ) {
         Ok(flow) => flow,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     flow.messages.clear();
     flow.field_messages.clear();
@@ -1039,7 +1039,7 @@ async fn submit_verification(
         FlowKind::Verification,
     ) {
         Ok(flow) => flow,
-        Err(answer) => return answer,
+        Err(answer) => return *answer,
     };
     flow.messages.clear();
     flow.field_messages.clear();
