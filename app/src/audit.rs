@@ -68,7 +68,7 @@ fn AuditTable(rows: Vec<AuditRow>) -> impl IntoView {
     view! {
         <section id="audit-log" class="mt-6 rounded-xl border border-slate-200 bg-white p-6 shadow-sm" data-testid="audit-log">
             <h2 class="font-medium text-slate-900">"Audit log"</h2>
-            <p class="mt-1 text-sm text-slate-600">"Every change to members, GitHub connections, cards, add-ons, slots and the spending limit, and every change Tenki's support made, newest first (the last 100)."</p>
+            <p class="mt-1 text-sm text-slate-600">"Every change to the name, members, GitHub connections, cards, add-ons, slots and the spending limit, and every change Tenki's support made, newest first (the last 100)."</p>
             {if rows.is_empty() {
                 view! { <p class="mt-3 text-sm text-slate-600">"Nothing changed yet."</p> }.into_any()
             } else {

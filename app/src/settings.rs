@@ -1,6 +1,7 @@
-//! The Settings page: the monthly spending limit, with alerts at 50, 80 and 100 % and an optional
-//! hard cap that stops new jobs at 100 %. A plain form posts to `/settings/spending-limit`, which
-//! redirects back with the outcome; below it, the workspace's members (`members.rs`).
+//! The Settings page: the workspace's name; the monthly spending limit, with alerts at 50, 80 and
+//! 100 % and an optional hard cap that stops new jobs at 100 %. Plain forms post to
+//! `/settings/workspace-name` and `/settings/spending-limit`, which redirect back with the
+//! outcome; below them, the workspace's members (`members.rs`).
 
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
@@ -18,6 +19,8 @@ pub struct SpendingView {
     /// "$12.34 so far in November (5 % of the limit)".
     pub spent: String,
     pub can_change: bool,
+    /// The workspace's name, which owners and admins change here too.
+    pub workspace_name: String,
 }
 
 /// The caller's workspace's spending limit and the month so far.
@@ -51,6 +54,7 @@ pub async fn spending() -> Result<SpendingView, AppError> {
                     now.format("%B")
                 ),
                 can_change: matches!(caller.member.role, Role::Owner | Role::Admin),
+                workspace_name: caller.member.workspace_name.clone(),
             })
         }
         .await,
@@ -66,6 +70,9 @@ pub fn SettingsPage() -> impl IntoView {
         match (q.get("saved").is_some(), q.get("error").as_deref()) {
             (_, Some("bad_limit")) => Some((false, "Give the limit in dollars, more than $0 (e.g. 250.00), or leave it empty for none.")),
             (_, Some("not_allowed")) => Some((false, "Only the workspace's owners and admins can change its spending limit.")),
+            (_, Some("bad_name")) => Some((false, "Name your workspace with 1 to 80 characters.")),
+            (_, Some("rename_not_allowed")) => Some((false, "Only the workspace's owners and admins can rename it.")),
+            (_, None) if q.get("renamed").is_some() => Some((true, "Renamed.")),
             (true, None) => Some((true, "Saved.")),
             _ => None,
         }
@@ -85,12 +92,35 @@ pub fn SettingsPage() -> impl IntoView {
         <Suspense fallback=|| view! { <p class="mt-6 text-slate-500">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
-                    Ok(view) => view! { <SpendingLimit view/> }.into_any(),
+                    Ok(view) => view! { <WorkspaceName view=view.clone()/> <SpendingLimit view/> }.into_any(),
                     Err(error) => view! { <ErrorNotice error/> }.into_any(),
                 }
             })}
         </Suspense>
         <crate::members::Members/>
+    }
+}
+
+/// The workspace's name, with a form to change it for owners and admins.
+#[component]
+fn WorkspaceName(view: SpendingView) -> impl IntoView {
+    let form = view.can_change.then(|| view! {
+        <form method="post" action="/settings/workspace-name" class="mt-4 flex flex-wrap items-end gap-2">
+            <label class="block text-sm text-slate-700" for="workspace-name">"Name"
+                <input id="workspace-name" name="name" value=view.workspace_name.clone() maxlength="80" class="ml-2 w-64 rounded-md border border-slate-300 px-2 py-1"/>
+            </label>
+            <button type="submit" class="rounded-md bg-slate-900 px-3 py-1.5 text-sm font-medium text-white hover:bg-slate-700">"Rename"</button>
+        </form>
+    });
+    let shown = (!view.can_change).then(
+        || view! { <p class="mt-3 text-sm text-slate-900">{view.workspace_name.clone()}</p> },
+    );
+    view! {
+        <section class="mt-6 rounded-xl border border-slate-200 bg-white p-6 shadow-sm" data-testid="workspace-settings">
+            <h2 class="font-medium text-slate-900">"Workspace"</h2>
+            {shown}
+            {form}
+        </section>
     }
 }
 

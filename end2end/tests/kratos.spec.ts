@@ -62,6 +62,15 @@ test("signs up, confirms the address with Kratos's code, signs out and in again"
   await expect(page.getByTestId("free-minutes-left")).toHaveText("1,000");
   await expect(page.getByTestId("free-minutes-waiting")).toHaveCount(0);
 
+  // The workspace Kratos's first sign-in made gets its own name in Settings.
+  await page.goto("/settings");
+  await page.getByLabel("Name").fill("Lovelace Labs");
+  await page.getByRole("button", { name: "Rename" }).click();
+  await expect(page.getByTestId("settings-notice")).toHaveText("Renamed.");
+  await expect(page.getByTestId("workspace-name")).toHaveText("Lovelace Labs");
+  await page.screenshot({ path: "screenshots/settings-workspace-name.png", fullPage: true });
+  await page.goto("/");
+
   // Sign out through Kratos; the sign-in page is Kratos's login form.
   await waitForHydration(page);
   await page.getByRole("button", { name: "Sign out" }).click();

@@ -17,6 +17,7 @@ pub mod spending;
 pub mod telemetry;
 pub mod verification;
 pub mod webhooks;
+pub mod workspace;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -400,6 +401,7 @@ pub fn router(settings: &Settings, reachable_at: &str, core: Core, doubles: Doub
         .route("/add-ons/slots", post(addons::change_slots))
         .route("/enterprise/inquiry", post(addons::enterprise_inquiry))
         .route("/settings/spending-limit", post(spending::set_limit))
+        .route("/settings/workspace-name", post(workspace::rename))
         .route("/settings/members/invite", post(members::invite))
         .route("/settings/members/role", post(members::change_role))
         .route("/settings/members/remove", post(members::remove))

@@ -98,6 +98,12 @@ async fn a_member_reads_the_workspace_and_is_refused_every_change_owners_and_adm
                 .expect("limit"),
             "/settings?error=not_allowed",
         ),
+        (
+            post("/settings/workspace-name", vec![("name", "Taken over")])
+                .await
+                .expect("rename"),
+            "/settings?error=rename_not_allowed",
+        ),
     ];
     for (response, expected) in refusals {
         assert_eq!(location(&response), expected);
@@ -161,6 +167,37 @@ async fn a_member_reads_the_workspace_and_is_refused_every_change_owners_and_adm
         .await
         .expect("owner");
     assert_eq!(location(&allowed), "/settings?saved=1");
+    let rename = |name: &'static str| {
+        owner
+            .browser
+            .post(url("/settings/workspace-name"))
+            .form(&[("name", name)])
+            .send()
+    };
+    assert_eq!(
+        location(&rename("   ").await.expect("blank")),
+        "/settings?error=bad_name"
+    );
+    assert_eq!(
+        location(&rename("  Roles & Co  ").await.expect("rename")),
+        "/settings?renamed=1"
+    );
+    let (_, overview) = app.overview(&member.browser).await;
+    assert_eq!(
+        overview["workspace_name"], "Roles & Co",
+        "the member sees the new name"
+    );
+    let renamed: String = sqlx::query_scalar(
+        "SELECT detail FROM audit_events WHERE workspace_id = $1 AND action = 'workspace.renamed'",
+    )
+    .bind(owner.workspace_id)
+    .fetch_one(&db)
+    .await
+    .expect("an audit line");
+    assert_eq!(
+        renamed,
+        "renamed the workspace from roles-owner to Roles & Co"
+    );
 }
 
 /// The caller `email`'s session would name, acting in `workspace_id`.

@@ -262,6 +262,53 @@ pub async fn caller_of_request<'a>(
     }))
 }
 
+/// Why a workspace was not renamed. Nothing changes in any of these cases.
+#[derive(Debug, thiserror::Error)]
+pub enum RenameError {
+    #[error("Only the workspace's owners and admins rename it.")]
+    NotAllowed,
+    #[error(transparent)]
+    Invalid(#[from] crate::identity::FieldError),
+    #[error("database")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Renames the caller's workspace (owners and admins), with a line in its audit log.
+pub async fn rename(
+    db: &PgPool,
+    caller: &Caller,
+    name: &str,
+    now: DateTime<Utc>,
+) -> Result<(), RenameError> {
+    if !caller.member.role.may_manage() {
+        return Err(RenameError::NotAllowed);
+    }
+    let name = crate::identity::WorkspaceName::parse(name)?;
+    let mut tx = db.begin().await?;
+    let before: String = sqlx::query_scalar("SELECT name FROM workspaces WHERE id = $1 FOR UPDATE")
+        .bind(caller.member.workspace_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    if before == name.as_str() {
+        return Ok(());
+    }
+    sqlx::query("UPDATE workspaces SET name = $2 WHERE id = $1")
+        .bind(caller.member.workspace_id)
+        .bind(name.as_str())
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        &mut tx,
+        caller,
+        "workspace.renamed",
+        &format!("renamed the workspace from {before} to {}", name.as_str()),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Creates a workspace owned by `owner`, in the transaction that creates the person or their
 /// sign-up. Its ledger accounts are opened by the caller, before the commit.
 pub async fn create_owned(
