@@ -1,5 +1,5 @@
 // Shared steps of the dashboard tests.
-import { type APIRequestContext, expect, type Page } from "@playwright/test";
+import { type APIRequestContext, expect, type Page, test } from "@playwright/test";
 import { execFileSync } from "node:child_process";
 import { createHmac, randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -27,11 +27,21 @@ export async function waitForHydration(page: Page): Promise<void> {
   await page.waitForFunction(() => (window as unknown as { __tenkiHydrated?: boolean }).__tenkiHydrated === true);
 }
 
+/** This test runs in the "kratos" project: its server signs people in through the Kratos double. */
+export function throughKratos(): boolean {
+  return test.info().project.name === "kratos";
+}
+
+/** Signs in through the sign-in page: the built-in form, or Kratos's login form it renders. */
 export async function signIn(page: Page, email: string, password: string): Promise<void> {
   await page.goto("/sign-in");
-  await waitForHydration(page);
+  if (throughKratos()) {
+    await expect(page).toHaveURL(/\/sign-in\?flow=/);
+  } else {
+    await waitForHydration(page);
+  }
   await page.getByLabel("E-mail").fill(email);
-  await page.getByLabel("Password").fill(password);
+  await page.getByLabel("Password", { exact: true }).fill(password);
   await page.getByRole("button", { name: "Sign in" }).click();
 }
 
@@ -40,14 +50,23 @@ export async function expectOverview(page: Page): Promise<void> {
   await expect(page.getByRole("heading", { name: "Overview" })).toBeVisible();
 }
 
-/** Runs the locally built `tenki` binary (admin and demo commands) against the test services. */
+/** Runs the locally built `tenki` binary (admin and demo commands) against the test services
+ * (the Kratos project's server has a database of its own). */
 export function tenki(...args: string[]): string {
   const binary = process.env.TENKI_E2E_SERVER;
   if (!binary) throw new Error("TENKI_E2E_SERVER is set by scripts/test.sh");
-  return execFileSync(binary, args, { env: { ...process.env, TENKI_LOG: "warn" }, encoding: "utf8" });
+  const database = throughKratos() ? { TENKI_DATABASE_URL: process.env.TENKI_KRATOS_DATABASE_URL ?? "" } : {};
+  return execFileSync(binary, args, { env: { ...process.env, TENKI_LOG: "warn", ...database }, encoding: "utf8" });
 }
 
+/** Creates an account with the workspace `workspace` and confirms its address, as a customer
+ * does: the built-in sign-up and its e-mailed link; or, through Kratos, its registration form,
+ * its e-mailed code, and the workspace renamed in Settings. Ends on the Overview. */
 export async function signUp(page: Page, workspace: string, email: string, password: string): Promise<void> {
+  if (throughKratos()) {
+    await signUpThroughKratos(page, workspace, email, password);
+    return;
+  }
   await page.goto("/sign-up");
   await waitForHydration(page);
   await page.getByLabel("Workspace name").fill(workspace);
@@ -58,6 +77,39 @@ export async function signUp(page: Page, workspace: string, email: string, passw
   await confirmEmail(page, email);
   await page.goto("/");
   await expectOverview(page);
+}
+
+async function signUpThroughKratos(page: Page, workspace: string, email: string, password: string): Promise<void> {
+  await page.goto("/sign-up");
+  await expect(page).toHaveURL(/\/sign-up\?flow=/);
+  await page.getByLabel("E-mail").fill(email);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign up" }).click();
+  await expectOverview(page);
+  await page.goto("/verification");
+  await expect(page).toHaveURL(/\/verification\?flow=/);
+  await page.getByRole("button", { name: "Submit" }).click();
+  await expect(page.getByLabel("Verification code")).toBeVisible();
+  await page.getByLabel("Verification code").fill(await newestKratosCode(page.request, email));
+  await page.getByRole("button", { name: "Submit" }).click();
+  await expect(page.getByText("You successfully verified your email address.")).toBeVisible();
+  await page.goto("/settings");
+  await page.getByLabel("Name").fill(workspace);
+  await page.getByRole("button", { name: "Rename" }).click();
+  await expect(page.getByTestId("workspace-name")).toHaveText(workspace);
+  await page.goto("/");
+  await expectOverview(page);
+}
+
+/** The code in the newest e-mail the Kratos double's courier sent to `email`. */
+export async function newestKratosCode(request: APIRequestContext, email: string): Promise<string> {
+  const answer = await request.get(`/sandbox/kratos/admin/courier/messages?recipient=${encodeURIComponent(email)}`);
+  expect(answer.ok()).toBeTruthy();
+  const messages = await answer.json();
+  expect(messages.length).toBeGreaterThan(0);
+  const code = /\n(\d{6})\n/.exec(messages[0].body);
+  expect(code, messages[0].body).toBeTruthy();
+  return code![1];
 }
 
 /** The newest link e-mailed to `email`, from the sandbox's mailbox. */

@@ -1,21 +1,10 @@
 // Signing in through Ory Kratos, in a real browser: Tenki's pages render the flows of the Kratos
 // double (a server started with TENKI_KRATOS_PUBLIC_URL=sandbox, the "kratos" project), the forms
 // post to it, and the dashboard follows its sessions.
-import { type APIRequestContext, expect, type Page, test } from "@playwright/test";
-import { expectOverview, uniqueEmail, waitForHydration, watchConsole } from "./helpers";
+import { expect, type Page, test } from "@playwright/test";
+import { expectOverview, newestKratosCode, uniqueEmail, waitForHydration, watchConsole } from "./helpers";
 
 const password = "correct horse battery";
-
-/** The code in the newest e-mail Kratos's courier sent to `email`. */
-async function newestCode(request: APIRequestContext, email: string): Promise<string> {
-  const answer = await request.get(`/sandbox/kratos/admin/courier/messages?recipient=${encodeURIComponent(email)}`);
-  expect(answer.ok()).toBeTruthy();
-  const messages = await answer.json();
-  expect(messages.length).toBeGreaterThan(0);
-  const code = /\n(\d{6})\n/.exec(messages[0].body);
-  expect(code, messages[0].body).toBeTruthy();
-  return code![1];
-}
 
 async function kratosForm(page: Page, path: RegExp): Promise<void> {
   await expect(page).toHaveURL(path);
@@ -53,7 +42,7 @@ test("signs up, confirms the address with Kratos's code, signs out and in again"
   await expect(page.getByLabel("Email")).toHaveValue(email);
   await page.getByRole("button", { name: "Submit" }).click();
   await kratosForm(page, /\/verification\?flow=/);
-  await page.getByLabel("Verification code").fill(await newestCode(page.request, email));
+  await page.getByLabel("Verification code").fill(await newestKratosCode(page.request, email));
   await page.getByRole("button", { name: "Submit" }).click();
   await expect(page.getByText("You successfully verified your email address.")).toBeVisible();
   await page.screenshot({ path: "screenshots/kratos-verified.png", fullPage: true });
