@@ -82,9 +82,10 @@ pub async fn overview() -> Result<OverviewData, AppError> {
             .await
             .map_err(|e| AppError::internal_error(&e))?;
             let verified = caller.user.email_verified;
+            // A refusal first: a grant taken back leaves the part used before as granted.
             let free_minutes_waiting = match (overview.free_minutes_granted, overview.free_grant_refusal) {
-                (granted, _) if granted > 0 => None,
                 (_, Some(refusal)) => Some(refusal),
+                (granted, _) if granted > 0 => None,
                 _ if !verified && context.core.identity.kratos().is_some() => Some(format!(
                     "Confirm your e-mail address to receive your 1,000 free minutes: we sent a code to {}.",
                     caller.user.email

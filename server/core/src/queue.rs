@@ -186,6 +186,24 @@ impl TaskHandler for SyncGithubRepositories {
     }
 }
 
+/// Takes back what is left of a workspace's free minutes (`identity::grants::withdraw`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WithdrawFreeGrant {
+    pub workspace_id: uuid::Uuid,
+}
+
+impl TaskHandler for WithdrawFreeGrant {
+    const IDENTIFIER: &'static str = crate::identity::grants::WITHDRAW_TASK;
+
+    async fn run(self, ctx: WorkerContext) -> impl IntoTaskHandlerResult {
+        let core = core_of(&ctx)?;
+        crate::identity::grants::withdraw(&core.db, &core.ledger, self.workspace_id, Utc::now())
+            .await
+            .map_err(|e| crate::error_chain(&e))?;
+        Ok::<(), String>(())
+    }
+}
+
 /// A scheduled task: its payload (null, or graphile_worker's `{"_cron": …}`) carries nothing
 /// it needs, so any payload is accepted.
 macro_rules! scheduled_task {
@@ -649,6 +667,7 @@ pub async fn worker(
         .define_job::<CheckSpendingLimits>()
         .define_job::<SendNotificationEmails>()
         .define_job::<SendOutboxEmails>()
+        .define_job::<WithdrawFreeGrant>()
         .define_job::<ReconcileRunners>()
         .define_job::<ProvisionRunner>()
         .define_job::<RemoveRunner>()

@@ -289,3 +289,124 @@ async fn a_throwaway_address_gets_its_free_minutes_with_a_card_and_a_card_only_o
     .await;
     assert_eq!(free_vcpu_minutes(&app, again.workspace_id).await, 0);
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn an_organization_linked_after_a_grant_takes_back_what_is_left_of_a_second_grant(
+    db: PgPool,
+) {
+    use tenki_core::ledger::reconcile::{Scope, reconcile};
+    use tenki_core::metering::{self, FinishedJob, JobKey};
+
+    let app = TestApp::spawn(db.clone()).await;
+    let first = verified_customer(&app, "owner@first.test").await;
+    install_fixture_account(&app, 7_000_001, first.workspace_id).await;
+    assert_eq!(free_vcpu_minutes(&app, first.workspace_id).await, 2_000);
+
+    // A second workspace gets its grant by its own address, runs a 150-minute job on 2 vCPUs
+    // (300 vCPU-minutes), then links the organization the first workspace brought.
+    let second = verified_customer(&app, "someone@second.test").await;
+    assert_eq!(free_vcpu_minutes(&app, second.workspace_id).await, 2_000);
+    let now = Utc::now();
+    let job = FinishedJob {
+        workspace_id: second.workspace_id,
+        key: JobKey {
+            github_job_id: 91_000_001,
+            run_attempt: 1,
+        },
+        label: "tenki-standard-2c".to_owned(),
+        started_at: now - Duration::minutes(150),
+        completed_at: now,
+        repository: "acme/app".to_owned(),
+        workflow: "ci".to_owned(),
+    };
+    metering::meter_job(&app.core.db, &app.core.ledger, &job, now)
+        .await
+        .expect("metered");
+    assert_eq!(free_vcpu_minutes(&app, second.workspace_id).await, 1_700);
+    install_fixture_account(&app, 7_000_002, second.workspace_id).await;
+
+    // What was left goes back; what was used stays used; the Overview says why.
+    eventually_within(30, "the rest of the second grant taken back", || {
+        let app = &app;
+        async move { free_vcpu_minutes(app, second.workspace_id).await == 0 }
+    })
+    .await;
+    let (_, overview) = app.overview(&second.browser).await;
+    assert_eq!(overview["free_minutes_granted"], 150, "{overview}");
+    assert_eq!(overview["free_minutes_left"], 0, "{overview}");
+    assert_eq!(
+        overview["free_minutes_waiting"],
+        "Free minutes were already granted to this GitHub organization in another workspace."
+    );
+    let withdrawn: Option<i64> = sqlx::query_scalar(
+        "SELECT withdrawn_vcpu_minutes FROM free_minute_grants WHERE workspace_id = $1",
+    )
+    .bind(second.workspace_id)
+    .fetch_one(&db)
+    .await
+    .expect("grant");
+    assert_eq!(withdrawn, Some(1_700));
+    // The first workspace keeps its grant; the ledger and the database agree.
+    assert_eq!(free_vcpu_minutes(&app, first.workspace_id).await, 2_000);
+    let report = reconcile(
+        &db,
+        &app.core.ledger,
+        &Scope::Workspaces(vec![first.workspace_id, second.workspace_id]),
+    )
+    .await
+    .expect("reconciled");
+    assert!(report.differences.is_empty(), "{:?}", report.differences);
+
+    // Taking back again (a retried task) moves nothing more.
+    let again = identity::grants::withdraw(&db, &app.core.ledger, second.workspace_id, Utc::now())
+        .await
+        .expect("repeat");
+    assert_eq!(again, None);
+    assert_eq!(free_vcpu_minutes(&app, second.workspace_id).await, 0);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_grant_used_up_before_the_organization_was_linked_has_nothing_to_take_back(db: PgPool) {
+    use tenki_core::metering::{self, FinishedJob, JobKey};
+
+    let app = TestApp::spawn(db.clone()).await;
+    let first = verified_customer(&app, "owner@first.test").await;
+    install_fixture_account(&app, 7_000_001, first.workspace_id).await;
+    let second = verified_customer(&app, "spent@second.test").await;
+    let now = Utc::now();
+    // 1,200 minutes on 2 vCPUs: the 1,000 free minutes and then some, paid.
+    let job = FinishedJob {
+        workspace_id: second.workspace_id,
+        key: JobKey {
+            github_job_id: 91_000_002,
+            run_attempt: 1,
+        },
+        label: "tenki-standard-2c".to_owned(),
+        started_at: now - Duration::minutes(1_200),
+        completed_at: now,
+        repository: "acme/app".to_owned(),
+        workflow: "ci".to_owned(),
+    };
+    metering::meter_job(&app.core.db, &app.core.ledger, &job, now)
+        .await
+        .expect("metered");
+    assert_eq!(free_vcpu_minutes(&app, second.workspace_id).await, 0);
+    install_fixture_account(&app, 7_000_002, second.workspace_id).await;
+    eventually_within(30, "the withdrawal recorded", || {
+        let db = db.clone();
+        let workspace_id = second.workspace_id;
+        async move {
+            sqlx::query_scalar::<_, Option<i64>>(
+                "SELECT withdrawn_vcpu_minutes FROM free_minute_grants WHERE workspace_id = $1",
+            )
+            .bind(workspace_id)
+            .fetch_one(&db)
+            .await
+            .expect("grant")
+                == Some(0)
+        }
+    })
+    .await;
+    let (_, overview) = app.overview(&second.browser).await;
+    assert_eq!(overview["free_minutes_granted"], 1000, "all of it was used");
+}

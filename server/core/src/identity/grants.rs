@@ -235,28 +235,120 @@ pub async fn decide_for_owner(
 
 /// Registers the GitHub account of an installation just linked to a workspace that has its grant
 /// already, so that the account cannot bring a grant to another workspace later.
+///
+/// When the account brought free minutes to another workspace already, this workspace's grant
+/// would be a second one for that organization: what is left of it is taken back
+/// ([`withdraw`], by the worker, asked for here in the linking transaction) and the Overview says
+/// why.
 pub async fn register_linked_account(
     tx: &mut sqlx::PgConnection,
     installation_id: i64,
     workspace_id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO free_grant_keys (key, kind, workspace_id, registered_at)
-         SELECT CASE WHEN i.account_id IS NOT NULL THEN 'github:' || i.account_id
-                     ELSE 'github-login:' || lower(i.account_login) END,
-                'github_account', $2, $3
-         FROM github_installations i
-         WHERE i.installation_id = $1 AND i.account_login <> ''
-           AND EXISTS (SELECT 1 FROM free_minute_grants WHERE workspace_id = $2)
-         ON CONFLICT (key) DO NOTHING",
+    let holder: Option<Uuid> = sqlx::query_scalar(
+        "WITH account AS (
+             SELECT CASE WHEN i.account_id IS NOT NULL THEN 'github:' || i.account_id
+                         ELSE 'github-login:' || lower(i.account_login) END AS key
+             FROM github_installations i
+             WHERE i.installation_id = $1 AND i.account_login <> ''
+               AND EXISTS (SELECT 1 FROM free_minute_grants WHERE workspace_id = $2)),
+         registered AS (
+             INSERT INTO free_grant_keys (key, kind, workspace_id, registered_at)
+             SELECT key, 'github_account', $2, $3 FROM account
+             ON CONFLICT (key) DO NOTHING RETURNING workspace_id)
+         SELECT workspace_id FROM registered
+         UNION ALL SELECT k.workspace_id FROM free_grant_keys k JOIN account a ON a.key = k.key
+         LIMIT 1",
     )
     .bind(installation_id)
     .bind(workspace_id)
     .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if holder.is_none_or(|holder| holder == workspace_id) {
+        return Ok(());
+    }
+    let due = sqlx::query(
+        "UPDATE free_minute_grants SET withdrawal_due_at = $2
+         WHERE workspace_id = $1 AND withdrawal_due_at IS NULL",
+    )
+    .bind(workspace_id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if due == 0 {
+        return Ok(());
+    }
+    sqlx::query("UPDATE workspaces SET free_grant_refusal = $2 WHERE id = $1")
+        .bind(workspace_id)
+        .bind(refusal("github_account"))
+        .execute(&mut *tx)
+        .await?;
+    crate::queue::enqueue(
+        tx,
+        crate::queue::NewJob {
+            task: WITHDRAW_TASK,
+            payload: serde_json::json!({ "workspace_id": workspace_id }),
+            job_key: Some(&format!("withdraw-free-grant:{workspace_id}")),
+            max_attempts: 25,
+            run_at: None,
+        },
+    )
+    .await?;
+    tracing::info!(%workspace_id, installation_id, "free minutes to be taken back: the organization brought a grant elsewhere");
+    Ok(())
+}
+
+/// The worker's task that runs [`withdraw`].
+pub const WITHDRAW_TASK: &str = "withdraw_free_grant";
+
+/// Takes back what is left of the grant of `workspace_id` once a withdrawal is due (see
+/// [`register_linked_account`]): a balancing transfer of at most the grant, under the workspace's
+/// lock, so metering never prices a job with minutes being taken. Returns the vCPU-minutes taken,
+/// or `None` when no withdrawal is due. Safe to repeat: the transfer id derives from the grant.
+pub async fn withdraw(
+    db: &PgPool,
+    ledger: &Ledger,
+    workspace_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Option<i64>, GrantError> {
+    let mut tx = db.begin().await?;
+    sqlx::query("SELECT id FROM workspaces WHERE id = $1 FOR UPDATE")
+        .bind(workspace_id)
+        .execute(&mut *tx)
+        .await?;
+    // Grants older than the registry have no key: the workspace alone names their withdrawal.
+    let key: Option<String> = sqlx::query_scalar(
+        "SELECT coalesce(grant_key, '') FROM free_minute_grants
+         WHERE workspace_id = $1 AND withdrawal_due_at IS NOT NULL AND withdrawn_at IS NULL",
+    )
+    .bind(workspace_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(key) = key else {
+        return Ok(None);
+    };
+    let taken = ledger
+        .withdraw_free_minutes(
+            workspace_id,
+            ledger::free_grant_withdrawal_id(workspace_id, &key),
+        )
+        .await?;
+    let taken: i64 = crate::money::convert(taken, || "a free-minute withdrawal".to_owned())?;
+    sqlx::query(
+        "UPDATE free_minute_grants SET withdrawn_vcpu_minutes = $2, withdrawn_at = $3
+         WHERE workspace_id = $1",
+    )
+    .bind(workspace_id)
+    .bind(taken)
+    .bind(now)
     .execute(&mut *tx)
     .await?;
-    Ok(())
+    tx.commit().await?;
+    tracing::info!(%workspace_id, vcpu_minutes = taken, "free minutes taken back");
+    Ok(Some(taken))
 }
 
 #[cfg(test)]

@@ -59,6 +59,9 @@ pub mod transfer_code {
     pub const SIGN_UP_CREDIT: u16 = 3001;
     pub const PROMO_CREDIT: u16 = 3003;
     pub const PROMO_CREDIT_REVERSAL: u16 = 3004;
+    /// What was left of a grant, taken back: an identity of the workspace had brought free
+    /// minutes to another workspace (Tenki's addition).
+    pub const FREE_GRANT_WITHDRAWAL: u16 = 3005;
 }
 
 /// The platform's own accounts. Money accounts use their code as id; the free-minute ledger's
@@ -96,6 +99,8 @@ pub enum LedgerError {
     Send(String),
     #[error("TigerBeetle has no account {0:#x}")]
     MissingAccount(u128),
+    #[error("TigerBeetle has no transfer {0:#x}")]
+    MissingTransfer(u128),
     #[error("account {0:#x} has more debits than credits, which its flags forbid")]
     Overdrawn(u128),
 }
@@ -124,8 +129,17 @@ impl WorkspaceAccounts {
 /// workspaces is the registry's primary key (`free_grant_keys`); the workspace is part of the id
 /// because one TigerBeetle cluster may serve several databases (the tests' cluster does).
 pub fn free_grant_transfer_id(workspace_id: Uuid, key: &str) -> u128 {
+    free_grant_id("free-minutes-grant", workspace_id, key)
+}
+
+/// The id of the withdrawal of the grant made as [`free_grant_transfer_id`]`(workspace_id, key)`.
+pub fn free_grant_withdrawal_id(workspace_id: Uuid, key: &str) -> u128 {
+    free_grant_id("free-minutes-withdrawal", workspace_id, key)
+}
+
+fn free_grant_id(what: &str, workspace_id: Uuid, key: &str) -> u128 {
     derive_id(
-        "free-minutes-grant",
+        what,
         &[workspace_id.as_bytes().as_slice(), key.as_bytes()].concat(),
     )
 }
@@ -252,6 +266,59 @@ impl Ledger {
             .with_code(transfer_code::SIGN_UP_CREDIT)
             .with_user_data_128(u128::from_be_bytes(*workspace_id.as_bytes()));
         self.create_transfers(vec![grant]).await
+    }
+
+    /// Takes back what is left of a workspace's free minutes, at most one grant's worth, as
+    /// transfer `transfer_id`: a balancing debit, so never more than the balance. Returns the
+    /// vCPU-minutes taken. Safe to repeat: once posted, the transfer is read back, not posted
+    /// again (a retried balancing transfer would not match the amount it settled on).
+    pub async fn withdraw_free_minutes(
+        &self,
+        workspace_id: Uuid,
+        transfer_id: u128,
+    ) -> Result<u128, LedgerError> {
+        if let Some(posted) = self.lookup_transfers(vec![transfer_id]).await?.first() {
+            return Ok(posted.amount());
+        }
+        let withdrawal = tb::Transfer::new(transfer_id)
+            .with_debit_account_id(WorkspaceAccounts::of(workspace_id).free_minutes)
+            .with_credit_account_id(fixed_account::FREE_MINUTES_GRANTED)
+            .with_amount(u128::from(SIGN_UP_FREE_MINUTES * VCPUS_PER_FREE_MINUTE))
+            .with_ledger(FREE_MINUTES_LEDGER)
+            .with_code(transfer_code::FREE_GRANT_WITHDRAWAL)
+            .with_flags(tb::transfer::Flags::BALANCING_DEBIT)
+            .with_user_data_128(u128::from_be_bytes(*workspace_id.as_bytes()));
+        match bounded(
+            "create_transfers",
+            self.client.create_transfers(vec![withdrawal]),
+        )
+        .await?
+        {
+            Ok(()) => {}
+            Err(CreateTransfersError::Api(errors)) => {
+                let kinds: Vec<CreateTransferErrorKind> =
+                    errors.as_slice().iter().map(|e| e.kind()).collect();
+                // Nothing left to take back.
+                if kinds
+                    .iter()
+                    .any(|k| matches!(k, CreateTransferErrorKind::ExceedsCredits))
+                {
+                    return Ok(0);
+                }
+                if !kinds
+                    .iter()
+                    .all(|k| matches!(k, CreateTransferErrorKind::Exists))
+                {
+                    return Err(LedgerError::CreateTransfers(format!("{kinds:?}")));
+                }
+            }
+            Err(other) => return Err(LedgerError::CreateTransfers(other.to_string())),
+        }
+        self.lookup_transfers(vec![transfer_id])
+            .await?
+            .first()
+            .map(tb::Transfer::amount)
+            .ok_or(LedgerError::MissingTransfer(transfer_id))
     }
 
     /// A workspace's free minutes left, in vCPU-minutes.

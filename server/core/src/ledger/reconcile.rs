@@ -182,8 +182,9 @@ async fn expected_for(db: &PgPool, workspace_id: Uuid) -> Result<Expected, sqlx:
     )
     .fetch_one(db)
     .await?;
-    let grants = sqlx::query_scalar!(
-        r#"SELECT coalesce(sum(vcpu_minutes), 0)::bigint AS "granted!"
+    let grants = sqlx::query!(
+        r#"SELECT coalesce(sum(vcpu_minutes), 0)::bigint AS "granted!",
+                  coalesce(sum(withdrawn_vcpu_minutes), 0)::bigint AS "withdrawn!"
            FROM free_minute_grants WHERE workspace_id = $1"#,
         workspace_id,
     )
@@ -214,8 +215,9 @@ async fn expected_for(db: &PgPool, workspace_id: Uuid) -> Result<Expected, sqlx:
         money_credits: i128::from(billed.paid_cents)
             * i128::from(crate::money::MICRO_CENTS_PER_CENT),
         subscriptions: i128::from(billed.subscriptions),
-        free_debits: i128::from(usage.free),
-        free_credits: i128::from(grants),
+        // A grant taken back debits what was left of it.
+        free_debits: i128::from(usage.free) + i128::from(grants.withdrawn),
+        free_credits: i128::from(grants.granted),
         usage_amount: i128::from(usage.amount),
         refunds: 0,
     };

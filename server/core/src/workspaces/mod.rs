@@ -140,8 +140,10 @@ pub async fn overview(
     member: &Membership,
     now: DateTime<Utc>,
 ) -> Result<Overview, OverviewError> {
+    // What a grant taken back had left is not counted as granted.
     let granted = sqlx::query_scalar!(
-        r#"SELECT coalesce(sum(vcpu_minutes), 0)::bigint AS "vcpu_minutes!"
+        r#"SELECT coalesce(sum(vcpu_minutes - coalesce(withdrawn_vcpu_minutes, 0)), 0)::bigint
+                  AS "vcpu_minutes!"
            FROM free_minute_grants WHERE workspace_id = $1"#,
         member.workspace_id,
     )
