@@ -33,7 +33,7 @@ use crate::github::GitHubConnectedPage;
 use crate::jobs::JobsPage;
 use crate::members::JoinPage;
 use crate::runners::RunnersPage;
-use crate::self_service::VerificationPage;
+use crate::self_service::{AccountPage, RecoveryPage, VerificationPage};
 use crate::settings::SettingsPage;
 use crate::usage::UsagePage;
 
@@ -69,6 +69,8 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/sign-in") view=SignInPage ssr=SsrMode::Async/>
                 <Route path=path!("/sign-up") view=SignUpPage ssr=SsrMode::Async/>
                 <Route path=path!("/verification") view=VerificationPage ssr=SsrMode::Async/>
+                <Route path=path!("/recovery") view=RecoveryPage ssr=SsrMode::Async/>
+                <Route path=path!("/account") view=AccountPage ssr=SsrMode::Async/>
                 <ParentRoute path=path!("") view=DashboardLayout ssr=SsrMode::Async>
                     <Route path=path!("") view=OverviewPage ssr=SsrMode::Async/>
                     <Route path=path!("runners") view=RunnersPage ssr=SsrMode::Async/>

@@ -65,7 +65,7 @@ pub async fn identity_flow(
                         kratos.forget(&cookies).await;
                     }
                     Ok(IdentityPage::Kratos {
-                        html: flow_html(&flow),
+                        html: flow_html(&flow, kind),
                     })
                 }
                 Ok(FlowLookup::StartAgain) => Ok(send_to(start).await),
@@ -89,11 +89,15 @@ async fn send_to(url: String) -> IdentityPage {
 
 /// A Kratos flow's form in the dashboard's style: its messages, its fields in order (the
 /// anti-CSRF token among them), its submit buttons, posted by the browser straight to Kratos;
-/// and its links ("Continue" after a verification). Every value is escaped.
+/// and its links ("Continue" after a verification); under a sign-in form, the way to a forgotten
+/// password, and after saved settings, the way back. Every value is escaped.
 #[cfg(feature = "ssr")]
-pub fn flow_html(flow: &tenki_core::identity::self_service::Flow) -> String {
+pub fn flow_html(
+    flow: &tenki_core::identity::self_service::Flow,
+    kind: tenki_core::identity::self_service::FlowKind,
+) -> String {
     use std::fmt::Write as _;
-    use tenki_core::identity::self_service::FlowMessage;
+    use tenki_core::identity::self_service::{FlowKind, FlowMessage};
 
     fn messages(html: &mut String, messages: &[FlowMessage]) {
         for message in messages {
@@ -180,6 +184,15 @@ pub fn flow_html(flow: &tenki_core::identity::self_service::Flow) -> String {
             escape(&link.label)
         );
     }
+    match (kind, flow.state.as_str()) {
+        (FlowKind::Login, _) => html.push_str(
+            r#"<p class="text-sm"><a href="/recovery" class="font-medium text-indigo-600 hover:underline">Forgot your password?</a></p>"#,
+        ),
+        (FlowKind::Settings, "success") => html.push_str(
+            r#"<a href="/" class="block w-full rounded-md bg-indigo-600 px-4 py-2 text-center font-medium text-white hover:bg-indigo-700">Back to the Overview</a>"#,
+        ),
+        _ => {}
+    }
     html.push_str("</div>");
     html
 }
@@ -257,6 +270,33 @@ fn Leaving(url: String) -> impl IntoView {
     }
 }
 
+/// `/recovery`: a forgotten password, through Kratos's recovery flow (a code by e-mail, then a
+/// new password on `/account`).
+#[component]
+pub fn RecoveryPage() -> impl IntoView {
+    view! {
+        <leptos_meta::Title text="Reset your password · Tenki"/>
+        <crate::auth::AuthCard title="Reset your password">
+            <IdentityFlowPage kind="recovery" built_in=|| view! {
+                <p class="text-sm text-slate-700">"The built-in sign-in has no reset by e-mail: ask Tenki's support to reset your password."</p>
+            }/>
+        </crate::auth::AuthCard>
+    }
+}
+
+/// `/account`: the signed-in person's password, through Kratos's settings flow.
+#[component]
+pub fn AccountPage() -> impl IntoView {
+    view! {
+        <leptos_meta::Title text="Your account · Tenki"/>
+        <crate::auth::AuthCard title="Your account">
+            <IdentityFlowPage kind="settings" built_in=|| view! {
+                <p class="text-sm text-slate-700">"The built-in sign-in keeps your password; changing it is not offered yet."</p>
+            }/>
+        </crate::auth::AuthCard>
+    }
+}
+
 /// `/verification`: Kratos's address verification (with the built-in identity, addresses are
 /// confirmed by the link e-mailed at sign-up, and this page sends to the Overview).
 #[component]
@@ -307,7 +347,7 @@ mod tests {
             ],
             links: Vec::new(),
         };
-        let html = super::flow_html(&flow);
+        let html = super::flow_html(&flow, tenki_core::identity::self_service::FlowKind::Login);
         assert!(html.contains(r#"action="https://auth.example.com/self-service/login?flow=f1&amp;x=&quot;y&quot;""#), "{html}");
         assert!(
             html.contains(r#"<input type="hidden" name="csrf_token" value="tok&quot;en"/>"#),

@@ -2,7 +2,7 @@
 // double (a server started with TENKI_KRATOS_PUBLIC_URL=sandbox, the "kratos" project), the forms
 // post to it, and the dashboard follows its sessions.
 import { expect, type Page, test } from "@playwright/test";
-import { expectOverview, newestKratosCode, uniqueEmail, waitForHydration, watchConsole } from "./helpers";
+import { expectOverview, newestKratosCode, signIn, signUp, uniqueEmail, waitForHydration, watchConsole } from "./helpers";
 
 const password = "correct horse battery";
 
@@ -78,5 +78,43 @@ test("signs up, confirms the address with Kratos's code, signs out and in again"
   await expect(page).toHaveURL(/\/usage$/);
   await page.goto("/");
   await expect(page.getByTestId("free-minutes-left")).toHaveText("1,000");
+  expect(problems).toEqual([]);
+});
+
+test("a forgotten password is reset with the code Kratos e-mails, then signs in", async ({ page }) => {
+  const problems = watchConsole(page);
+  const email = uniqueEmail("forgetful");
+  await signUp(page, "Forgetful Co", email, password);
+  await waitForHydration(page);
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await kratosForm(page, /\/sign-in\?flow=/);
+
+  await page.getByRole("link", { name: "Forgot your password?" }).click();
+  await kratosForm(page, /\/recovery\?flow=/);
+  await page.getByLabel("Email").fill(email);
+  await page.getByRole("button", { name: "Submit" }).click();
+  await kratosForm(page, /\/recovery\?flow=/);
+  await expect(page.getByRole("status").first()).toContainText("An email containing a recovery code has been sent");
+  await page.getByLabel("Recovery code").fill(await newestKratosCode(page.request, email));
+  await page.screenshot({ path: "screenshots/kratos-recovery-code.png", fullPage: true });
+  await page.getByRole("button", { name: "Continue" }).click();
+
+  // Signed in by the code: Kratos's settings flow asks for the new password.
+  await kratosForm(page, /\/account\?flow=/);
+  await expect(page.getByText("You successfully recovered your account.")).toBeVisible();
+  const newPassword = "a brand new password";
+  await page.getByLabel("Password").fill(newPassword);
+  await page.getByRole("button", { name: "Save" }).click();
+  await expect(page.getByText("Your changes have been saved!")).toBeVisible();
+  await page.screenshot({ path: "screenshots/kratos-account-saved.png", fullPage: true });
+  await page.getByRole("link", { name: "Back to the Overview" }).click();
+  await expectOverview(page);
+
+  await waitForHydration(page);
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await kratosForm(page, /\/sign-in\?flow=/);
+  await signIn(page, email, newPassword);
+  await expectOverview(page);
+  await expect(page.getByTestId("workspace-name")).toHaveText("Forgetful Co");
   expect(problems).toEqual([]);
 });

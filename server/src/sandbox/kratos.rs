@@ -1,5 +1,6 @@
 //! A double of Ory Kratos's public API, for `TENKI_KRATOS_PUBLIC_URL=sandbox` and the tests: the
-//! browser flows Tenki renders (login, registration, verification), logout, `/sessions/whoami`,
+//! browser flows Tenki renders (login, registration, verification, recovery by code, and the
+//! settings flow's new password), logout, `/sessions/whoami`,
 //! and the courier's message list of the admin API (where the tests read the verification
 //! e-mail). It speaks Kratos's JSON, so Tenki's Kratos adapter talks to it unchanged.
 //!
@@ -87,6 +88,8 @@ enum FlowKind {
     Login,
     Registration,
     Verification,
+    Recovery,
+    Settings,
 }
 
 impl FlowKind {
@@ -95,6 +98,8 @@ impl FlowKind {
             Self::Login => "login",
             Self::Registration => "registration",
             Self::Verification => "verification",
+            Self::Recovery => "recovery",
+            Self::Settings => "settings",
         }
     }
 
@@ -104,6 +109,8 @@ impl FlowKind {
             Self::Login => "/sign-in",
             Self::Registration => "/sign-up",
             Self::Verification => "/verification",
+            Self::Recovery => "/recovery",
+            Self::Settings => "/account",
         }
     }
 }
@@ -123,10 +130,13 @@ struct Flow {
     messages: Vec<Value>,
     /// Per field: its messages.
     field_messages: HashMap<&'static str, Vec<Value>>,
-    /// Verification: `choose_method`, `sent_email` or `passed_challenge`.
+    /// Verification and recovery: `choose_method`, `sent_email` or `passed_challenge`;
+    /// settings: `show_form` or `success`.
     state: &'static str,
-    /// Verification: the code sent.
+    /// Verification and recovery: the code sent.
     code: Option<String>,
+    /// Settings: whose settings.
+    identity_id: Option<String>,
 }
 
 impl KratosDouble {
@@ -169,6 +179,18 @@ impl KratosDouble {
             .route(
                 "/self-service/verification",
                 get(verify_by_link).post(submit_verification),
+            )
+            .route("/self-service/recovery/browser", get(start_recovery))
+            .route("/self-service/recovery/flows", get(get_flow))
+            .route(
+                "/self-service/recovery",
+                axum::routing::post(submit_recovery),
+            )
+            .route("/self-service/settings/browser", get(start_settings))
+            .route("/self-service/settings/flows", get(get_flow))
+            .route(
+                "/self-service/settings",
+                axum::routing::post(submit_settings),
             )
             .route("/self-service/logout/browser", get(create_logout))
             .route("/self-service/logout", get(logout))
@@ -243,6 +265,7 @@ impl KratosDouble {
             field_messages: HashMap::new(),
             state: "choose_method",
             code: None,
+            identity_id: None,
         };
         self.store().flows.insert(flow.id.clone(), flow.clone());
         flow
@@ -344,16 +367,7 @@ impl KratosDouble {
                     ),
                     "traits.email",
                 ),
-                with_messages(
-                    input(
-                        "password",
-                        "password",
-                        "",
-                        Some(text(1_070_001, "Password", "info")),
-                        "password",
-                    ),
-                    "password",
-                ),
+                with_messages(new_password(), "password"),
                 input(
                     "method",
                     "submit",
@@ -402,6 +416,58 @@ impl KratosDouble {
                 "messages": [],
                 "meta": {"label": text(1_070_009, "Continue", "info")},
             })],
+            (FlowKind::Recovery, "sent_email") => vec![
+                csrf,
+                with_messages(
+                    input(
+                        "code",
+                        "text",
+                        "",
+                        Some(text(1_070_011, "Recovery code", "info")),
+                        "code",
+                    ),
+                    "code",
+                ),
+                input("method", "hidden", "code", None, "code"),
+                input(
+                    "method",
+                    "submit",
+                    "code",
+                    Some(text(1_070_009, "Continue", "info")),
+                    "code",
+                ),
+            ],
+            (FlowKind::Recovery, _) => vec![
+                csrf,
+                with_messages(
+                    input(
+                        "email",
+                        "email",
+                        &flow.typed_email,
+                        Some(text(1_070_007, "Email", "info")),
+                        "code",
+                    ),
+                    "email",
+                ),
+                input(
+                    "method",
+                    "submit",
+                    "code",
+                    Some(text(1_070_005, "Submit", "info")),
+                    "code",
+                ),
+            ],
+            (FlowKind::Settings, _) => vec![
+                csrf,
+                with_messages(new_password(), "password"),
+                input(
+                    "method",
+                    "submit",
+                    "password",
+                    Some(text(1_050_003, "Save", "info")),
+                    "password",
+                ),
+            ],
             (FlowKind::Verification, _) => vec![
                 csrf,
                 with_messages(
@@ -507,22 +573,50 @@ impl KratosDouble {
             "{}/self-service/verification?code={code}&flow={flow_id}",
             self.public_url
         );
-        let now = Utc::now();
-        store.messages.push(json!({
-            "id": Uuid::new_v4(),
-            "type": "email",
-            "status": "sent",
-            "template_type": "verification_code_valid",
-            "recipient": email,
-            "subject": "Please verify your email address",
-            "body": format!("Hi, please verify your account by entering the following code:\n\n{code}\n\nor clicking the following link:\n\n{link}\n"),
-            "send_count": 1,
-            "created_at": now,
-            "updated_at": now,
-            "dispatches": [],
-        }));
+        send_mail(
+            store,
+            email,
+            "verification_code_valid",
+            "Please verify your email address",
+            &format!(
+                "Hi, please verify your account by entering the following code:\n\n{code}\n\nor clicking the following link:\n\n{link}\n"
+            ),
+        );
         code
     }
+
+    /// Sends a recovery code to `email` through the courier.
+    fn send_recovery_code(&self, store: &mut Store, email: &str) -> String {
+        let code = format!("{:06}", rand::random::<u32>() % 1_000_000);
+        send_mail(
+            store,
+            email,
+            "recovery_code_valid",
+            "Recover access to your account",
+            &format!(
+                "Hi,\n\nplease recover access to your account by entering the following code:\n\n{code}\n"
+            ),
+        );
+        code
+    }
+}
+
+/// Adds a message to the courier's list, as Kratos's courier records what it sent.
+fn send_mail(store: &mut Store, email: &str, template: &str, subject: &str, body: &str) {
+    let now = Utc::now();
+    store.messages.push(json!({
+        "id": Uuid::new_v4(),
+        "type": "email",
+        "status": "sent",
+        "template_type": template,
+        "recipient": email,
+        "subject": subject,
+        "body": body,
+        "send_count": 1,
+        "created_at": now,
+        "updated_at": now,
+        "dispatches": [],
+    }));
 }
 
 /// An identity's id: derived from its address (see the module's note on restarts).
@@ -564,6 +658,19 @@ fn input(name: &str, kind: &str, value: &str, label: Option<Value>, group: &str)
         None => json!({}),
     };
     json!({"type": "input", "group": group, "attributes": attributes, "messages": [], "meta": meta})
+}
+
+/// The password field of a registration or a settings flow.
+fn new_password() -> Value {
+    let mut node = input(
+        "password",
+        "password",
+        "",
+        Some(text(1_070_001, "Password", "info")),
+        "password",
+    );
+    node["attributes"]["autocomplete"] = json!("new-password");
+    node
 }
 
 fn see_other(location: &str) -> Response {
@@ -1133,6 +1240,190 @@ async fn verify_by_link(
         &format!("{CSRF_COOKIE}={csrf}; Path=/; HttpOnly; SameSite=Lax"),
     );
     response
+}
+
+async fn start_recovery(
+    State(double): State<KratosDouble>,
+    headers: HeaderMap,
+    Query(query): Query<StartQuery>,
+) -> Response {
+    let flow = double.new_flow(
+        FlowKind::Recovery,
+        query.return_to,
+        false,
+        "",
+        cookie(&headers, CSRF_COOKIE),
+    );
+    double.show(&flow, cookie(&headers, CSRF_COOKIE))
+}
+
+#[derive(Debug, Deserialize)]
+struct RecoveryForm {
+    csrf_token: Option<String>,
+    email: Option<String>,
+    code: Option<String>,
+}
+
+/// Recovery by code: the address gets a code; the right code signs the browser in with a fresh
+/// session and sends it to the settings flow, where the person chooses a new password.
+async fn submit_recovery(
+    State(double): State<KratosDouble>,
+    headers: HeaderMap,
+    Query(query): Query<FlowQuery>,
+    Form(form): Form<RecoveryForm>,
+) -> Response {
+    let mut flow = match posted_flow(
+        &double,
+        &headers,
+        &query,
+        form.csrf_token.as_deref(),
+        FlowKind::Recovery,
+    ) {
+        Ok(flow) => flow,
+        Err(answer) => return *answer,
+    };
+    flow.messages.clear();
+    flow.field_messages.clear();
+    if let Some(code) = form.code.filter(|code| !code.trim().is_empty()) {
+        if flow.code.as_deref() != Some(code.trim()) {
+            flow.field_messages.insert(
+                "code",
+                vec![text(
+                    4_060_006,
+                    "The recovery code is invalid or has already been used. Please try again.",
+                    "error",
+                )],
+            );
+            return again(&double, flow);
+        }
+        let id = identity_id(&flow.typed_email);
+        flow.code = None;
+        flow.state = "passed_challenge";
+        let mut settings = double.new_flow(
+            FlowKind::Settings,
+            flow.return_to.clone(),
+            false,
+            "",
+            Some(flow.csrf.clone()),
+        );
+        settings.identity_id = Some(id.clone());
+        settings.state = "show_form";
+        settings.messages.push(text(
+            1_060_001,
+            "You successfully recovered your account. Please change your password or set up an alternative login method (e.g. social sign in) within the next 15.00 minutes.",
+            "success",
+        ));
+        let location = format!(
+            "{}{}?flow={}",
+            double.ui_url,
+            FlowKind::Settings.ui_path(),
+            settings.id
+        );
+        let mut store = double.store();
+        store.flows.insert(flow.id.clone(), flow);
+        store.flows.insert(settings.id.clone(), settings);
+        return signed_in(&mut store, &id, false, &location);
+    }
+    let email = form.email.unwrap_or_default().trim().to_owned();
+    flow.typed_email = email.clone();
+    flow.state = "sent_email";
+    let mut store = double.store();
+    // Kratos sends a code only to an address it knows, and says the same either way.
+    if store.identities.contains_key(&identity_id(&email)) {
+        flow.code = Some(double.send_recovery_code(&mut store, &email));
+    }
+    drop(store);
+    flow.messages.push(text(
+        1_060_003,
+        "An email containing a recovery code has been sent to the email address you provided. If you have not received an email, check the spelling of the address and make sure to use the address you registered with.",
+        "info",
+    ));
+    again(&double, flow)
+}
+
+async fn start_settings(
+    State(double): State<KratosDouble>,
+    headers: HeaderMap,
+    Query(query): Query<StartQuery>,
+) -> Response {
+    let signed_in = active_session(&double.store(), &headers);
+    let Some((_, identity)) = signed_in else {
+        // Kratos sends a signed-out browser to sign in first.
+        return see_other(&format!("{}/self-service/login/browser", double.public_url));
+    };
+    let mut flow = double.new_flow(
+        FlowKind::Settings,
+        query.return_to,
+        false,
+        "",
+        cookie(&headers, CSRF_COOKIE),
+    );
+    flow.identity_id = Some(identity.id);
+    flow.state = "show_form";
+    double.store().flows.insert(flow.id.clone(), flow.clone());
+    double.show(&flow, cookie(&headers, CSRF_COOKIE))
+}
+
+#[derive(Debug, Deserialize)]
+struct SettingsForm {
+    csrf_token: Option<String>,
+    password: Option<String>,
+}
+
+/// A new password, for the signed-in person the settings flow belongs to.
+async fn submit_settings(
+    State(double): State<KratosDouble>,
+    headers: HeaderMap,
+    Query(query): Query<FlowQuery>,
+    Form(form): Form<SettingsForm>,
+) -> Response {
+    let mut flow = match posted_flow(
+        &double,
+        &headers,
+        &query,
+        form.csrf_token.as_deref(),
+        FlowKind::Settings,
+    ) {
+        Ok(flow) => flow,
+        Err(answer) => return *answer,
+    };
+    flow.messages.clear();
+    flow.field_messages.clear();
+    let mut store = double.store();
+    let owner = active_session(&store, &headers).map(|(_, identity)| identity.id);
+    if owner.is_none() || owner != flow.identity_id {
+        drop(store);
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "session_inactive",
+            "No active session was found in this request.",
+            "request does not have a valid authentication session",
+        );
+    }
+    let password = form.password.unwrap_or_default();
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        drop(store);
+        flow.field_messages.insert(
+            "password",
+            vec![text(
+                4_000_003,
+                &format!(
+                    "length must be >= {MIN_PASSWORD_CHARS}, but got {}",
+                    password.chars().count()
+                ),
+                "error",
+            )],
+        );
+        return again(&double, flow);
+    }
+    if let Some(identity) = owner.and_then(|id| store.identities.get_mut(&id)) {
+        identity.password = password;
+    }
+    drop(store);
+    flow.state = "success";
+    flow.messages
+        .push(text(1_050_001, "Your changes have been saved!", "success"));
+    again(&double, flow)
 }
 
 async fn create_logout(State(double): State<KratosDouble>, headers: HeaderMap) -> Response {

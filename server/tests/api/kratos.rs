@@ -517,3 +517,147 @@ async fn a_grant_cut_off_after_the_address_was_marked_is_made_on_the_next_reques
     let workspaces = workspaces_of_subject(&db, &subject).await;
     assert_eq!(free_vcpu_minutes(&app, workspaces[0]).await, 2_000);
 }
+
+/// The code in the newest e-mail the Kratos double sent to `email`.
+async fn newest_code(app: &TestApp, browser: &reqwest::Client, email: &str) -> String {
+    let messages: Value = get(
+        browser,
+        &format!(
+            "{}/sandbox/kratos/admin/courier/messages?recipient={email}",
+            app.address
+        ),
+    )
+    .await
+    .json()
+    .await
+    .expect("JSON");
+    let body = messages[0]["body"].as_str().expect("an e-mail");
+    body.lines()
+        .map(str::trim)
+        .find(|line| line.len() == 6 && line.chars().all(|c| c.is_ascii_digit()))
+        .unwrap_or_else(|| panic!("no code in {body}"))
+        .to_owned()
+}
+
+/// Posts `form` (its anti-CSRF token added) to the Kratos form of `html`, and opens the page
+/// Kratos sends the browser to.
+async fn submit(
+    app: &TestApp,
+    browser: &reqwest::Client,
+    html: &str,
+    form: &[(&str, &str)],
+) -> (String, String) {
+    let csrf = field_value(html, "csrf_token");
+    let mut fields = vec![("csrf_token", csrf.as_str())];
+    fields.extend_from_slice(form);
+    let posted = browser
+        .post(form_action(html))
+        .form(&fields)
+        .send()
+        .await
+        .expect("Kratos answers");
+    assert_eq!(posted.status(), 303, "{form:?}");
+    let to = location(app, &posted);
+    let page = get(browser, &to).await;
+    (to, page.text().await.expect("HTML"))
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_forgotten_password_is_reset_with_the_code_kratos_e_mails(db: PgPool) {
+    let app = spawn_with_kratos(db).await;
+    let email = "forgetful@example.test";
+    double(&app).add_identity(email, PASSWORD, true);
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+
+    let sign_in = open_flow_page(&app, &browser, "/sign-in").await;
+    assert!(
+        sign_in.contains(r#"href="/recovery""#),
+        "the way to a reset: {sign_in}"
+    );
+    let recovery = open_flow_page(&app, &browser, "/recovery").await;
+    let (_, sent) = submit(
+        &app,
+        &browser,
+        &recovery,
+        &[("email", email), ("method", "code")],
+    )
+    .await;
+    assert!(
+        sent.contains("An email containing a recovery code has been sent"),
+        "{sent}"
+    );
+    let (_, wrong) = submit(
+        &app,
+        &browser,
+        &sent,
+        &[("code", "000000"), ("method", "code")],
+    )
+    .await;
+    assert!(wrong.contains("The recovery code is invalid"), "{wrong}");
+    let code = newest_code(&app, &browser, email).await;
+    let (settings_page, settings) = submit(
+        &app,
+        &browser,
+        &wrong,
+        &[("code", &code), ("method", "code")],
+    )
+    .await;
+    assert!(settings_page.contains("/account?flow="), "{settings_page}");
+    assert!(
+        settings.contains("You successfully recovered your account."),
+        "{settings}"
+    );
+    let new_password = "a brand new password";
+    let (_, saved) = submit(
+        &app,
+        &browser,
+        &settings,
+        &[("password", new_password), ("method", "password")],
+    )
+    .await;
+    assert!(saved.contains("Your changes have been saved!"), "{saved}");
+    assert!(saved.contains("Back to the Overview"), "{saved}");
+    // The recovery signed the browser in.
+    assert_eq!(overview(&app, &browser).await.0, 200);
+
+    // Elsewhere: the old password no longer signs in, the new one does.
+    let elsewhere = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let login = open_flow_page(&app, &elsewhere, "/sign-in").await;
+    let (_, refused) = submit(
+        &app,
+        &elsewhere,
+        &login,
+        &[
+            ("identifier", email),
+            ("password", PASSWORD),
+            ("method", "password"),
+        ],
+    )
+    .await;
+    assert!(
+        refused.contains("The provided credentials are invalid"),
+        "{refused}"
+    );
+    let csrf = field_value(&refused, "csrf_token");
+    let accepted = elsewhere
+        .post(form_action(&refused))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("identifier", email),
+            ("password", new_password),
+            ("method", "password"),
+        ])
+        .send()
+        .await
+        .expect("Kratos answers");
+    assert_eq!(location(&app, &accepted), format!("{}/", app.address));
+    assert_eq!(overview(&app, &elsewhere).await.0, 200);
+}

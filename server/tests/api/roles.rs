@@ -387,12 +387,14 @@ async fn every_server_function_but_signing_in_and_out_refuses_a_caller_without_a
     db: PgPool,
 ) {
     let app = TestApp::spawn(db).await;
-    // Signing up, in and out, and reading a refused form's message, are for visitors.
+    // Signing up, in and out, reading a refused form's message, and the sign-in pages' Kratos
+    // flows, are for visitors.
     let public = [
         "/api/sign-up",
         "/api/sign-in",
         "/api/sign-out",
         "/api/form-error",
+        "/api/identity-flow",
     ];
     let mut paths: Vec<&str> = leptos::server_fn::axum::server_fn_paths()
         .map(|(path, _)| path)

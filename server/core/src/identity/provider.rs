@@ -61,7 +61,7 @@ impl IdentityProvider {
         &self,
         db: &PgPool,
         ledger: &Ledger,
-        cookie_headers: impl IntoIterator<Item = &'a str> + Clone,
+        cookie_headers: impl IntoIterator<Item = &'a str>,
         now: DateTime<Utc>,
     ) -> Result<SessionLookup, LookupError> {
         match self {

@@ -1,4 +1,5 @@
-//! Kratos's self-service flows (sign-in, sign-up, address verification) as Tenki's pages show
+//! Kratos's self-service flows (sign-in, sign-up, address verification, password recovery and
+//! the person's settings) as Tenki's pages show
 //! them: where a browser starts one, and a started flow's form (its fields, including the
 //! anti-CSRF token, its messages and where it posts) read with the browser's cookies.
 //!
@@ -18,6 +19,10 @@ pub enum FlowKind {
     Login,
     Registration,
     Verification,
+    /// A forgotten password: a code by e-mail, then the settings flow.
+    Recovery,
+    /// The signed-in person's own settings (a new password).
+    Settings,
 }
 
 impl FlowKind {
@@ -27,6 +32,8 @@ impl FlowKind {
             Self::Login => "login",
             Self::Registration => "registration",
             Self::Verification => "verification",
+            Self::Recovery => "recovery",
+            Self::Settings => "settings",
         }
     }
 
@@ -36,6 +43,8 @@ impl FlowKind {
             "login" => Some(Self::Login),
             "registration" => Some(Self::Registration),
             "verification" => Some(Self::Verification),
+            "recovery" => Some(Self::Recovery),
+            "settings" => Some(Self::Settings),
             _ => None,
         }
     }
