@@ -55,13 +55,13 @@ export default defineConfig({
     // The whole suite with the built-in identity (the local default).
     { name: "built-in", testIgnore: /kratos\.spec\.ts/ },
     // The suite again, signing in through Ory Kratos (its double), on a server and database of
-    // its own; the helpers sign up and in through Kratos's forms there. Left out: the built-in
-    // identity's own pages (auth), the bundle measurements (first-load, the same bundle), and the
-    // Jobs page's tests, which use `tenki demo`'s password account.
+    // its own; the helpers sign up and in through Kratos's forms there, and import `tenki demo`'s
+    // accounts into Kratos. Left out: the built-in identity's own pages (auth) and the bundle
+    // measurements (first-load: the same bundle).
     // Only where the local servers run: a deployment signs in one way.
     ...(process.env.BASE_URL
       ? []
-      : [{ name: "kratos", testIgnore: /(auth|first-load|jobs)\.spec\.ts/, use: { baseURL: kratosURL } }]),
+      : [{ name: "kratos", testIgnore: /(auth|first-load)\.spec\.ts/, use: { baseURL: kratosURL } }]),
   ],
   webServer: process.env.BASE_URL
     ? undefined

@@ -34,7 +34,7 @@ pub async fn identity_flow(
     crate::server::respond(
         async move {
             use tenki_core::identity::kratos::cookies_for_kratos;
-            use tenki_core::identity::self_service::{FlowKind, FlowLookup};
+            use tenki_core::identity::self_service::{self, FlowKind, FlowLookup};
 
             let context = crate::server::context()?;
             let Some(kratos) = context.core.identity.kratos() else {
@@ -42,22 +42,31 @@ pub async fn identity_flow(
             };
             let kind = FlowKind::from_path(&kind)
                 .ok_or_else(|| AppError::refused("unknown_flow", "There is no such page."))?;
+            let headers: http::HeaderMap = leptos_axum::extract().await.unwrap_or_default();
+            let cookie_values: Vec<&str> = headers
+                .get_all(http::header::COOKIE)
+                .iter()
+                .filter_map(|value| value.to_str().ok())
+                .collect();
+            // Where to go once done: the page's `next`, else where the visitor was going when a
+            // flow before this one started (sign-in, then "Create an account").
+            let asked = next.filter(|path| crate::auth::return_path(Some(path)) != "/");
+            let going = asked
+                .clone()
+                .or_else(|| self_service::remembered_return(cookie_values.iter().copied()));
             let return_to = format!(
                 "{}{}",
                 context.public_url,
-                crate::auth::return_path(next.as_deref())
+                crate::auth::return_path(going.as_deref())
             );
             let start = kratos.start_url(kind, &return_to, aal.as_deref() == Some("aal2"));
             let Some(id) = flow.filter(|id| !id.trim().is_empty()) else {
+                if let Some(path) = &asked {
+                    crate::server::append_cookie(&context, &self_service::return_cookie(path));
+                }
                 return Ok(send_to(start).await);
             };
-            let headers: http::HeaderMap = leptos_axum::extract().await.unwrap_or_default();
-            let cookies = cookies_for_kratos(
-                headers
-                    .get_all(http::header::COOKIE)
-                    .iter()
-                    .filter_map(|value| value.to_str().ok()),
-            );
+            let cookies = cookies_for_kratos(cookie_values.iter().copied());
             match kratos.flow(kind, id.trim(), &cookies).await {
                 Ok(FlowLookup::Found(flow)) => {
                     if kind == FlowKind::Verification && flow.state == "passed_challenge" {

@@ -242,7 +242,8 @@ pub async fn take_form_error(context: &ServerContext) -> Option<crate::auth::Ref
 }
 
 /// Adds `cookie` to the response, `Secure` when served over https.
-fn append_cookie(context: &ServerContext, cookie: &str) {
+/// Appends `cookie` (a `Set-Cookie` value) to the response, `Secure` over https.
+pub(crate) fn append_cookie(context: &ServerContext, cookie: &str) {
     let cookie = if context.secure_cookies {
         format!("{cookie}; Secure")
     } else {

@@ -2,7 +2,7 @@
 // `tenki demo`), a page at a time, with links to GitHub, filters, and cards on a phone. Local
 // only: they need the binary.
 import { expect, type Locator, type Page, test } from "@playwright/test";
-import { expectOverview, signIn, tenki, uniqueEmail, waitForHydration, watchConsole } from "./helpers";
+import { expectOverview, importIntoKratos, signIn, tenki, uniqueEmail, waitForHydration, watchConsole } from "./helpers";
 
 test.skip(!!process.env.BASE_URL, "needs the locally built tenki binary");
 
@@ -22,6 +22,7 @@ async function jobIds(rows: Locator): Promise<string[]> {
 }
 
 async function openJobs(page: Page, email: string): Promise<void> {
+  await importIntoKratos(page.request, email, password);
   await signIn(page, email, password);
   await expectOverview(page);
   await page.getByRole("link", { name: "Jobs", exact: true }).click();
@@ -142,6 +143,7 @@ test("on a phone each job is a card and nothing is cut off", async ({ page }) =>
   const problems = watchConsole(page);
   const { email } = demoWorkspace("jobs-phone");
   await page.setViewportSize({ width: 390, height: 844 });
+  await importIntoKratos(page.request, email, password);
   await signIn(page, email, password);
   await expectOverview(page);
   await page.goto("/jobs");

@@ -2,19 +2,19 @@
 // code (through `tenki demo` and `tenki admin meter-job`). Local only: they need the binary.
 import { expect, test } from "@playwright/test";
 import { readFileSync } from "node:fs";
-import { signIn, signUp, tenki, throughKratos, uniqueEmail, watchConsole } from "./helpers";
+import { importIntoKratos, signIn, signUp, tenki, uniqueEmail, watchConsole } from "./helpers";
 
 test.skip(!!process.env.BASE_URL, "needs the locally built tenki binary");
 
 const password = "usage password 1";
 
 test("the demo workspace's Usage page shows the chart, the per-label table and a CSV row per job", async ({ page }) => {
-  test.skip(throughKratos(), "the demo account signs in with a password of the built-in identity");
   const problems = watchConsole(page);
   const email = uniqueEmail("demo");
   const output = tenki("demo", "--email", email, "--password", password);
   expect(output).toContain("demo workspace ready");
 
+  await importIntoKratos(page.request, email, password);
   await signIn(page, email, password);
   await expect(page.getByRole("heading", { name: "Overview" })).toBeVisible();
   await page.getByRole("link", { name: "Usage" }).click();
@@ -105,10 +105,10 @@ function monthName(monthsBack: number): string {
 }
 
 test("months read by name, stop at this one, say Total once over, and every table has a total row", async ({ page }) => {
-  test.skip(throughKratos(), "the demo account signs in with a password of the built-in identity");
   const problems = watchConsole(page);
   const email = uniqueEmail("months");
   tenki("demo", "--email", email, "--password", password);
+  await importIntoKratos(page.request, email, password);
   await signIn(page, email, password);
   await expect(page.getByRole("heading", { name: "Overview" })).toBeVisible();
   await page.goto("/usage");

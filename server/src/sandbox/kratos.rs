@@ -1,8 +1,8 @@
 //! A double of Ory Kratos's public API, for `TENKI_KRATOS_PUBLIC_URL=sandbox` and the tests: the
 //! browser flows Tenki renders (login, registration, verification, recovery by code, and the
 //! settings flow's new password), logout, `/sessions/whoami`,
-//! and the courier's message list of the admin API (where the tests read the verification
-//! e-mail). It speaks Kratos's JSON, so Tenki's Kratos adapter talks to it unchanged.
+//! and of the admin API the courier's message list (where the tests read the e-mailed codes) and
+//! the identity import. It speaks Kratos's JSON, so Tenki's Kratos adapter talks to it unchanged.
 //!
 //! Kept in memory, as Kratos keeps its own store: a restart forgets passwords and sessions. An
 //! identity's id derives from its address, so registering the same address again after a restart
@@ -140,13 +140,17 @@ struct Flow {
 }
 
 impl KratosDouble {
-    /// A double answering at `public_url` whose flows are shown by Tenki at `ui_url`.
+    /// A double answering at `public_url` whose flows are shown by Tenki at `ui_url`. It knows
+    /// the sandbox's demo account (verified), so `make run`'s demo signs in through it too: Tenki
+    /// takes the built-in demo account over on its first sign-in.
     pub fn new(public_url: &str, ui_url: &str) -> Self {
-        Self {
+        let double = Self {
             state: Arc::default(),
             public_url: public_url.trim_end_matches('/').to_owned(),
             ui_url: ui_url.trim_end_matches('/').to_owned(),
-        }
+        };
+        double.add_identity(crate::admin::DEMO_EMAIL, crate::admin::DEMO_PASSWORD, true);
+        double
     }
 
     fn store(&self) -> MutexGuard<'_, Store> {
@@ -195,6 +199,7 @@ impl KratosDouble {
             .route("/self-service/logout/browser", get(create_logout))
             .route("/self-service/logout", get(logout))
             .route("/admin/courier/messages", get(courier_messages))
+            .route("/admin/identities", axum::routing::post(import_identity))
             .with_state(self.clone())
     }
 
@@ -1471,6 +1476,75 @@ async fn logout(State(double): State<KratosDouble>, Query(query): Query<LogoutQu
         &format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"),
     );
     response
+}
+
+/// The admin API's identity import, as far as Tenki's sandbox uses it: the `email` trait, a
+/// password, and whether the address is verified.
+#[derive(Debug, Deserialize)]
+struct ImportedIdentity {
+    traits: ImportedTraits,
+    credentials: Option<ImportedCredentials>,
+    #[serde(default)]
+    verifiable_addresses: Vec<ImportedAddress>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ImportedTraits {
+    email: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ImportedCredentials {
+    password: Option<ImportedPassword>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ImportedPassword {
+    config: ImportedPasswordConfig,
+}
+
+#[derive(Debug, Deserialize)]
+struct ImportedPasswordConfig {
+    password: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ImportedAddress {
+    value: String,
+    verified: bool,
+}
+
+/// `POST /admin/identities`: creates an identity (201), or 409 when its address has one.
+async fn import_identity(
+    State(double): State<KratosDouble>,
+    Json(imported): Json<ImportedIdentity>,
+) -> Response {
+    let email = imported.traits.email.trim().to_owned();
+    if double.store().identities.contains_key(&identity_id(&email)) {
+        return error(
+            StatusCode::CONFLICT,
+            "",
+            "This identity conflicts with another identity that already exists.",
+            "an identity with the same identifier already exists",
+        );
+    }
+    let password = imported
+        .credentials
+        .and_then(|c| c.password)
+        .map(|p| p.config.password)
+        .unwrap_or_default();
+    let verified = imported
+        .verifiable_addresses
+        .iter()
+        .any(|a| a.verified && a.value.trim().eq_ignore_ascii_case(&email));
+    let id = double.add_identity(&email, &password, verified);
+    let identity = double.store().identities.get(&id).cloned();
+    match identity {
+        Some(identity) => {
+            (StatusCode::CREATED, Json(double.identity_json(&identity))).into_response()
+        }
+        None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }
 
 #[derive(Debug, Deserialize)]

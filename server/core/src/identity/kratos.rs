@@ -241,10 +241,14 @@ pub async fn provision(
             None => match find(db, &principal.subject).await? {
                 // Another request created them in the meantime.
                 Some(person) => (person.id, false),
-                None => (
-                    take_over(db, principal, &email, now).await?,
-                    principal.email_verified,
-                ),
+                None => match take_over(db, principal, &email, now).await? {
+                    Some(user_id) => (user_id, principal.email_verified),
+                    // Another request took the account over in the meantime.
+                    None => match find(db, &principal.subject).await? {
+                        Some(person) => (person.id, false),
+                        None => return Err(ProvisionError::EmailBelongsToAnotherAccount),
+                    },
+                },
             },
         },
     };
@@ -367,13 +371,14 @@ async fn create(
     Ok(Some(user_id))
 }
 
-/// Moves the built-in account with the same address to Kratos, when Kratos verified it.
+/// Moves the built-in account with the same address to Kratos, when Kratos verified it. `None`
+/// when there is no built-in account with that address (any more).
 async fn take_over(
     db: &PgPool,
     principal: &Principal,
     email: &Email,
     now: DateTime<Utc>,
-) -> Result<Uuid, ProvisionError> {
+) -> Result<Option<Uuid>, ProvisionError> {
     if !principal.email_verified {
         return Err(ProvisionError::EmailBelongsToAnotherAccount);
     }
@@ -389,9 +394,10 @@ async fn take_over(
     .bind(now)
     .fetch_optional(db)
     .await?;
-    let user_id = taken.ok_or(ProvisionError::EmailBelongsToAnotherAccount)?;
-    tracing::info!(%user_id, "built-in account moved to its Kratos identity");
-    Ok(user_id)
+    if let Some(user_id) = taken {
+        tracing::info!(%user_id, "built-in account moved to its Kratos identity");
+    }
+    Ok(taken)
 }
 
 /// "ada's workspace" for ada@example.com; renamed in Settings.

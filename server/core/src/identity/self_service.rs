@@ -50,6 +50,25 @@ impl FlowKind {
     }
 }
 
+/// The cookie that keeps where a visitor was going (an invitation link) while Kratos's flows
+/// take them from sign-in on to sign-up: Kratos keeps `return_to` per flow, and a new flow
+/// starts without it. One hour; Tenki's own (`tenki_*`), so never sent on to Kratos.
+pub const RETURN_COOKIE: &str = "tenki_return_to";
+
+/// The [`RETURN_COOKIE`] for `path`: the path, encoded for a cookie, for an hour.
+pub fn return_cookie(path: &str) -> String {
+    let value: String = form_urlencoded::byte_serialize(path.as_bytes()).collect();
+    format!("{RETURN_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age=3600")
+}
+
+/// The path [`RETURN_COOKIE`] keeps, among a request's `Cookie` header values.
+pub fn remembered_return<'a>(cookie_headers: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let value = super::cookie_value(cookie_headers, RETURN_COOKIE)?;
+    form_urlencoded::parse(format!("p={value}").as_bytes())
+        .next()
+        .map(|(_, path)| path.into_owned())
+}
+
 /// A message Kratos shows with a flow or one of its fields.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct FlowMessage {
@@ -330,6 +349,15 @@ mod tests {
         assert_eq!(flow.fields[1].label, "E-Mail");
         assert_eq!(flow.messages[0].id, 4_000_006);
         assert_eq!(flow.state, "choose_method");
+    }
+
+    #[test]
+    fn the_way_to_an_invitation_survives_the_cookie() {
+        let path = "/join?token=ab cd&x=1";
+        let cookie = return_cookie(path);
+        let value = cookie.split(';').next().expect("name=value");
+        assert_eq!(remembered_return([value]).as_deref(), Some(path));
+        assert_eq!(remembered_return(["other=1"]), None);
     }
 
     #[test]
