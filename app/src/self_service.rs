@@ -1,14 +1,15 @@
-//! The sign-in, sign-up and address-verification pages when Ory Kratos signs people in: each
-//! renders the Kratos self-service flow named by `?flow=` (its fields, anti-CSRF token and
-//! messages) in the dashboard's style, posting straight to Kratos. Without a flow, the browser is
-//! sent to Kratos to start one; with the built-in identity these pages show their own forms.
+//! The sign-in, sign-up, address-verification, password-recovery and account pages when Ory
+//! Kratos signs people in: each renders the Kratos self-service flow named by `?flow=` (its
+//! fields, anti-CSRF token and messages) in the dashboard's style, posting straight to Kratos.
+//! Without a flow, the browser is sent to Kratos to start one; with the built-in identity these
+//! pages show their own forms or say what the built-in identity offers.
 
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
 
-/// What a sign-in, sign-up or verification page shows.
+/// What one of these pages shows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum IdentityPage {
     /// The built-in identity: the page's own form.
@@ -21,7 +22,8 @@ pub enum IdentityPage {
     Start { url: String },
 }
 
-/// The flow a page shows: `kind` is Kratos's name (`login`, `registration`, `verification`),
+/// The flow a page shows: `kind` is Kratos's name (`login`, `registration`, `verification`,
+/// `recovery`, `settings`),
 /// `flow` the id Kratos sent the browser back with, `aal` `aal2` to ask for a second factor, and
 /// `next` where to go once done (a path on this site).
 #[server(prefix = "/api", endpoint = "identity-flow")]
