@@ -164,6 +164,9 @@ pub async fn connect_on(db: tenki_core::PgPool, settings: &Settings) -> anyhow::
     let mailer = settings
         .mailer()
         .context("configuring e-mail (TENKI_SMTP_URL, TENKI_MAIL_FROM)")?;
+    let identity = settings
+        .identity_provider()
+        .context("configuring Ory Kratos (TENKI_KRATOS_PUBLIC_URL)")?;
     let meter = tenki_core::metering::Meter::start(db.clone(), ledger.clone());
     Ok(Core {
         db,
@@ -176,7 +179,7 @@ pub async fn connect_on(db: tenki_core::PgPool, settings: &Settings) -> anyhow::
         delivery_wakeup: tenki_core::github::drain::Wakeup::default(),
         admission_passes: tenki_core::admission::PassRequests::default(),
         meter,
-        identity: settings.identity_provider(),
+        identity,
     })
 }
 

@@ -392,15 +392,19 @@ impl Settings {
 
     /// Who signs people in: Ory Kratos with `TENKI_KRATOS_PUBLIC_URL` (the double under
     /// [`SANDBOX_KRATOS_PATH`] for `sandbox`), else the built-in identity.
-    pub fn identity_provider(&self) -> tenki_core::identity::IdentityProvider {
+    pub fn identity_provider(
+        &self,
+    ) -> Result<tenki_core::identity::IdentityProvider, tenki_core::identity::kratos::KratosError>
+    {
         use tenki_core::identity::{IdentityProvider, kratos::Kratos};
-        match self.kratos_public_url.as_deref() {
-            None => IdentityProvider::BuiltIn,
-            Some(KRATOS_SANDBOX) => IdentityProvider::Kratos(std::sync::Arc::new(Kratos::new(
-                &self.sandbox_kratos_url(),
-            ))),
-            Some(url) => IdentityProvider::Kratos(std::sync::Arc::new(Kratos::new(url))),
-        }
+        let url = match self.kratos_public_url.as_deref() {
+            None => return Ok(IdentityProvider::BuiltIn),
+            Some(KRATOS_SANDBOX) => self.sandbox_kratos_url(),
+            Some(url) => url.to_owned(),
+        };
+        Ok(IdentityProvider::Kratos(std::sync::Arc::new(Kratos::new(
+            &url,
+        )?)))
     }
 
     /// True while the Kratos double signs people in (`TENKI_KRATOS_PUBLIC_URL=sandbox`). Never

@@ -670,3 +670,27 @@ async fn a_forgotten_password_is_reset_with_the_code_kratos_e_mails(db: PgPool) 
     assert_eq!(location(&app, &accepted), format!("{}/", app.address));
     assert_eq!(overview(&app, &elsewhere).await.0, 200);
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_kratos_that_never_answers_fails_the_request_instead_of_holding_it(db: PgPool) {
+    // Accepts connections and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("port");
+    let url = format!("http://{}", silent.local_addr().expect("bound"));
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let app = TestApp::spawn_with(db, settings(&[("TENKI_KRATOS_PUBLIC_URL", &url)])).await;
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        overview(&app, &browser_with("some-session")),
+    )
+    .await
+    .expect("answered, not held");
+    assert_eq!(answer.0, 500, "{}", answer.1);
+    assert!(answer.1.to_string().contains("Internal"), "{}", answer.1);
+}

@@ -23,6 +23,9 @@ use crate::ledger::{Ledger, LedgerError};
 /// within seconds.
 pub const WHOAMI_CACHE_TTL: StdDuration = StdDuration::from_secs(10);
 
+/// The longest Tenki waits for one Kratos request.
+pub const KRATOS_TIMEOUT: StdDuration = StdDuration::from_secs(5);
+
 /// The provider's name in `users.provider`.
 const PROVIDER: &str = "kratos";
 
@@ -76,20 +79,28 @@ pub enum KratosError {
 }
 
 impl Kratos {
-    /// A client of the Kratos public API at `public_url` (`TENKI_KRATOS_PUBLIC_URL`).
-    pub fn new(public_url: &str) -> Self {
+    /// A client of the Kratos public API at `public_url` (`TENKI_KRATOS_PUBLIC_URL`). Every
+    /// request is cut off after [`KRATOS_TIMEOUT`]: a page waits on whoami, and a Kratos that
+    /// hangs must fail the page, not hold it.
+    pub fn new(public_url: &str) -> Result<Self, KratosError> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(KRATOS_TIMEOUT)
+            .timeout(KRATOS_TIMEOUT)
+            .build()
+            .map_err(|e| KratosError::Whoami(format!("building the HTTP client: {e}")))?;
         let configuration = Configuration {
             base_path: public_url.trim_end_matches('/').to_owned(),
             user_agent: Some(concat!("tenki/", env!("CARGO_PKG_VERSION")).to_owned()),
+            client,
             ..Configuration::default()
         };
-        Self {
+        Ok(Self {
             configuration,
             answers: moka::future::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(WHOAMI_CACHE_TTL)
                 .build(),
-        }
+        })
     }
 
     /// The Kratos public API's address, also where the browser is sent for the self-service
