@@ -240,10 +240,7 @@ pub async fn sign_out() -> Result<Option<String>, AppError> {
             if let Some(kratos) = context.core.identity.kratos() {
                 let headers: http::HeaderMap = leptos_axum::extract().await.unwrap_or_default();
                 let cookies = tenki_core::identity::kratos::cookies_for_kratos(
-                    headers
-                        .get_all(http::header::COOKIE)
-                        .iter()
-                        .filter_map(|value| value.to_str().ok()),
+                    crate::server::cookie_values(&headers),
                 );
                 let back = format!("{}/sign-in", context.public_url);
                 let logout = kratos

@@ -45,11 +45,7 @@ pub async fn identity_flow(
             let kind = FlowKind::from_path(&kind)
                 .ok_or_else(|| AppError::refused("unknown_flow", "There is no such page."))?;
             let headers: http::HeaderMap = leptos_axum::extract().await.unwrap_or_default();
-            let cookie_values: Vec<&str> = headers
-                .get_all(http::header::COOKIE)
-                .iter()
-                .filter_map(|value| value.to_str().ok())
-                .collect();
+            let cookie_values = crate::server::cookie_values(&headers);
             // Where to go once done: the page's `next`, else where the visitor was going when a
             // flow before this one started (sign-in, then "Create an account").
             let asked = next.filter(|path| crate::auth::return_path(Some(path)) != "/");

@@ -49,38 +49,27 @@ pub use tenki_core::workspaces::Caller;
 
 /// The caller of this server function's request, or [`AppError::SignInRequired`].
 pub async fn caller(context: &ServerContext) -> Result<Caller, AppError> {
-    signed_in_caller(context)
+    let headers: HeaderMap = leptos_axum::extract()
+        .await
+        .map_err(|_| AppError::SignInRequired)?;
+    caller_of_headers(context, &headers)
         .await
         .map(|signed_in| signed_in.caller)
 }
 
-/// [`caller`] with the session they called with. A Kratos session that needs a second factor
-/// first is refused with `second_factor_required` (the page sends the person to give it).
-pub async fn signed_in_caller(
-    context: &ServerContext,
-) -> Result<workspaces::SignedInCaller, AppError> {
-    let headers: HeaderMap = leptos_axum::extract()
-        .await
-        .map_err(|_| AppError::SignInRequired)?;
-    caller_of_headers(context, &headers).await
-}
-
-/// The signed-in caller the cookies in `headers` name, through the identity provider.
+/// The signed-in caller the cookies in `headers` name, through the identity provider, with the
+/// session they called with. A Kratos session that needs a second factor first is refused with
+/// `second_factor_required` (the page sends the person to give it).
 pub async fn caller_of_headers(
     context: &ServerContext,
     headers: &HeaderMap,
 ) -> Result<workspaces::SignedInCaller, AppError> {
-    let cookies: Vec<&str> = headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .collect();
     let core = &context.core;
     match workspaces::caller_of_request(
         &core.db,
         &core.ledger,
         &core.identity,
-        cookies.iter().copied(),
+        cookie_values(headers),
         chrono::Utc::now(),
     )
     .await
@@ -88,7 +77,7 @@ pub async fn caller_of_headers(
         Ok(Some(signed_in)) => Ok(signed_in),
         Ok(None) => Err(AppError::SignInRequired),
         Err(workspaces::CallerError::SecondFactorRequired) => Err(AppError::refused(
-            SECOND_FACTOR_REQUIRED,
+            crate::error::SECOND_FACTOR_REQUIRED,
             "Confirm it is you with your second factor to continue.",
         )),
         Err(workspaces::CallerError::Lookup(
@@ -100,23 +89,19 @@ pub async fn caller_of_headers(
     }
 }
 
-/// The code of the refusal that sends a person to give their second factor.
-pub use crate::error::SECOND_FACTOR_REQUIRED;
+/// The values of the `Cookie` headers in `headers`.
+pub fn cookie_values(headers: &HeaderMap) -> Vec<&str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .collect()
+}
 
 /// The session token from the request's cookie, if any (the built-in identity's).
 pub async fn session_token() -> Option<String> {
     let headers: HeaderMap = leptos_axum::extract().await.ok()?;
-    session_token_from(&headers)
-}
-
-/// The session token from the cookie in `headers`, if any.
-pub fn session_token_from(headers: &HeaderMap) -> Option<String> {
-    identity::session_token_from_cookies(
-        headers
-            .get_all(COOKIE)
-            .iter()
-            .filter_map(|value| value.to_str().ok()),
-    )
+    identity::session_token_from_cookies(cookie_values(&headers))
 }
 
 /// The caller's address, for rate limiting sign-ins and sign-ups: the peer, or what a trusted

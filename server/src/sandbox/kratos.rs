@@ -22,6 +22,7 @@ use chrono::{DateTime, Duration, Utc};
 use rand::RngCore as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tenki_core::identity::self_service::FlowKind;
 use uuid::Uuid;
 
 /// Kratos's session cookie (its default name).
@@ -83,35 +84,14 @@ struct Session {
     expires_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FlowKind {
-    Login,
-    Registration,
-    Verification,
-    Recovery,
-    Settings,
-}
-
-impl FlowKind {
-    fn path(self) -> &'static str {
-        match self {
-            Self::Login => "login",
-            Self::Registration => "registration",
-            Self::Verification => "verification",
-            Self::Recovery => "recovery",
-            Self::Settings => "settings",
-        }
-    }
-
-    /// Tenki's page that renders this flow.
-    fn ui_path(self) -> &'static str {
-        match self {
-            Self::Login => "/sign-in",
-            Self::Registration => "/sign-up",
-            Self::Verification => "/verification",
-            Self::Recovery => "/recovery",
-            Self::Settings => "/account",
-        }
+/// Tenki's page that renders a flow of `kind`: where Kratos sends the browser with `?flow=`.
+fn ui_path(kind: FlowKind) -> &'static str {
+    match kind {
+        FlowKind::Login => "/sign-in",
+        FlowKind::Registration => "/sign-up",
+        FlowKind::Verification => "/verification",
+        FlowKind::Recovery => "/recovery",
+        FlowKind::Settings => "/account",
     }
 }
 
@@ -276,9 +256,18 @@ impl KratosDouble {
         flow
     }
 
+    /// Sends the browser to start a new flow of `kind`.
+    fn start_again(&self, kind: FlowKind) -> Response {
+        see_other(&format!(
+            "{}/self-service/{}/browser",
+            self.public_url,
+            kind.path()
+        ))
+    }
+
     /// The browser's answer to a new flow: its anti-CSRF cookie, and on to Tenki's page.
     fn show(&self, flow: &Flow, csrf_from_browser: Option<String>) -> Response {
-        let location = format!("{}{}?flow={}", self.ui_url, flow.kind.ui_path(), flow.id);
+        let location = format!("{}{}?flow={}", self.ui_url, ui_path(flow.kind), flow.id);
         let mut response = see_other(&location);
         if csrf_from_browser.as_deref() != Some(flow.csrf.as_str()) {
             set_cookie(
@@ -442,26 +431,6 @@ impl KratosDouble {
                     "code",
                 ),
             ],
-            (FlowKind::Recovery, _) => vec![
-                csrf,
-                with_messages(
-                    input(
-                        "email",
-                        "email",
-                        &flow.typed_email,
-                        Some(text(1_070_007, "Email", "info")),
-                        "code",
-                    ),
-                    "email",
-                ),
-                input(
-                    "method",
-                    "submit",
-                    "code",
-                    Some(text(1_070_005, "Submit", "info")),
-                    "code",
-                ),
-            ],
             (FlowKind::Settings, _) => vec![
                 csrf,
                 with_messages(new_password(), "password"),
@@ -473,7 +442,7 @@ impl KratosDouble {
                     "password",
                 ),
             ],
-            (FlowKind::Verification, _) => vec![
+            (FlowKind::Verification | FlowKind::Recovery, _) => vec![
                 csrf,
                 with_messages(
                     input(
@@ -665,6 +634,18 @@ fn input(name: &str, kind: &str, value: &str, label: Option<Value>, group: &str)
     json!({"type": "input", "group": group, "attributes": attributes, "messages": [], "meta": meta})
 }
 
+/// Kratos's message for a new password under its minimum length, if it is.
+fn too_short(password: &str) -> Option<Value> {
+    let chars = password.chars().count();
+    (chars < MIN_PASSWORD_CHARS).then(|| {
+        text(
+            4_000_003,
+            &format!("length must be >= {MIN_PASSWORD_CHARS}, but got {chars}"),
+            "error",
+        )
+    })
+}
+
 /// The password field of a registration or a settings flow.
 fn new_password() -> Value {
     let mut node = input(
@@ -717,6 +698,16 @@ fn error(status: StatusCode, id: &str, reason: &str, message: &str) -> Response 
         .into_response()
 }
 
+/// Kratos's 401 for a request without an active session.
+fn no_session() -> Response {
+    error(
+        StatusCode::UNAUTHORIZED,
+        "session_inactive",
+        "No active session was found in this request.",
+        "request does not have a valid authentication session",
+    )
+}
+
 /// The active session of the browser's cookie, with its identity.
 fn active_session(store: &Store, headers: &HeaderMap) -> Option<(Session, Identity)> {
     let token = cookie(headers, SESSION_COOKIE)?;
@@ -731,12 +722,7 @@ fn active_session(store: &Store, headers: &HeaderMap) -> Option<(Session, Identi
 async fn whoami(State(double): State<KratosDouble>, headers: HeaderMap) -> Response {
     let store = double.store();
     match active_session(&store, &headers) {
-        None => error(
-            StatusCode::UNAUTHORIZED,
-            "session_inactive",
-            "No active session was found in this request.",
-            "request does not have a valid authentication session",
-        ),
+        None => no_session(),
         Some((session, identity)) if identity.second_factor && !session.aal2 => {
             let mut response = error(
                 StatusCode::FORBIDDEN,
@@ -895,23 +881,12 @@ fn posted_flow(
         .flow
         .as_deref()
         .and_then(|id| store.flows.get(id))
-        .filter(|flow| flow.kind == kind)
+        .filter(|flow| flow.kind == kind && flow.expires_at > Utc::now())
         .cloned();
-    let Some(flow) = flow else {
-        return Err(Box::new(see_other(&format!(
-            "{}/self-service/{}/browser",
-            double.public_url,
-            kind.path()
-        ))));
+    // Unknown or expired: Kratos answers a browser with a new flow.
+    let Some(mut flow) = flow else {
+        return Err(Box::new(double.start_again(kind)));
     };
-    if flow.expires_at <= Utc::now() {
-        // Kratos answers a browser with a new flow.
-        return Err(Box::new(see_other(&format!(
-            "{}/self-service/{}/browser",
-            double.public_url,
-            kind.path()
-        ))));
-    }
     let cookie_csrf = cookie(headers, CSRF_COOKIE);
     if csrf_token != Some(flow.csrf.as_str()) || cookie_csrf.as_deref() != Some(flow.csrf.as_str())
     {
@@ -922,12 +897,15 @@ fn posted_flow(
             "the request was rejected to protect you from Cross-Site-Request-Forgery",
         )));
     }
+    // Shown again, the form carries only this attempt's messages.
+    flow.messages.clear();
+    flow.field_messages.clear();
     Ok(flow)
 }
 
 /// Shows the flow again with its messages.
 fn again(double: &KratosDouble, flow: Flow) -> Response {
-    let location = format!("{}{}?flow={}", double.ui_url, flow.kind.ui_path(), flow.id);
+    let location = format!("{}{}?flow={}", double.ui_url, ui_path(flow.kind), flow.id);
     double.store().flows.insert(flow.id.clone(), flow);
     see_other(&location)
 }
@@ -981,14 +959,12 @@ async fn submit_login(
         Ok(flow) => flow,
         Err(answer) => return *answer,
     };
-    flow.messages.clear();
-    flow.field_messages.clear();
     let to = double.return_to(&flow);
     if flow.aal2 {
         let mut store = double.store();
         if active_session(&store, &headers).is_none() {
             drop(store);
-            return see_other(&format!("{}/self-service/login/browser", double.public_url));
+            return double.start_again(FlowKind::Login);
         }
         if form.totp_code.as_deref().map(str::trim) == Some(SECOND_FACTOR_CODE) {
             if let Some(token) = cookie(&headers, SESSION_COOKIE)
@@ -1055,8 +1031,6 @@ async fn submit_registration(
         Ok(flow) => flow,
         Err(answer) => return *answer,
     };
-    flow.messages.clear();
-    flow.field_messages.clear();
     let email = form.email.unwrap_or_default().trim().to_owned();
     let password = form.password.unwrap_or_default();
     flow.typed_email = email.clone();
@@ -1073,18 +1047,8 @@ async fn submit_registration(
             )],
         );
     }
-    if password.chars().count() < MIN_PASSWORD_CHARS {
-        flow.field_messages.insert(
-            "password",
-            vec![text(
-                4_000_003,
-                &format!(
-                    "length must be >= {MIN_PASSWORD_CHARS}, but got {}",
-                    password.chars().count()
-                ),
-                "error",
-            )],
-        );
+    if let Some(refusal) = too_short(&password) {
+        flow.field_messages.insert("password", vec![refusal]);
     }
     let id = identity_id(&email);
     let mut store = double.store();
@@ -1153,8 +1117,6 @@ async fn submit_verification(
         Ok(flow) => flow,
         Err(answer) => return *answer,
     };
-    flow.messages.clear();
-    flow.field_messages.clear();
     match form.code.filter(|code| !code.trim().is_empty()) {
         Some(code) => {
             verify_code(&double, &mut flow, &code);
@@ -1287,8 +1249,6 @@ async fn submit_recovery(
         Ok(flow) => flow,
         Err(answer) => return *answer,
     };
-    flow.messages.clear();
-    flow.field_messages.clear();
     if let Some(code) = form.code.filter(|code| !code.trim().is_empty()) {
         if flow.code.as_deref() != Some(code.trim()) {
             flow.field_messages.insert(
@@ -1321,7 +1281,7 @@ async fn submit_recovery(
         let location = format!(
             "{}{}?flow={}",
             double.ui_url,
-            FlowKind::Settings.ui_path(),
+            ui_path(FlowKind::Settings),
             settings.id
         );
         let mut store = double.store();
@@ -1354,7 +1314,7 @@ async fn start_settings(
     let signed_in = active_session(&double.store(), &headers);
     let Some((_, identity)) = signed_in else {
         // Kratos sends a signed-out browser to sign in first.
-        return see_other(&format!("{}/self-service/login/browser", double.public_url));
+        return double.start_again(FlowKind::Login);
     };
     let mut flow = double.new_flow(
         FlowKind::Settings,
@@ -1392,33 +1352,16 @@ async fn submit_settings(
         Ok(flow) => flow,
         Err(answer) => return *answer,
     };
-    flow.messages.clear();
-    flow.field_messages.clear();
     let mut store = double.store();
     let owner = active_session(&store, &headers).map(|(_, identity)| identity.id);
     if owner.is_none() || owner != flow.identity_id {
         drop(store);
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "session_inactive",
-            "No active session was found in this request.",
-            "request does not have a valid authentication session",
-        );
+        return no_session();
     }
     let password = form.password.unwrap_or_default();
-    if password.chars().count() < MIN_PASSWORD_CHARS {
+    if let Some(refusal) = too_short(&password) {
         drop(store);
-        flow.field_messages.insert(
-            "password",
-            vec![text(
-                4_000_003,
-                &format!(
-                    "length must be >= {MIN_PASSWORD_CHARS}, but got {}",
-                    password.chars().count()
-                ),
-                "error",
-            )],
-        );
+        flow.field_messages.insert("password", vec![refusal]);
         return again(&double, flow);
     }
     if let Some(identity) = owner.and_then(|id| store.identities.get_mut(&id)) {
@@ -1433,20 +1376,10 @@ async fn submit_settings(
 
 async fn create_logout(State(double): State<KratosDouble>, headers: HeaderMap) -> Response {
     let Some(token) = cookie(&headers, SESSION_COOKIE) else {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "session_inactive",
-            "No active session was found in this request.",
-            "request does not have a valid authentication session",
-        );
+        return no_session();
     };
     if !double.store().sessions.contains_key(&token) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "session_inactive",
-            "No active session was found in this request.",
-            "request does not have a valid authentication session",
-        );
+        return no_session();
     }
     // The logout token is the session's own: the double needs nothing else to find it.
     Json(json!({

@@ -290,12 +290,34 @@ async fn a_throwaway_address_gets_its_free_minutes_with_a_card_and_a_card_only_o
     assert_eq!(free_vcpu_minutes(&app, again.workspace_id).await, 0);
 }
 
+/// Meters a job of `minutes` on a 2-vCPU runner for `workspace_id`, finished now, through the
+/// production metering.
+async fn meter_2_vcpu_job(app: &TestApp, workspace_id: Uuid, github_job_id: i64, minutes: i64) {
+    use tenki_core::metering::{self, FinishedJob, JobKey};
+
+    let now = Utc::now();
+    let job = FinishedJob {
+        workspace_id,
+        key: JobKey {
+            github_job_id,
+            run_attempt: 1,
+        },
+        label: "tenki-standard-2c".to_owned(),
+        started_at: now - Duration::minutes(minutes),
+        completed_at: now,
+        repository: "acme/app".to_owned(),
+        workflow: "ci".to_owned(),
+    };
+    metering::meter_job(&app.core.db, &app.core.ledger, &job, now)
+        .await
+        .expect("metered");
+}
+
 #[sqlx::test(migrations = "../migrations")]
 async fn an_organization_linked_after_a_grant_takes_back_what_is_left_of_a_second_grant(
     db: PgPool,
 ) {
     use tenki_core::ledger::reconcile::{Scope, reconcile};
-    use tenki_core::metering::{self, FinishedJob, JobKey};
 
     let app = TestApp::spawn(db.clone()).await;
     let first = verified_customer(&app, "owner@first.test").await;
@@ -306,22 +328,7 @@ async fn an_organization_linked_after_a_grant_takes_back_what_is_left_of_a_secon
     // (300 vCPU-minutes), then links the organization the first workspace brought.
     let second = verified_customer(&app, "someone@second.test").await;
     assert_eq!(free_vcpu_minutes(&app, second.workspace_id).await, 2_000);
-    let now = Utc::now();
-    let job = FinishedJob {
-        workspace_id: second.workspace_id,
-        key: JobKey {
-            github_job_id: 91_000_001,
-            run_attempt: 1,
-        },
-        label: "tenki-standard-2c".to_owned(),
-        started_at: now - Duration::minutes(150),
-        completed_at: now,
-        repository: "acme/app".to_owned(),
-        workflow: "ci".to_owned(),
-    };
-    metering::meter_job(&app.core.db, &app.core.ledger, &job, now)
-        .await
-        .expect("metered");
+    meter_2_vcpu_job(&app, second.workspace_id, 91_000_001, 150).await;
     assert_eq!(free_vcpu_minutes(&app, second.workspace_id).await, 1_700);
     install_fixture_account(&app, 7_000_002, second.workspace_id).await;
 
@@ -367,29 +374,12 @@ async fn an_organization_linked_after_a_grant_takes_back_what_is_left_of_a_secon
 
 #[sqlx::test(migrations = "../migrations")]
 async fn a_grant_used_up_before_the_organization_was_linked_has_nothing_to_take_back(db: PgPool) {
-    use tenki_core::metering::{self, FinishedJob, JobKey};
-
     let app = TestApp::spawn(db.clone()).await;
     let first = verified_customer(&app, "owner@first.test").await;
     install_fixture_account(&app, 7_000_001, first.workspace_id).await;
     let second = verified_customer(&app, "spent@second.test").await;
-    let now = Utc::now();
     // 1,200 minutes on 2 vCPUs: the 1,000 free minutes and then some, paid.
-    let job = FinishedJob {
-        workspace_id: second.workspace_id,
-        key: JobKey {
-            github_job_id: 91_000_002,
-            run_attempt: 1,
-        },
-        label: "tenki-standard-2c".to_owned(),
-        started_at: now - Duration::minutes(1_200),
-        completed_at: now,
-        repository: "acme/app".to_owned(),
-        workflow: "ci".to_owned(),
-    };
-    metering::meter_job(&app.core.db, &app.core.ledger, &job, now)
-        .await
-        .expect("metered");
+    meter_2_vcpu_job(&app, second.workspace_id, 91_000_002, 1_200).await;
     assert_eq!(free_vcpu_minutes(&app, second.workspace_id).await, 0);
     install_fixture_account(&app, 7_000_002, second.workspace_id).await;
     eventually_within(30, "the withdrawal recorded", || {

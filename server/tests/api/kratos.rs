@@ -132,11 +132,7 @@ async fn signing_up_through_kratos_creates_the_workspace_and_its_code_brings_the
     db: PgPool,
 ) {
     let app = spawn_with_kratos(db.clone()).await;
-    let browser = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
+    let browser = app.new_browser();
     let email = "ada@lovelace.test";
 
     // Tenki's sign-up page shows Kratos's registration form, token included.
@@ -331,25 +327,19 @@ async fn a_session_without_its_second_factor_is_sent_to_give_it_and_then_works(d
             format!("ory_kratos_session={session}; {csrf_cookie}"),
         )
     };
-    let html = with_csrf(
-        reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client")
-            .get(location(&app, &started)),
-    )
-    .send()
-    .await
-    .expect("page")
-    .text()
-    .await
-    .expect("HTML");
-    assert!(html.contains("name=\"totp_code\""), "{html}");
-    let csrf = field_value(&html, "csrf_token");
     let plain = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
+    let html = with_csrf(plain.get(location(&app, &started)))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("HTML");
+    assert!(html.contains("name=\"totp_code\""), "{html}");
+    let csrf = field_value(&html, "csrf_token");
     let wrong = with_csrf(plain.post(form_action(&html)))
         .form(&[
             ("csrf_token", csrf.as_str()),
@@ -576,11 +566,7 @@ async fn a_forgotten_password_is_reset_with_the_code_kratos_e_mails(db: PgPool) 
     let app = spawn_with_kratos(db).await;
     let email = "forgetful@example.test";
     double(&app).add_identity(email, PASSWORD, true);
-    let browser = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
+    let browser = app.new_browser();
 
     let sign_in = open_flow_page(&app, &browser, "/sign-in").await;
     assert!(
@@ -634,11 +620,7 @@ async fn a_forgotten_password_is_reset_with_the_code_kratos_e_mails(db: PgPool) 
     assert_eq!(overview(&app, &browser).await.0, 200);
 
     // Elsewhere: the old password no longer signs in, the new one does.
-    let elsewhere = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
+    let elsewhere = app.new_browser();
     let login = open_flow_page(&app, &elsewhere, "/sign-in").await;
     let (_, refused) = submit(
         &app,

@@ -72,8 +72,8 @@ pub struct Principal {
 /// Why Kratos could not say who the browser is.
 #[derive(Debug, thiserror::Error)]
 pub enum KratosError {
-    #[error("asking Kratos who is signed in: {0}")]
-    Whoami(String),
+    #[error("talking to Kratos: {0}")]
+    Request(String),
     #[error("the Kratos identity {0} has no e-mail trait; the identity schema must have one")]
     NoEmail(String),
 }
@@ -87,7 +87,7 @@ impl Kratos {
             .connect_timeout(KRATOS_TIMEOUT)
             .timeout(KRATOS_TIMEOUT)
             .build()
-            .map_err(|e| KratosError::Whoami(format!("building the HTTP client: {e}")))?;
+            .map_err(|e| KratosError::Request(format!("building the HTTP client: {e}")))?;
         let configuration = Configuration {
             base_path: public_url.trim_end_matches('/').to_owned(),
             user_agent: Some(concat!("tenki/", env!("CARGO_PKG_VERSION")).to_owned()),
@@ -146,7 +146,7 @@ impl Kratos {
                 }
                 let identity = session
                     .identity
-                    .ok_or_else(|| KratosError::Whoami("the session names no identity".into()))?;
+                    .ok_or_else(|| KratosError::Request("the session names no identity".into()))?;
                 let email = identity
                     .traits
                     .as_ref()
@@ -172,12 +172,12 @@ impl Kratos {
             Err(ClientError::ResponseError(response)) if response.status.as_u16() == 403 => {
                 Ok(Whoami::SecondFactorRequired)
             }
-            Err(ClientError::ResponseError(response)) => Err(KratosError::Whoami(format!(
+            Err(ClientError::ResponseError(response)) => Err(KratosError::Request(format!(
                 "Kratos answered {}: {}",
                 response.status,
                 response.content.chars().take(200).collect::<String>()
             ))),
-            Err(other) => Err(KratosError::Whoami(other.to_string())),
+            Err(other) => Err(KratosError::Request(other.to_string())),
         }
     }
 }

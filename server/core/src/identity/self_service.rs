@@ -186,7 +186,7 @@ impl Kratos {
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| KratosError::Whoami(format!("reading a {} flow: {e}", kind.path())))?;
+            .map_err(|e| KratosError::Request(format!("reading a {} flow: {e}", kind.path())))?;
         let status = response.status().as_u16();
         // 404: unknown; 410: expired; 403: another browser's flow (its CSRF cookie is missing).
         if matches!(status, 403 | 404 | 410) {
@@ -195,16 +195,16 @@ impl Kratos {
         let body = response
             .text()
             .await
-            .map_err(|e| KratosError::Whoami(format!("reading a {} flow: {e}", kind.path())))?;
+            .map_err(|e| KratosError::Request(format!("reading a {} flow: {e}", kind.path())))?;
         if status != 200 {
-            return Err(KratosError::Whoami(format!(
+            return Err(KratosError::Request(format!(
                 "Kratos answered {status} for a {} flow: {}",
                 kind.path(),
                 body.chars().take(200).collect::<String>()
             )));
         }
         let raw: RawFlow = serde_json::from_str(&body).map_err(|e| {
-            KratosError::Whoami(format!("a {} flow Tenki cannot read: {e}", kind.path()))
+            KratosError::Request(format!("a {} flow Tenki cannot read: {e}", kind.path()))
         })?;
         Ok(FlowLookup::Found(render(raw)))
     }
@@ -231,7 +231,7 @@ impl Kratos {
             Err(ClientError::ResponseError(response)) if response.status.as_u16() == 401 => {
                 Ok(None)
             }
-            Err(other) => Err(KratosError::Whoami(format!("signing out: {other}"))),
+            Err(other) => Err(KratosError::Request(format!("signing out: {other}"))),
         }
     }
 }
