@@ -1,7 +1,8 @@
 //! Benchmark: signed `workflow_job` deliveries accepted per second by `POST /webhooks/github`
-//! (the real router over TCP: signature check, JSON parse, delivery row and queue job in one
-//! transaction) with 32 concurrent senders, and their p50/p99 latency; next to a same-run
-//! baseline of single-row INSERT transactions of the same body at the same concurrency.
+//! (the real router over TCP: signature check, the action and installation read, one INSERT of
+//! the delivery, which is its own queue) with 1, 8, 32 and 128 concurrent senders, and their
+//! p50/p99 latency; each next to a same-run baseline of single-row INSERT transactions of the
+//! same body at the same concurrency on the same pool.
 //!
 //! The background processing is not started for that figure, so it is the intake's alone. Then,
 //! end to end with the whole server (drain, worker, GitHub and Kubernetes doubles): how long
@@ -16,8 +17,12 @@ use sqlx::postgres::PgPoolOptions;
 use tenki_core::github::intake::sign;
 use uuid::Uuid;
 
-const SENDERS: usize = 32;
+/// Concurrent senders of each round of the intake figures.
+const SENDERS: [usize; 4] = [1, 8, 32, 128];
+/// Deliveries per round (rounded down to a multiple of the senders).
 const DELIVERIES: usize = 8_000;
+/// Concurrent senders of the end-to-end burst.
+const BURST_SENDERS: usize = 32;
 const POOL: u32 = 32;
 
 #[path = "support/scratch.rs"]
@@ -60,7 +65,7 @@ async fn run(url: &str) -> anyhow::Result<()> {
     let body: serde_json::Value = serde_json::from_str(&fixture)?;
     let body = Arc::new(serde_json::to_vec(&body)?);
     println!(
-        "machine: {} cores; {SENDERS} concurrent senders; {DELIVERIES} deliveries of {} bytes",
+        "machine: {} cores; {DELIVERIES} deliveries of {} bytes per round; pool of {POOL}",
         std::thread::available_parallelism()?,
         body.len()
     );
@@ -73,32 +78,6 @@ async fn run(url: &str) -> anyhow::Result<()> {
     .execute(&db)
     .await?;
     let text = Arc::new(String::from_utf8(body.to_vec())?);
-    let started = Instant::now();
-    let mut senders = Vec::new();
-    for sender in 0..SENDERS {
-        let db = db.clone();
-        let text = Arc::clone(&text);
-        senders.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            for i in 0..DELIVERIES / SENDERS {
-                let at = Instant::now();
-                sqlx::query("INSERT INTO bench_baseline (id, event, body, received_at) VALUES ($1, 'workflow_job', $2::jsonb, now())")
-                    .bind(format!("{sender}:{i}"))
-                    .bind(text.as_str())
-                    .execute(&db)
-                    .await?;
-                latencies.push(at.elapsed());
-            }
-            Ok::<_, sqlx::Error>(latencies)
-        }));
-    }
-    let mut baseline_latencies = Vec::new();
-    for sender in senders {
-        baseline_latencies.extend(sender.await??);
-    }
-    let baseline = DELIVERIES as f64 / started.elapsed().as_secs_f64();
-    baseline_latencies.sort();
-
     let router = server::router(
         &settings,
         &settings.public_url,
@@ -111,38 +90,65 @@ async fn run(url: &str) -> anyhow::Result<()> {
     let secret = server::settings::SANDBOX_WEBHOOK_SECRET.as_bytes();
     let signature = Arc::new(sign(secret, &body));
     let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(SENDERS)
+        .pool_max_idle_per_host(128)
         .build()?;
-    let (intake, intake_latencies) =
-        send_all(&client, &address, "workflow_job", &body, &signature).await?;
-    // The same HTTP path for an event Tenki stores but does not process: no queue job.
-    let (ignored, ignored_latencies) =
-        send_all(&client, &address, "workflow_run", &body, &signature).await?;
+
+    // How the ratio moves with the number of concurrent senders; the baseline and the intake
+    // take turns at each, on the same pool of POOL connections.
+    let mut sent = 0;
+    // TENKI_BENCH_INTAKE=off: only the end-to-end figures.
+    let rounds = if std::env::var("TENKI_BENCH_INTAKE").is_ok_and(|v| v == "off") {
+        &[][..]
+    } else {
+        &SENDERS[..]
+    };
+    for &senders in rounds {
+        let baseline = measure(senders, {
+            let db = db.clone();
+            let text = Arc::clone(&text);
+            move |id| {
+                let (db, text) = (db.clone(), Arc::clone(&text));
+                async move {
+                    sqlx::query("INSERT INTO bench_baseline (id, event, body, received_at) VALUES ($1, 'workflow_job', $2::jsonb, now())")
+                        .bind(id)
+                        .bind(text.as_str())
+                        .execute(&db)
+                        .await?;
+                    Ok(())
+                }
+            }
+        })
+        .await?;
+        let intake = send_all(&client, &address, "workflow_job", &body, &signature, senders).await?;
+        sent += intake.sent;
+        println!(
+            "{senders:>3} senders: baseline INSERT {:.0} tx/s (p50 {:.1} ms, p99 {:.1} ms); webhook intake {:.0} deliveries/s ({:.0}% of baseline; p50 {:.1} ms, p99 {:.1} ms)",
+            baseline.rate,
+            millis(percentile(&baseline.latencies, 50)),
+            millis(percentile(&baseline.latencies, 99)),
+            intake.rate,
+            intake.rate / baseline.rate * 100.0,
+            millis(percentile(&intake.latencies, 50)),
+            millis(percentile(&intake.latencies, 99)),
+        );
+        if senders == 32 {
+            // The same HTTP path for an event Tenki stores but does not process.
+            let ignored =
+                send_all(&client, &address, "workflow_run", &body, &signature, senders).await?;
+            sent += ignored.sent;
+            println!(
+                "{senders:>3} senders, unused event: {:.0} deliveries/s ({:.0}% of baseline); p50 {:.1} ms, p99 {:.1} ms (stored, never processed)",
+                ignored.rate,
+                ignored.rate / baseline.rate * 100.0,
+                millis(percentile(&ignored.latencies, 50)),
+                millis(percentile(&ignored.latencies, 99))
+            );
+        }
+    }
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM github_deliveries")
         .fetch_one(&db)
         .await?;
-    anyhow::ensure!(
-        stored == 2 * DELIVERIES as i64,
-        "stored {stored} deliveries"
-    );
-
-    println!(
-        "baseline INSERT: {baseline:.0} tx/s; p50 {:.1} ms, p99 {:.1} ms",
-        millis(percentile(&baseline_latencies, 50)),
-        millis(percentile(&baseline_latencies, 99))
-    );
-    println!(
-        "webhook intake:  {intake:.0} deliveries/s ({:.0}% of baseline); p50 {:.1} ms, p99 {:.1} ms",
-        intake / baseline * 100.0,
-        millis(percentile(&intake_latencies, 50)),
-        millis(percentile(&intake_latencies, 99))
-    );
-    println!(
-        "unused event:    {ignored:.0} deliveries/s ({:.0}% of baseline); p50 {:.1} ms, p99 {:.1} ms (stored, no queue job)",
-        ignored / baseline * 100.0,
-        millis(percentile(&ignored_latencies, 50)),
-        millis(percentile(&ignored_latencies, 99))
-    );
+    anyhow::ensure!(stored == sent as i64, "sent {sent}, stored {stored} deliveries");
     // Nobody processes what was sent above; the end-to-end run starts from an empty backlog.
     sqlx::query(
         "UPDATE github_deliveries SET status = 'processed', next_attempt_at = NULL
@@ -234,7 +240,7 @@ async fn end_to_end(db: &sqlx::PgPool, url: &str) -> anyhow::Result<()> {
             .map(|stage| github.workflow_job_body(installation_id, "bench/app", &stage))
     };
     let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(SENDERS)
+        .pool_max_idle_per_host(BURST_SENDERS)
         .build()?;
     let secret = server::settings::SANDBOX_WEBHOOK_SECRET.as_bytes();
     let send = move |body: serde_json::Value| {
@@ -261,7 +267,7 @@ async fn end_to_end(db: &sqlx::PgPool, url: &str) -> anyhow::Result<()> {
         }
     };
 
-    // The burst: every job's three deliveries in order, SENDERS jobs at a time. Each job ran on
+    // The burst: every job's three deliveries in order, BURST_SENDERS jobs at a time. Each job ran on
     // its own runner that Tenki started, so its minutes are billed.
     let burst: Vec<SampleJob> = (0..BURST_JOBS)
         .map(|_| SampleJob::queued("tenki-standard-2c"))
@@ -288,7 +294,7 @@ async fn end_to_end(db: &sqlx::PgPool, url: &str) -> anyhow::Result<()> {
     let metrics_before = server_metrics();
     let started = Instant::now();
     let mut senders = Vec::new();
-    for _ in 0..SENDERS {
+    for _ in 0..BURST_SENDERS {
         let jobs = Arc::clone(&jobs);
         let send = send.clone();
         senders.push(tokio::spawn(async move {
@@ -402,52 +408,83 @@ async fn end_to_end(db: &sqlx::PgPool, url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sends `DELIVERIES` signed deliveries of `event` from `SENDERS` concurrent senders; returns
-/// deliveries per second and the sorted latencies.
+/// What one round measured.
+struct Measured {
+    sent: usize,
+    /// Per second.
+    rate: f64,
+    /// Sorted.
+    latencies: Vec<Duration>,
+}
+
+/// Runs `DELIVERIES` calls of `one` (given a fresh id each) from `senders` concurrent tasks.
+async fn measure<F, Fut>(senders: usize, one: F) -> anyhow::Result<Measured>
+where
+    F: Fn(String) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send,
+{
+    let each = DELIVERIES / senders;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..senders {
+        let one = one.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(each);
+            for _ in 0..each {
+                let at = Instant::now();
+                one(Uuid::new_v4().to_string()).await?;
+                latencies.push(at.elapsed());
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(each * senders);
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    let rate = latencies.len() as f64 / started.elapsed().as_secs_f64();
+    latencies.sort();
+    Ok(Measured {
+        sent: latencies.len(),
+        rate,
+        latencies,
+    })
+}
+
+/// Sends `DELIVERIES` signed deliveries of `event` from `senders` concurrent senders; every
+/// answer must be 202.
 async fn send_all(
     client: &reqwest::Client,
     address: &str,
     event: &'static str,
     body: &Arc<Vec<u8>>,
     signature: &Arc<String>,
-) -> anyhow::Result<(f64, Vec<Duration>)> {
-    let started = Instant::now();
-    let mut senders = Vec::new();
-    for _ in 0..SENDERS {
-        let client = client.clone();
-        let body = Arc::clone(body);
-        let signature = Arc::clone(signature);
-        let address = address.to_owned();
-        senders.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            for _ in 0..DELIVERIES / SENDERS {
-                let at = Instant::now();
-                let response = client
-                    .post(&address)
-                    .header("content-type", "application/json")
-                    .header("x-github-event", event)
-                    .header("x-github-delivery", Uuid::new_v4().to_string())
-                    .header("x-hub-signature-256", signature.as_str())
-                    .body(body.to_vec())
-                    .send()
-                    .await?;
-                anyhow::ensure!(
-                    response.status() == 202,
-                    "intake answered {}",
-                    response.status()
-                );
-                latencies.push(at.elapsed());
-            }
-            Ok(latencies)
-        }));
-    }
-    let mut latencies = Vec::new();
-    for sender in senders {
-        latencies.extend(sender.await??);
-    }
-    let rate = DELIVERIES as f64 / started.elapsed().as_secs_f64();
-    latencies.sort();
-    Ok((rate, latencies))
+    senders: usize,
+) -> anyhow::Result<Measured> {
+    let (client, address) = (client.clone(), address.to_owned());
+    let (body, signature) = (Arc::clone(body), Arc::clone(signature));
+    measure(senders, move |delivery| {
+        let (client, address) = (client.clone(), address.clone());
+        let (body, signature) = (Arc::clone(&body), Arc::clone(&signature));
+        async move {
+            let response = client
+                .post(&address)
+                .header("content-type", "application/json")
+                .header("x-github-event", event)
+                .header("x-github-delivery", delivery)
+                .header("x-hub-signature-256", signature.as_str())
+                .body(body.to_vec())
+                .send()
+                .await?;
+            anyhow::ensure!(
+                response.status() == 202,
+                "intake answered {}",
+                response.status()
+            );
+            Ok(())
+        }
+    })
+    .await
 }
 
 /// The server's TigerBeetle requests, delivery processing times and metering batch sizes so far:
@@ -465,6 +502,7 @@ fn server_metrics() -> std::collections::BTreeMap<String, (f64, f64)> {
             "ledger_request_seconds",
             "metering_batch_jobs",
             "github_delivery_processing_seconds",
+            "github_delivery_claim_seconds",
         ] {
             let Some(rest) = name.strip_prefix(prefix) else {
                 continue;

@@ -178,6 +178,7 @@ pub async fn connect_on(db: tenki_core::PgPool, settings: &Settings) -> anyhow::
         capacity: settings.capacity,
         delivery_wakeup: tenki_core::github::drain::Wakeup::default(),
         admission_passes: tenki_core::admission::PassRequests::default(),
+        runner_removals: tenki_core::runners::removals::RemovalRequests::default(),
         meter,
         identity,
     })
@@ -546,6 +547,14 @@ pub async fn run_until_stopped_within(
         application.core.clone(),
         stopped(&application.stop_worker),
     ));
+    // Stopped after the drain, whose last deliveries may still ask for removals.
+    let (drain_ended, removals_stop) = tokio::sync::oneshot::channel::<()>();
+    let runner_removals = tokio::spawn(tenki_core::runners::removals::run(
+        application.core.clone(),
+        async move {
+            drop(removals_stop.await);
+        },
+    ));
     let worker = tokio::spawn(supervise_worker(
         application.worker,
         application.core.clone(),
@@ -565,8 +574,12 @@ pub async fn run_until_stopped_within(
         if let Err(e) = drain.await {
             tracing::error!("the GitHub delivery drain panicked: {e}");
         }
+        let _ = drain_ended.send(());
         if let Err(e) = admission_passes.await {
             tracing::error!("the admission pass loop panicked: {e}");
+        }
+        if let Err(e) = runner_removals.await {
+            tracing::error!("the runner removal loop panicked: {e}");
         }
         (http, worker)
     })

@@ -54,6 +54,8 @@ pub struct Core {
     pub delivery_wakeup: github::drain::Wakeup,
     /// Asks this server's admission pass loop for a pass.
     pub admission_passes: admission::PassRequests,
+    /// Asks this server's removal loop to remove runners.
+    pub runner_removals: runners::removals::RemovalRequests,
     /// This server's metering batcher: finished jobs are metered through it, in batches.
     pub meter: metering::Meter,
     /// Who signs people in: the built-in identity or Ory Kratos.

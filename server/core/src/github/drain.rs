@@ -115,7 +115,11 @@ pub async fn run(
         };
         let Ok(first_slot) = first_slot else { break };
         let wanted = 1 + slots.available_permits();
-        let claimed = match claim(&core.db, wanted, options.claim).await {
+        let claiming = std::time::Instant::now();
+        let claimed = claim(&core.db, wanted, options.claim).await;
+        metrics::histogram!("github_delivery_claim_seconds")
+            .record(claiming.elapsed().as_secs_f64());
+        let claimed = match claimed {
             Ok(claimed) => claimed,
             Err(e) => {
                 tracing::warn!("claiming due GitHub deliveries failed: {e}");

@@ -235,8 +235,10 @@ async fn workflow_job(
                run_id = coalesce(EXCLUDED.run_id, github_jobs.run_id),
                html_url = coalesce(EXCLUDED.html_url, github_jobs.html_url),
                updated_at = EXCLUDED.updated_at
-           RETURNING status, metered, started_at, completed_at, installation_id, runner_name,
-                     not_billed_reason, admission"#,
+           RETURNING status, metered, started_at, completed_at, runner_name, not_billed_reason,
+                     admission,
+                     (SELECT workspace_id FROM github_installations i
+                      WHERE i.installation_id = github_jobs.installation_id) AS workspace_id"#,
         job.id,
         job.run_attempt,
         event.installation.as_ref().map(|i| i.id),
@@ -262,16 +264,7 @@ async fn workflow_job(
         github_job_id: job.id,
         run_attempt: job.run_attempt,
     };
-    let workspace_id = match row.installation_id {
-        Some(installation_id) => sqlx::query_scalar!(
-            "SELECT workspace_id FROM github_installations WHERE installation_id = $1",
-            installation_id,
-        )
-        .fetch_optional(db)
-        .await?
-        .flatten(),
-        None => None,
-    };
+    let workspace_id = row.workspace_id;
     // The job's place in admission and its runner (SPEC §4, §5).
     if let Some(workspace_id) = workspace_id {
         match (row.status.as_str(), row.runner_name.as_deref()) {
@@ -287,10 +280,11 @@ async fn workflow_job(
             }
             ("completed", runner_name) => {
                 let mut tx = db.begin().await?;
-                let released =
+                let completion =
                     runners::job_completed(&mut tx, workspace_id, key, runner_name, now).await?;
                 tx.commit().await?;
-                if released {
+                core.runner_removals.request(completion.to_remove);
+                if completion.released_slot {
                     core.admission_passes.request();
                 }
             }
@@ -345,19 +339,17 @@ async fn workflow_job(
     };
     match core.meter.meter(finished).await {
         Ok(record) => {
-            sqlx::query!(
-                "UPDATE github_jobs SET metered = true WHERE github_job_id = $1 AND run_attempt = $2",
-                key.github_job_id,
-                key.run_attempt,
-            )
-            .execute(db)
-            .await?;
             sqlx::query(
-                "UPDATE usage_records SET runner_name = $3 WHERE workspace_id = $1 AND job_key = $2",
+                "WITH job AS (
+                     UPDATE github_jobs SET metered = true WHERE github_job_id = $4 AND run_attempt = $5
+                 )
+                 UPDATE usage_records SET runner_name = $3 WHERE workspace_id = $1 AND job_key = $2",
             )
             .bind(workspace_id)
             .bind(&record.job_key)
             .bind(runner_name)
+            .bind(key.github_job_id)
+            .bind(key.run_attempt)
             .execute(db)
             .await?;
             processed = Processed::Job {

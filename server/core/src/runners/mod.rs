@@ -8,6 +8,7 @@
 
 pub mod kubernetes;
 pub mod reaper;
+pub mod removals;
 
 use chrono::{DateTime, Utc};
 use http::{Method, StatusCode};
@@ -23,6 +24,8 @@ use crate::queue::{self, NewJob};
 
 /// The task that removes one runner.
 pub const REMOVE_RUNNER_TASK: &str = "remove_runner";
+/// Attempts at removing a runner before the reaper's pass is left to do it.
+const REMOVAL_ATTEMPTS: i16 = 10;
 /// After this many runners failed to start for a job, the job shows why and stops trying.
 pub const MAX_RUNNER_FAILURES: i32 = 3;
 
@@ -571,18 +574,23 @@ pub async fn enqueue_removal(
     name: &str,
     why: Removal,
 ) -> Result<(), sqlx::Error> {
-    let job_key = format!("remove:{name}");
+    let job_key = removal_key(name);
     queue::enqueue(
         tx,
         NewJob {
             task: REMOVE_RUNNER_TASK,
             payload: serde_json::json!({ "name": name, "why": why }),
             job_key: Some(&job_key),
-            max_attempts: 10,
+            max_attempts: REMOVAL_ATTEMPTS,
             run_at: None,
         },
     )
     .await
+}
+
+/// The queue key of runner `name`'s removal: one pending per runner.
+fn removal_key(name: &str) -> String {
+    format!("remove:{name}")
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -753,16 +761,27 @@ pub async fn job_started(
     .await
 }
 
+/// What a job's completion changed, for its caller to act on once the transaction is committed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Completion {
+    /// A concurrency slot was released: ask for an admission pass.
+    pub released_slot: bool,
+    /// Runners to remove: the one the job ran on, and those asked for it that took no job. Ask
+    /// [`removals::RemovalRequests`]; the reaper removes them if that is lost.
+    pub to_remove: Vec<(String, Removal)>,
+}
+
 /// GitHub says job `key` completed (on `runner_name`, or on none when cancelled while waiting):
-/// its slot is released and the runners it used or asked for are removed. Returns whether a slot
-/// was released: once `tx` is committed, the caller asks for an admission pass.
+/// its runner is finished, its slot released, and the runners it used or asked for are named
+/// for removal.
 pub async fn job_completed(
     tx: &mut sqlx::PgConnection,
     workspace_id: Uuid,
     key: JobKey,
     runner_name: Option<&str>,
     now: DateTime<Utc>,
-) -> Result<bool, sqlx::Error> {
+) -> Result<Completion, sqlx::Error> {
+    let mut to_remove = Vec::new();
     // The runner's row first, as `job_started` takes it, then the job's row (`release_slot`).
     if let Some(runner_name) = runner_name {
         let finished = sqlx::query(
@@ -776,7 +795,7 @@ pub async fn job_completed(
         .await?
         .rows_affected();
         if finished > 0 {
-            enqueue_removal(tx, runner_name, Removal::Finished).await?;
+            to_remove.push((runner_name.to_owned(), Removal::Finished));
         }
     }
     // Runners asked for this job that took none: not needed any more (removed unless busy).
@@ -788,10 +807,12 @@ pub async fn job_completed(
     .bind(key.run_attempt)
     .fetch_all(&mut *tx)
     .await?;
-    for name in idle {
-        enqueue_removal(tx, &name, Removal::Idle).await?;
-    }
-    admission::release_slot(tx, key, None, now).await
+    to_remove.extend(idle.into_iter().map(|name| (name, Removal::Idle)));
+    let released_slot = admission::release_slot(tx, key, None, now).await?;
+    Ok(Completion {
+        released_slot,
+        to_remove,
+    })
 }
 
 /// A live runner, as the Runners page and `tenki admin runners` list it.
