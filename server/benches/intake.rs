@@ -119,7 +119,15 @@ async fn run(url: &str) -> anyhow::Result<()> {
             }
         })
         .await?;
-        let intake = send_all(&client, &address, "workflow_job", &body, &signature, senders).await?;
+        let intake = send_all(
+            &client,
+            &address,
+            "workflow_job",
+            &body,
+            &signature,
+            senders,
+        )
+        .await?;
         sent += intake.sent;
         println!(
             "{senders:>3} senders: baseline INSERT {:.0} tx/s (p50 {:.1} ms, p99 {:.1} ms); webhook intake {:.0} deliveries/s ({:.0}% of baseline; p50 {:.1} ms, p99 {:.1} ms)",
@@ -133,8 +141,15 @@ async fn run(url: &str) -> anyhow::Result<()> {
         );
         if senders == 32 {
             // The same HTTP path for an event Tenki stores but does not process.
-            let ignored =
-                send_all(&client, &address, "workflow_run", &body, &signature, senders).await?;
+            let ignored = send_all(
+                &client,
+                &address,
+                "workflow_run",
+                &body,
+                &signature,
+                senders,
+            )
+            .await?;
             sent += ignored.sent;
             println!(
                 "{senders:>3} senders, unused event: {:.0} deliveries/s ({:.0}% of baseline); p50 {:.1} ms, p99 {:.1} ms (stored, never processed)",
@@ -148,7 +163,10 @@ async fn run(url: &str) -> anyhow::Result<()> {
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM github_deliveries")
         .fetch_one(&db)
         .await?;
-    anyhow::ensure!(stored == sent as i64, "sent {sent}, stored {stored} deliveries");
+    anyhow::ensure!(
+        stored == sent as i64,
+        "sent {sent}, stored {stored} deliveries"
+    );
     // Nobody processes what was sent above; the end-to-end run starts from an empty backlog.
     sqlx::query(
         "UPDATE github_deliveries SET status = 'processed', next_attempt_at = NULL

@@ -829,6 +829,80 @@ async fn the_reaper_removes_an_idle_runner_after_five_minutes_and_never_a_busy_o
     app.github.set_intake_unreachable(false);
 }
 
+#[sqlx::test(migrations = "../migrations")]
+async fn a_finished_runner_whose_removal_request_was_lost_is_removed_by_the_reaper(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let customer = customer(&app, "lost-removal-org").await;
+    let id = queue_untaken_job(
+        &app,
+        &customer,
+        "tenki-standard-2c",
+        chrono::Duration::zero(),
+    )
+    .await;
+    eventually_within(30, "a runner starting", || {
+        let kubernetes = app.kubernetes.clone();
+        async move { kubernetes.objects("jobs").len() == 1 }
+    })
+    .await;
+    let runner: String = sqlx::query_scalar("SELECT name FROM runners")
+        .fetch_one(&db)
+        .await
+        .expect("runner");
+    // The job completes on it and the server dies before its removal loop enqueued anything:
+    // the completion's transaction alone, as the delivery's processing commits it.
+    let mut tx = db.begin().await.expect("begin");
+    let completion = tenki_core::runners::job_completed(
+        &mut tx,
+        customer.workspace_id,
+        JobKey {
+            github_job_id: id,
+            run_attempt: 1,
+        },
+        Some(&runner),
+        Utc::now(),
+    )
+    .await
+    .expect("completed");
+    tx.commit().await.expect("commit");
+    assert_eq!(
+        completion.to_remove,
+        [(runner.clone(), tenki_core::runners::Removal::Finished)]
+    );
+    assert_eq!(
+        app.kubernetes.objects("jobs").len(),
+        1,
+        "nothing removed yet"
+    );
+
+    // The pass the minute cron runs (called here; a cron tick running at the same moment makes
+    // this call skip, hence the loop).
+    eventually_within(30, "the reaper's pass removed it", || {
+        let (db, app, runner) = (db.clone(), &app, runner.clone());
+        async move {
+            let report = reaper::reconcile(&db, &app.core.github, &app.core.kubernetes, Utc::now())
+                .await
+                .expect("reconcile");
+            report.finished_removed.contains(&runner) || app.kubernetes.objects("jobs").is_empty()
+        }
+    })
+    .await;
+    assert!(
+        app.kubernetes.objects("jobs").is_empty(),
+        "its objects deleted"
+    );
+    assert!(
+        app.github.runners().iter().all(|(name, _)| *name != runner),
+        "deregistered"
+    );
+    let state: String = sqlx::query_scalar("SELECT state FROM runners WHERE name = $1")
+        .bind(&runner)
+        .fetch_one(&db)
+        .await
+        .expect("runner");
+    assert_eq!(state, "deleted");
+}
+
 /// A customer whose job runs on a Tenki runner while GitHub cannot reach Tenki (the runner
 /// stays "starting" in Tenki's records): returns the runner's name.
 async fn customer_with_running_job_unseen(app: &TestApp) -> String {

@@ -84,5 +84,11 @@ async fn enqueue(core: &Core, runners: &[(String, Removal)]) -> Result<(), sqlx:
         })
         .collect();
     let mut conn = core.db.acquire().await?;
-    queue::enqueue_all(&mut conn, REMOVE_RUNNER_TASK, &jobs, super::REMOVAL_ATTEMPTS).await
+    queue::enqueue_all(
+        &mut conn,
+        REMOVE_RUNNER_TASK,
+        &jobs,
+        super::REMOVAL_ATTEMPTS,
+    )
+    .await
 }
