@@ -4,10 +4,10 @@
 //!
 //! One batch: resolve every label and price in one query; lock the batch's workspaces in id order
 //! (so two batches never deadlock); read discounts, reversals and existing usage records with one
-//! query each; read every workspace's free minutes and every job's ledger transfers with one
-//! lookup each; price the jobs in memory, in the order given, each workspace's free minutes
-//! running down as one-by-one metering would; post one linked chain per workspace in one
-//! `create_transfers` call; insert every record with one statement; commit.
+//! query each and, at the same time, every workspace's free minutes and every job's ledger
+//! transfers with one lookup each; price the jobs in memory, in the order given, each
+//! workspace's free minutes running down as one-by-one metering would; post one linked chain per
+//! workspace in one `create_transfers` call; insert every record with one statement; commit.
 //!
 //! A workspace's chain is linked whole, so the ledger applies all of its jobs or none: when
 //! TigerBeetle refuses one job's transfers, the other jobs of that workspace were not posted
@@ -125,24 +125,43 @@ pub async fn meter_jobs(
     .await?
     .into_iter()
     .collect();
-    let (discounts, reversed) = discounts_and_reversals(&mut tx, jobs, &candidates).await?;
+    // Under the lock, the database's reads and the ledger's lookups at once: what the batch's
+    // workspaces have left cannot change until the commit (every writer takes these locks), and
+    // looking up every candidate's transfers, even of jobs that turn out to be recorded already,
+    // costs nothing more in the same request.
+    let postings: Vec<UsagePosting> = candidates
+        .iter()
+        .map(|c| UsagePosting::for_job(jobs[c.index].workspace_id, &c.job_key))
+        .collect();
+    let locked_ids: Vec<Uuid> = locked.iter().copied().collect();
     let job_keys: Vec<&str> = candidates.iter().map(|c| c.job_key.as_str()).collect();
-    let mut existing: HashMap<String, UsageRecord> = sqlx::query_as!(
-        UsageRecord,
-        "SELECT job_key, workspace_id, label, sku_label, premium, vcpus, repository, workflow,
+    let reads = async {
+        let (discounts, reversed) = discounts_and_reversals(&mut tx, jobs, &candidates).await?;
+        let existing: HashMap<String, UsageRecord> = sqlx::query_as!(
+            UsageRecord,
+            "SELECT job_key, workspace_id, label, sku_label, premium, vcpus, repository, workflow,
                 started_at, completed_at, minutes, free_vcpu_minutes, price_per_minute,
                 premium_surcharge_per_minute, discount_basis_points, amount
          FROM usage_records WHERE job_key = ANY($1)",
-        &job_keys as &[&str],
-    )
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .map(|record| (record.job_key.clone(), record))
-    .collect();
+            &job_keys as &[&str],
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|record| (record.job_key.clone(), record))
+        .collect();
+        Ok::<_, MeteringError>((discounts, reversed, existing))
+    };
+    let ((discounts, reversed, mut existing), posted, mut left) = tokio::try_join!(
+        reads,
+        async { Ok(ledger.find_usage_postings(&postings).await?) },
+        async { Ok(ledger.free_vcpu_minutes_left_of(&locked_ids).await?) },
+    )?;
 
     let mut to_price = Vec::with_capacity(candidates.len());
-    for (position, candidate) in candidates.into_iter().enumerate() {
+    for (position, ((candidate, posting), posted)) in
+        candidates.into_iter().zip(postings).zip(posted).enumerate()
+    {
         let index = candidate.index;
         let job = &jobs[index];
         let outcome = if !locked.contains(&job.workspace_id) {
@@ -158,29 +177,16 @@ pub async fn meter_jobs(
         } else if reversed[position] {
             Err(MeteringError::Reversed(candidate.job_key))
         } else {
-            to_price.push((candidate, discounts[position]));
+            to_price.push((candidate, discounts[position], posting, posted));
             continue;
         };
         outcomes[index] = Some(outcome);
     }
 
-    let postings: Vec<UsagePosting> = to_price
-        .iter()
-        .map(|(c, _)| UsagePosting::for_job(jobs[c.index].workspace_id, &c.job_key))
-        .collect();
-    let mut pricing_workspaces: Vec<Uuid> = postings.iter().map(|p| p.workspace_id).collect();
-    pricing_workspaces.sort_unstable();
-    pricing_workspaces.dedup();
-    let (posted, mut left) = tokio::try_join!(
-        ledger.find_usage_postings(&postings),
-        ledger.free_vcpu_minutes_left_of(&pricing_workspaces),
-    )?;
-
     // In the order given, each workspace's free minutes running down job by job.
     let mut chains: BTreeMap<Uuid, Vec<UsageEntry>> = BTreeMap::new();
     let mut priced = Vec::with_capacity(to_price.len());
-    for (((candidate, discount), posting), posted) in to_price.into_iter().zip(postings).zip(posted)
-    {
+    for (candidate, discount, posting, posted) in to_price {
         let job = &jobs[candidate.index];
         let charge = match (posted, left.get_mut(&job.workspace_id)) {
             // A batch that died after the ledger: record exactly what it posted.
