@@ -267,20 +267,16 @@ async fn end_to_end(db: &sqlx::PgPool, url: &str) -> anyhow::Result<()> {
         async move {
             let body = serde_json::to_vec(&body)?;
             let delivery = Uuid::new_v4().to_string();
-            let response = client
-                .post(&address)
-                .header("content-type", "application/json")
-                .header("x-github-event", "workflow_job")
-                .header("x-github-delivery", &delivery)
-                .header("x-hub-signature-256", sign(secret, &body))
-                .body(body)
-                .send()
-                .await?;
-            anyhow::ensure!(
-                response.status() == 202,
-                "intake answered {}",
-                response.status()
-            );
+            let signature = sign(secret, &body);
+            post_delivery(
+                &client,
+                &address,
+                "workflow_job",
+                &delivery,
+                &signature,
+                body,
+            )
+            .await?;
             Ok::<_, anyhow::Error>(delivery)
         }
     };
@@ -485,24 +481,44 @@ async fn send_all(
         let (client, address) = (client.clone(), address.clone());
         let (body, signature) = (Arc::clone(&body), Arc::clone(&signature));
         async move {
-            let response = client
-                .post(&address)
-                .header("content-type", "application/json")
-                .header("x-github-event", event)
-                .header("x-github-delivery", delivery)
-                .header("x-hub-signature-256", signature.as_str())
-                .body(body.to_vec())
-                .send()
-                .await?;
-            anyhow::ensure!(
-                response.status() == 202,
-                "intake answered {}",
-                response.status()
-            );
-            Ok(())
+            post_delivery(
+                &client,
+                &address,
+                event,
+                &delivery,
+                &signature,
+                body.to_vec(),
+            )
+            .await
         }
     })
     .await
+}
+
+/// Posts one signed delivery; the intake must answer 202.
+async fn post_delivery(
+    client: &reqwest::Client,
+    address: &str,
+    event: &str,
+    delivery: &str,
+    signature: &str,
+    body: Vec<u8>,
+) -> anyhow::Result<()> {
+    let response = client
+        .post(address)
+        .header("content-type", "application/json")
+        .header("x-github-event", event)
+        .header("x-github-delivery", delivery)
+        .header("x-hub-signature-256", signature)
+        .body(body)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        response.status() == 202,
+        "intake answered {}",
+        response.status()
+    );
+    Ok(())
 }
 
 /// The server's TigerBeetle requests, delivery processing times and metering batch sizes so far:

@@ -83,6 +83,18 @@ async fn queue_untaken_job(
     job.id
 }
 
+/// A 2c job GitHub gives to no runner, once its runner is starting on Kubernetes (the customer's
+/// only one): returns the job's id.
+async fn untaken_job_with_its_runner(app: &TestApp, customer: &Customer) -> i64 {
+    let id = queue_untaken_job(app, customer, "tenki-standard-2c", chrono::Duration::zero()).await;
+    eventually_within(30, "a runner starting", || {
+        let kubernetes = app.kubernetes.clone();
+        async move { kubernetes.objects("jobs").len() == 1 }
+    })
+    .await;
+    id
+}
+
 /// GitHub cancels a job no runner took: releases its place.
 async fn cancel_waiting_job(app: &TestApp, customer: &Customer, id: i64, label: &str) {
     let mut job = SampleJob::queued(label);
@@ -768,18 +780,7 @@ async fn the_reaper_removes_an_idle_runner_after_five_minutes_and_never_a_busy_o
     let app = TestApp::spawn(db.clone()).await;
     let customer = customer(&app, "reap-org").await;
     // A job GitHub gives to no runner: its runner waits idle.
-    queue_untaken_job(
-        &app,
-        &customer,
-        "tenki-standard-2c",
-        chrono::Duration::zero(),
-    )
-    .await;
-    eventually_within(30, "a runner starting", || {
-        let kubernetes = app.kubernetes.clone();
-        async move { kubernetes.objects("jobs").len() == 1 }
-    })
-    .await;
+    untaken_job_with_its_runner(&app, &customer).await;
     let soon = reaper::reconcile(
         &db,
         &app.core.github,
@@ -833,18 +834,7 @@ async fn the_reaper_removes_an_idle_runner_after_five_minutes_and_never_a_busy_o
 async fn a_finished_runner_whose_removal_request_was_lost_is_removed_by_the_reaper(db: PgPool) {
     let app = TestApp::spawn(db.clone()).await;
     let customer = customer(&app, "lost-removal-org").await;
-    let id = queue_untaken_job(
-        &app,
-        &customer,
-        "tenki-standard-2c",
-        chrono::Duration::zero(),
-    )
-    .await;
-    eventually_within(30, "a runner starting", || {
-        let kubernetes = app.kubernetes.clone();
-        async move { kubernetes.objects("jobs").len() == 1 }
-    })
-    .await;
+    let id = untaken_job_with_its_runner(&app, &customer).await;
     let runner: String = sqlx::query_scalar("SELECT name FROM runners")
         .fetch_one(&db)
         .await
