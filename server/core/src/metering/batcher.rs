@@ -6,9 +6,9 @@
 //! priced while the other waits on the ledger or the database; they lock their workspaces in id
 //! order and so never deadlock. A workspace is in one batch at a time: its jobs that arrive
 //! meanwhile wait for that batch and then go together, since a batch of their own would only
-//! wait for the workspace's lock, one job at a time. The queue lives in memory only: a job's caller waits for its
-//! answer, and the durable record of what is still to meter stays where it was (the delivery,
-//! the admin command), so a crash loses nothing that is not retried.
+//! wait for the workspace's lock, one job at a time. The queue lives in memory only: a job's
+//! caller waits for its answer, and the durable record of what is still to meter stays where it
+//! was (the delivery, the admin command), so a crash loses nothing that is not retried.
 
 use std::collections::HashSet;
 
