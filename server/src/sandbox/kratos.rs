@@ -1123,15 +1123,10 @@ async fn submit_verification(
             again(&double, flow)
         }
         None => {
-            let email = form.email.unwrap_or_default().trim().to_owned();
-            flow.typed_email = email.clone();
-            flow.state = "sent_email";
-            let mut store = double.store();
-            // Kratos sends a code only to an address it knows, and says the same either way.
-            if store.identities.contains_key(&identity_id(&email)) {
-                flow.code = Some(double.send_code(&mut store, &flow.id, &email));
-            }
-            drop(store);
+            let flow_id = flow.id.clone();
+            email_step(&double, &mut flow, form.email, |store, email| {
+                double.send_code(store, &flow_id, email)
+            });
             flow.messages.push(text(
                 1_080_003,
                 "An email containing a verification code has been sent to the email address you provided. If you have not received an email, check the spelling of the address and make sure to use the address you registered with.",
@@ -1142,17 +1137,42 @@ async fn submit_verification(
     }
 }
 
+/// The e-mail step of verification and recovery: keeps the address typed and, when Kratos knows
+/// it, the code `send` e-mailed to it. Kratos says the same either way.
+fn email_step(
+    double: &KratosDouble,
+    flow: &mut Flow,
+    email: Option<String>,
+    send: impl FnOnce(&mut Store, &str) -> String,
+) {
+    let email = email.unwrap_or_default().trim().to_owned();
+    flow.state = "sent_email";
+    let mut store = double.store();
+    if store.identities.contains_key(&identity_id(&email)) {
+        flow.code = Some(send(&mut store, &email));
+    }
+    flow.typed_email = email;
+}
+
+/// Whether `code` is the one the flow e-mailed; if not, the code field shows Kratos's message
+/// `id` with `refusal`.
+fn code_accepted(flow: &mut Flow, code: &str, id: i64, refusal: &str) -> bool {
+    if flow.code.as_deref() == Some(code.trim()) {
+        return true;
+    }
+    flow.field_messages
+        .insert("code", vec![text(id, refusal, "error")]);
+    false
+}
+
 /// Checks `code` against the flow's and verifies the address it was sent to.
 fn verify_code(double: &KratosDouble, flow: &mut Flow, code: &str) {
-    if flow.code.as_deref() != Some(code.trim()) {
-        flow.field_messages.insert(
-            "code",
-            vec![text(
-                4_070_006,
-                "The verification code is invalid or has already been used. Please try again.",
-                "error",
-            )],
-        );
+    if !code_accepted(
+        flow,
+        code,
+        4_070_006,
+        "The verification code is invalid or has already been used. Please try again.",
+    ) {
         return;
     }
     let mut store = double.store();
@@ -1250,15 +1270,12 @@ async fn submit_recovery(
         Err(answer) => return *answer,
     };
     if let Some(code) = form.code.filter(|code| !code.trim().is_empty()) {
-        if flow.code.as_deref() != Some(code.trim()) {
-            flow.field_messages.insert(
-                "code",
-                vec![text(
-                    4_060_006,
-                    "The recovery code is invalid or has already been used. Please try again.",
-                    "error",
-                )],
-            );
+        if !code_accepted(
+            &mut flow,
+            &code,
+            4_060_006,
+            "The recovery code is invalid or has already been used. Please try again.",
+        ) {
             return again(&double, flow);
         }
         let id = identity_id(&flow.typed_email);
@@ -1289,15 +1306,9 @@ async fn submit_recovery(
         store.flows.insert(settings.id.clone(), settings);
         return signed_in(&mut store, &id, false, &location);
     }
-    let email = form.email.unwrap_or_default().trim().to_owned();
-    flow.typed_email = email.clone();
-    flow.state = "sent_email";
-    let mut store = double.store();
-    // Kratos sends a code only to an address it knows, and says the same either way.
-    if store.identities.contains_key(&identity_id(&email)) {
-        flow.code = Some(double.send_recovery_code(&mut store, &email));
-    }
-    drop(store);
+    email_step(&double, &mut flow, form.email, |store, email| {
+        double.send_recovery_code(store, email)
+    });
     flow.messages.push(text(
         1_060_003,
         "An email containing a recovery code has been sent to the email address you provided. If you have not received an email, check the spelling of the address and make sure to use the address you registered with.",

@@ -215,18 +215,7 @@ async fn signing_up_through_kratos_creates_the_workspace_and_its_code_brings_the
 
     // The link in Kratos's e-mail verifies; the page says so, and the minutes arrive at once
     // (the cached whoami answer is dropped on that page).
-    let messages: Value = get(
-        &browser,
-        &format!(
-            "{}/sandbox/kratos/admin/courier/messages?recipient={email}",
-            app.address
-        ),
-    )
-    .await
-    .json()
-    .await
-    .expect("JSON");
-    let body = messages[0]["body"].as_str().expect("an e-mail");
+    let body = newest_mail(&app, &browser, email).await;
     let link = body
         .lines()
         .find(|line| line.contains("/self-service/verification?code="))
@@ -517,8 +506,8 @@ async fn a_grant_cut_off_after_the_address_was_marked_is_made_on_the_next_reques
     assert_eq!(free_vcpu_minutes(&app, workspaces[0]).await, 2_000);
 }
 
-/// The code in the newest e-mail the Kratos double sent to `email`.
-async fn newest_code(app: &TestApp, browser: &reqwest::Client, email: &str) -> String {
+/// The body of the newest e-mail the Kratos double's courier sent to `email`.
+async fn newest_mail(app: &TestApp, browser: &reqwest::Client, email: &str) -> String {
     let messages: Value = get(
         browser,
         &format!(
@@ -530,7 +519,12 @@ async fn newest_code(app: &TestApp, browser: &reqwest::Client, email: &str) -> S
     .json()
     .await
     .expect("JSON");
-    let body = messages[0]["body"].as_str().expect("an e-mail");
+    messages[0]["body"].as_str().expect("an e-mail").to_owned()
+}
+
+/// The code in the newest e-mail the Kratos double sent to `email`.
+async fn newest_code(app: &TestApp, browser: &reqwest::Client, email: &str) -> String {
+    let body = newest_mail(app, browser, email).await;
     body.lines()
         .map(str::trim)
         .find(|line| line.len() == 6 && line.chars().all(|c| c.is_ascii_digit()))
