@@ -512,7 +512,10 @@ impl TaskHandler for ReconcileRunners {
             Self::IDENTIFIER,
             reaper::reconcile(&core.db, &core.github, &core.kubernetes, Utc::now()).await,
         )?;
-        tracing::debug!(?report, "runners reconciled");
+        match report {
+            Some(report) => tracing::debug!(?report, "runners reconciled"),
+            None => tracing::debug!("another reconcile pass is running; this one skipped"),
+        }
         Ok::<(), String>(())
     }
 }

@@ -95,6 +95,21 @@ async fn untaken_job_with_its_runner(app: &TestApp, customer: &Customer) -> i64 
     id
 }
 
+/// One reconcile pass of the test's own at `now`: waits while the server's every-minute pass
+/// holds the reaper's lock, so a cron tick at the same moment never empties the report.
+async fn reaper_pass(app: &TestApp, now: chrono::DateTime<Utc>) -> reaper::ReconcileReport {
+    for _ in 0..300 {
+        let pass = reaper::reconcile(&app.core.db, &app.core.github, &app.core.kubernetes, now)
+            .await
+            .expect("reconcile");
+        if let Some(report) = pass {
+            return report;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the reaper's lock was held for 30 s");
+}
+
 /// GitHub cancels a job no runner took: releases its place.
 async fn cancel_waiting_job(app: &TestApp, customer: &Customer, id: i64, label: &str) {
     let mut job = SampleJob::queued(label);
@@ -367,20 +382,21 @@ async fn a_queued_job_runs_on_a_just_in_time_runner_that_is_then_removed(db: PgP
 async fn fifty_jobs_with_forty_slots_run_exactly_forty_at_once_and_all_finish(db: PgPool) {
     let app = busy_server(db.clone(), &[]).await;
     let customer = customer(&app, "fifty-org").await;
-    // Watch the whole time: never more than 40 running or holding a slot.
+    // Watch the whole time: never more than 40 running or holding a slot. The watcher publishes
+    // the most it has seen (running, slots).
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (most_seen, mut seen) = tokio::sync::watch::channel((0, 0));
     let watcher = {
         let db = db.clone();
         let workspace_id = customer.workspace_id;
         tokio::spawn(async move {
-            let mut most = (0, 0);
             while !*stopped.borrow() {
                 let running = count(&db, IN_PROGRESS, workspace_id).await;
                 let slots = count(&db, SLOTS, workspace_id).await;
-                most = (most.0.max(running), most.1.max(slots));
+                most_seen.send_modify(|most| *most = (most.0.max(running), most.1.max(slots)));
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            most
+            *most_seen.borrow()
         })
     };
     // The jobs run until the test lets them finish.
@@ -438,6 +454,15 @@ async fn fifty_jobs_with_forty_slots_run_exactly_forty_at_once_and_all_finish(db
         .count();
     assert_eq!(waiting, 10, "the Jobs page says which wait");
 
+    // The watcher samples too: it must have seen the 40 before any finishes, or its most would
+    // say nothing about the cap.
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        seen.wait_for(|&(running, slots)| running >= 40 && slots >= 40),
+    )
+    .await
+    .expect("the watcher saw 40 running")
+    .expect("watcher alive");
     // The first 40 finish; the last 10 take their slots.
     app.github.finish_running_jobs();
     eventually_within(120, "the last 10 running", running_and_waiting(10, 0)).await;
@@ -781,23 +806,9 @@ async fn the_reaper_removes_an_idle_runner_after_five_minutes_and_never_a_busy_o
     let customer = customer(&app, "reap-org").await;
     // A job GitHub gives to no runner: its runner waits idle.
     untaken_job_with_its_runner(&app, &customer).await;
-    let soon = reaper::reconcile(
-        &db,
-        &app.core.github,
-        &app.core.kubernetes,
-        Utc::now() + chrono::Duration::minutes(4),
-    )
-    .await
-    .expect("reconcile");
+    let soon = reaper_pass(&app, Utc::now() + chrono::Duration::minutes(4)).await;
     assert!(soon.idle_removed.is_empty(), "{soon:?}");
-    let later = reaper::reconcile(
-        &db,
-        &app.core.github,
-        &app.core.kubernetes,
-        Utc::now() + chrono::Duration::minutes(6),
-    )
-    .await
-    .expect("reconcile");
+    let later = reaper_pass(&app, Utc::now() + chrono::Duration::minutes(6)).await;
     assert_eq!(later.idle_removed.len(), 1, "{later:?}");
     assert!(
         app.github
@@ -817,14 +828,7 @@ async fn the_reaper_removes_an_idle_runner_after_five_minutes_and_never_a_busy_o
     // A runner that took a job whose `in_progress` delivery has not arrived yet looks idle to
     // Tenki; GitHub says it is busy, so it stays.
     let busy = customer_with_running_job_unseen(&app).await;
-    let report = reaper::reconcile(
-        &db,
-        &app.core.github,
-        &app.core.kubernetes,
-        Utc::now() + chrono::Duration::minutes(6),
-    )
-    .await
-    .expect("reconcile");
+    let report = reaper_pass(&app, Utc::now() + chrono::Duration::minutes(6)).await;
     assert!(report.busy_kept.contains(&busy), "{report:?}");
     assert!(!report.idle_removed.contains(&busy));
     app.github.set_intake_unreachable(false);
@@ -865,21 +869,11 @@ async fn a_finished_runner_whose_removal_request_was_lost_is_removed_by_the_reap
         "nothing removed yet"
     );
 
-    // The pass the minute cron runs (called here; a cron tick running at the same moment makes
-    // this call skip, hence the loop).
-    eventually_within(30, "the reaper's pass removed it", || {
-        let (db, app, runner) = (db.clone(), &app, runner.clone());
-        async move {
-            let report = reaper::reconcile(&db, &app.core.github, &app.core.kubernetes, Utc::now())
-                .await
-                .expect("reconcile");
-            report.finished_removed.contains(&runner) || app.kubernetes.objects("jobs").is_empty()
-        }
-    })
-    .await;
+    // The pass the minute cron runs (called here; a cron tick may have run it just before).
+    let report = reaper_pass(&app, Utc::now()).await;
     assert!(
         app.kubernetes.objects("jobs").is_empty(),
-        "its objects deleted"
+        "its objects deleted: {report:?}"
     );
     assert!(
         app.github.runners().iter().all(|(name, _)| *name != runner),
@@ -906,6 +900,9 @@ async fn customer_with_running_job_unseen(app: &TestApp) -> String {
             Duration::from_secs(60),
         )
         .await;
+    // Tenki has stored the `queued` delivery; from here GitHub's deliveries fail, so the
+    // `in_progress` one never arrives however soon the runner takes the job.
+    app.github.set_intake_unreachable(true);
     eventually_within(30, "a runner starting", || {
         let db = app.core.db.clone();
         async move {
@@ -919,7 +916,6 @@ async fn customer_with_running_job_unseen(app: &TestApp) -> String {
         }
     })
     .await;
-    app.github.set_intake_unreachable(true);
     eventually_within(30, "GitHub says the runner is busy", || {
         let github = app.github.clone();
         async move { github.runners().iter().any(|(_, busy)| *busy) }
@@ -954,9 +950,7 @@ async fn a_pod_that_cannot_start_is_retried_then_the_job_says_why(db: PgPool) {
             }
         })
         .await;
-        reaper::reconcile(&db, &app.core.github, &app.core.kubernetes, Utc::now())
-            .await
-            .expect("reconcile");
+        reaper_pass(&app, Utc::now()).await;
         // This pass, or the every-minute one, saw the failure.
         eventually_within(30, "the failure counted", || {
             let db = db.clone();
@@ -1030,9 +1024,7 @@ async fn an_orphaned_runner_found_after_a_restart_is_removed(db: PgPool) {
                     "spec": { "template": { "spec": { "containers": [] } } } }),
         )
         .expect("orphan");
-    let report = reaper::reconcile(&db, &app.core.github, &app.core.kubernetes, Utc::now())
-        .await
-        .expect("reconcile");
+    let report = reaper_pass(&app, Utc::now()).await;
     assert_eq!(report.orphans_removed, ["tenki-orphan-1-1-1"]);
     assert!(app.kubernetes.objects("jobs").is_empty());
 }
@@ -1101,14 +1093,7 @@ async fn provisioning_cut_off_midway_is_finished_later_and_leaks_no_slot(db: PgP
     // The reconcile loop finishes what was cut off (the retried task may get there first). Its
     // clock is past the one-minute grace of a runner asked for, and short of the two minutes after
     // which a Job the retried task has just created would count as one Kubernetes gave no pod.
-    let report = reaper::reconcile(
-        &db,
-        &app.core.github,
-        &app.core.kubernetes,
-        Utc::now() + chrono::Duration::seconds(90),
-    )
-    .await
-    .expect("reconcile");
+    let report = reaper_pass(&app, Utc::now() + chrono::Duration::seconds(90)).await;
     assert!(report.failed.is_empty(), "{report:?}");
     eventually_within(60, "the job ran", || {
         let db = db.clone();
@@ -1196,14 +1181,7 @@ async fn a_runner_github_never_registers_ends_with_a_reason_after_three_tries(db
             }
         })
         .await;
-        reaper::reconcile(
-            &db,
-            &app.core.github,
-            &app.core.kubernetes,
-            Utc::now() + chrono::Duration::minutes(11),
-        )
-        .await
-        .expect("reconcile");
+        reaper_pass(&app, Utc::now() + chrono::Duration::minutes(11)).await;
         let failures: i32 =
             sqlx::query_scalar("SELECT runner_failures FROM github_jobs WHERE github_job_id = $1")
                 .bind(id)

@@ -56,13 +56,13 @@ struct RecordedRunner {
 }
 
 /// One reconcile pass at `now`. Holds a session advisory lock, so replicas never run two passes
-/// at once (a second one returns an empty report).
+/// at once: `None` when another pass holds it (that pass does the work).
 pub async fn reconcile<P: Provisioner>(
     db: &PgPool,
     github: &GitHubApp,
     provisioner: &P,
     now: DateTime<Utc>,
-) -> anyhow::Result<ReconcileReport> {
+) -> anyhow::Result<Option<ReconcileReport>> {
     use anyhow::Context as _;
     let mut lock = db.acquire().await?;
     let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
@@ -70,9 +70,9 @@ pub async fn reconcile<P: Provisioner>(
         .fetch_one(&mut *lock)
         .await?;
     if !locked {
-        return Ok(ReconcileReport::default());
+        return Ok(None);
     }
-    let result = pass(db, github, provisioner, now).await;
+    let result = pass(db, github, provisioner, now).await.map(Some);
     sqlx::query("SELECT pg_advisory_unlock($1)")
         .bind(REAPER_LOCK)
         .execute(&mut *lock)
