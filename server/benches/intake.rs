@@ -303,29 +303,36 @@ async fn end_to_end(db: &sqlx::PgPool, url: &str) -> anyhow::Result<()> {
     .bind(burst.iter().map(|job| job.id).collect::<Vec<i64>>())
     .execute(db)
     .await?;
-    let jobs: Vec<[serde_json::Value; 3]> = burst.iter().map(stages).collect();
-    let jobs = Arc::new(std::sync::Mutex::new(jobs));
+    // The workspace has bought slots for the whole burst, so the 40 included slots do not pace it.
+    sqlx::query("INSERT INTO workspace_extra_slots (workspace_id, runner_class, slots) VALUES ($1, 'x64', $2)")
+        .bind(workspace_id)
+        .bind(i32::try_from(BURST_JOBS)?)
+        .execute(db)
+        .await?;
+    let burst = Arc::new(Burst::new(
+        burst.iter().map(|job| (job.id, stages(job))).collect(),
+    ));
     let metrics_before = server_metrics();
     let started = Instant::now();
+    let decided = tokio::spawn(Arc::clone(&burst).follow_admission(db.clone(), installation_id));
     let mut senders = Vec::new();
     for _ in 0..BURST_SENDERS {
-        let jobs = Arc::clone(&jobs);
+        let burst = Arc::clone(&burst);
         let send = send.clone();
         senders.push(tokio::spawn(async move {
-            loop {
-                let Some(stages) = jobs.lock().map_err(|_| anyhow::anyhow!("lock"))?.pop() else {
-                    return Ok::<_, anyhow::Error>(());
-                };
-                for body in stages {
+            while let Some(bodies) = burst.next().await? {
+                for body in bodies {
                     send(body).await?;
                 }
             }
+            Ok::<_, anyhow::Error>(())
         }));
     }
     for sender in senders {
         sender.await??;
     }
     let sent_in = started.elapsed();
+    decided.abort();
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut metered = 0_i64;
     while Instant::now() < deadline {
@@ -519,6 +526,83 @@ async fn post_delivery(
         response.status()
     );
     Ok(())
+}
+
+/// The burst's deliveries in the order GitHub sends them: a job's `queued` first, its
+/// `in_progress` and `completed` only once Tenki has admitted it, since a Tenki runner exists only
+/// for an admitted job. Senders start admitted jobs before queueing new ones.
+struct Burst {
+    /// (queued, in_progress and completed) of the jobs not queued yet.
+    unsent: std::sync::Mutex<Vec<(i64, [serde_json::Value; 3])>>,
+    /// Jobs queued, waiting for admission: their `in_progress` and `completed`.
+    queued: std::sync::Mutex<std::collections::HashMap<i64, [serde_json::Value; 2]>>,
+    /// Jobs admitted, ready to start.
+    admitted: std::sync::Mutex<Vec<[serde_json::Value; 2]>>,
+}
+
+/// A lock of the burst's state; poisoned only when a sender panicked.
+fn locked<T>(state: &std::sync::Mutex<T>) -> anyhow::Result<std::sync::MutexGuard<'_, T>> {
+    state
+        .lock()
+        .map_err(|_| anyhow::anyhow!("a sender panicked"))
+}
+
+impl Burst {
+    fn new(jobs: Vec<(i64, [serde_json::Value; 3])>) -> Self {
+        Self {
+            unsent: std::sync::Mutex::new(jobs),
+            queued: std::sync::Mutex::default(),
+            admitted: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The next deliveries a sender sends in order; `None` once every job has been sent.
+    async fn next(&self) -> anyhow::Result<Option<Vec<serde_json::Value>>> {
+        // Bounded: admission takes milliseconds; a minute means it is broken.
+        for _ in 0..30_000 {
+            {
+                // Held while both other lists are read, as `follow_admission` holds it while it
+                // moves jobs: a job is always in one of the three.
+                let mut waiting = locked(&self.queued)?;
+                if let Some(started) = locked(&self.admitted)?.pop() {
+                    return Ok(Some(started.into()));
+                }
+                if let Some((id, [queued, in_progress, completed])) = locked(&self.unsent)?.pop() {
+                    waiting.insert(id, [in_progress, completed]);
+                    return Ok(Some(vec![queued]));
+                }
+                if waiting.is_empty() {
+                    return Ok(None);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        anyhow::bail!("jobs still not admitted after a minute")
+    }
+
+    /// Moves the jobs Tenki has admitted to the senders, looking every 5 ms (one query for all).
+    async fn follow_admission(
+        self: Arc<Self>,
+        db: sqlx::PgPool,
+        installation_id: i64,
+    ) -> anyhow::Result<()> {
+        loop {
+            // With TENKI_BENCH_PROVISIONING=off every job is blocked, and is started anyway.
+            let admitted: Vec<i64> = sqlx::query_scalar(
+                "SELECT github_job_id FROM github_jobs
+                 WHERE installation_id = $1 AND admission IN ('admitted', 'blocked') AND status = 'queued'",
+            )
+            .bind(installation_id)
+            .fetch_all(&db)
+            .await?;
+            {
+                let mut queued = locked(&self.queued)?;
+                let mut ready = locked(&self.admitted)?;
+                ready.extend(admitted.iter().filter_map(|id| queued.remove(id)));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
 }
 
 /// The server's TigerBeetle requests, delivery processing times and metering batch sizes so far:
