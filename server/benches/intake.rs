@@ -185,7 +185,8 @@ const BURST_JOBS: usize = 334;
 /// The whole server on `db`: a burst of `BURST_JOBS` jobs' deliveries, then single deliveries.
 async fn end_to_end(db: &sqlx::PgPool, url: &str) -> anyhow::Result<()> {
     use server::sandbox::github::{SANDBOX_USER, SampleJob};
-    let concurrency = std::env::var("TENKI_BENCH_CONCURRENCY").unwrap_or_else(|_| "4".to_owned());
+    // Unset: the server's defaults.
+    let concurrency = std::env::var("TENKI_BENCH_CONCURRENCY").ok();
     // TENKI_BENCH_PROVISIONING=off: the workspace is suspended, so admission blocks its queued
     // jobs and no runner is provisioned (the doubles of GitHub and Kubernetes, which share these
     // 2 cores, stay idle); what is left is recording, starting and metering the jobs.
@@ -195,13 +196,19 @@ async fn end_to_end(db: &sqlx::PgPool, url: &str) -> anyhow::Result<()> {
         "TENKI_DATABASE_URL" => Some(url.to_owned()),
         "TENKI_TIGERBEETLE_ADDRESSES" => std::env::var("TENKI_TIGERBEETLE_ADDRESSES").ok(),
         "TENKI_LOG" => Some("error".to_owned()),
-        "TENKI_DATABASE_MAX_CONNECTIONS" => Some("40".to_owned()),
-        "TENKI_WORKER_CONCURRENCY" => Some(concurrency.clone()),
+        "TENKI_DATABASE_MAX_CONNECTIONS" => std::env::var("TENKI_BENCH_POOL").ok(),
+        "TENKI_DELIVERY_CONCURRENCY" => concurrency.clone(),
         _ => None,
     })?;
+    let (delivery_concurrency, pool) = (
+        settings.delivery_concurrency,
+        settings.database_max_connections,
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = format!("http://{}", listener.local_addr()?);
-    let application = server::Application::build_on(db.clone(), &settings, &address).await?;
+    // The server's own pool, of the size it has in production; the bench's queries use its own.
+    let server_db = tenki_core::db::pool(url, pool)?;
+    let application = server::Application::build_on(server_db, &settings, &address).await?;
     let github = application
         .github_double
         .clone()
@@ -388,7 +395,9 @@ async fn end_to_end(db: &sqlx::PgPool, url: &str) -> anyhow::Result<()> {
         }
     }
     println!(
-        "end to end, concurrency {concurrency}, provisioning {provisioning}: {} deliveries sent in {:.2} s ({:.0}/s); every job recorded and metered {:.0} ms after the last 2xx",
+        "end to end, {} deliveries at once on a pool of {}, provisioning {provisioning}: {} deliveries sent in {:.2} s ({:.0}/s); every job recorded and metered {:.0} ms after the last 2xx",
+        delivery_concurrency,
+        pool,
         BURST_JOBS * 3,
         sent_in.as_secs_f64(),
         (BURST_JOBS * 3) as f64 / sent_in.as_secs_f64(),

@@ -241,6 +241,8 @@ pub struct Application {
     stop_worker: tokio::sync::watch::Sender<bool>,
     /// Tasks the worker runs at once, for a worker started again after a failure.
     worker_concurrency: usize,
+    /// Deliveries the drain processes at once.
+    delivery_concurrency: usize,
 }
 
 impl Application {
@@ -325,6 +327,7 @@ impl Application {
             kratos_double,
             stop_worker,
             worker_concurrency: settings.worker_concurrency,
+            delivery_concurrency: settings.delivery_concurrency,
         })
     }
 }
@@ -540,7 +543,7 @@ pub async fn run_until_stopped_within(
         .map(|double| tokio::spawn(double.run()));
     let drain = tokio::spawn(tenki_core::github::drain::run(
         application.core.clone(),
-        tenki_core::github::drain::DrainOptions::with_concurrency(application.worker_concurrency),
+        tenki_core::github::drain::DrainOptions::with_concurrency(application.delivery_concurrency),
         stopped(&application.stop_worker),
     ));
     let admission_passes = tokio::spawn(tenki_core::admission::passes::run(

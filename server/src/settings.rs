@@ -68,6 +68,10 @@ pub struct Settings {
     pub github_webhook_secret: SecretString,
     /// Background tasks run at once by this replica (`TENKI_WORKER_CONCURRENCY`).
     pub worker_concurrency: usize,
+    /// GitHub deliveries this replica processes at once (`TENKI_DELIVERY_CONCURRENCY`). A
+    /// completion waits for its metering batch without holding a connection, and the more wait
+    /// at once, the larger the batches a burst is metered in.
+    pub delivery_concurrency: usize,
     /// The real GitHub App (`TENKI_GITHUB_APP_ID` and friends); `None` means the GitHub sandbox.
     pub github_app: Option<RealGitHubApp>,
     /// Signs the onboarding `state` (`TENKI_SECRET_KEY`); required with a real GitHub App.
@@ -279,6 +283,7 @@ impl Settings {
                 github_webhook_secret.unwrap_or_else(|| SANDBOX_WEBHOOK_SECRET.to_owned()),
             ),
             worker_concurrency: parse_setting(&get, "TENKI_WORKER_CONCURRENCY", "4")?,
+            delivery_concurrency: parse_setting(&get, "TENKI_DELIVERY_CONCURRENCY", "16")?,
             stripe_secret_key,
             stripe_webhook_secret: SecretString::from(
                 stripe_webhook_secret.unwrap_or_else(|| SANDBOX_STRIPE_WEBHOOK_SECRET.to_owned()),
