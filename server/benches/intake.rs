@@ -6,9 +6,11 @@
 //!
 //! The background processing is not started for that figure, so it is the intake's alone. Then,
 //! end to end with the whole server (drain, worker, GitHub and Kubernetes doubles): how long
-//! after the last 2xx of a burst of 1,002 deliveries (334 jobs queued, started and completed)
-//! every job is recorded and metered, and the latency from 2xx to processed of single deliveries
-//! on an idle server. Run with `bash scripts/bench.sh`. Bounded; traffic stays on 127.0.0.1.
+//! after the last 2xx of a burst of 1,002 deliveries (334 jobs queued, started and completed, a
+//! job started only once admitted) every job is recorded and metered, and the latency from 2xx
+//! to processed of single deliveries on an idle server. `TENKI_BENCH_CONCURRENCY` and
+//! `TENKI_BENCH_POOL` set the server's deliveries at once and pool (unset: its defaults). Run
+//! with `bash scripts/bench.sh`. Bounded; traffic stays on 127.0.0.1.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
