@@ -568,9 +568,11 @@ pub async fn slot_follows_runner(
     .bind(donor_attempt)
     .fetch_all(&mut *tx)
     .await?;
-    for name in unused {
-        crate::runners::enqueue_removal(tx, &name, crate::runners::Removal::Idle).await?;
-    }
+    let unused: Vec<_> = unused
+        .into_iter()
+        .map(|name| (name, crate::runners::Removal::Idle))
+        .collect();
+    crate::runners::enqueue_removals(tx, &unused).await?;
     request_pass(tx).await
 }
 

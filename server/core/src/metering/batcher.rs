@@ -233,7 +233,12 @@ mod tests {
             .collect();
         let batch = next_batch(&mut waiting, &HashSet::new());
         assert_eq!(batch.len(), MAX_BATCH);
-        assert_eq!(jobs(&waiting), [512, 513, 514]);
+        let first_left = MAX_BATCH as i64;
+        assert_eq!(
+            jobs(&waiting),
+            [first_left, first_left + 1, first_left + 2],
+            "the rest wait for the next batch"
+        );
     }
 
     #[tokio::test]

@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::admission;
 use crate::github::client::{GitHubApp, GitHubError};
 use crate::metering::JobKey;
-use crate::queue::{self, NewJob};
+use crate::queue;
 
 /// The task that removes one runner.
 pub const REMOVE_RUNNER_TASK: &str = "remove_runner";
@@ -550,7 +550,7 @@ pub async fn runner_failed(
             admission::enqueue_provisioning_at(&mut tx, key, now + delay).await?;
         }
     }
-    enqueue_removal(&mut tx, name, Removal::Failed).await?;
+    enqueue_removals(&mut tx, &[(name.to_owned(), Removal::Failed)]).await?;
     tx.commit().await
 }
 
@@ -568,29 +568,22 @@ pub enum Removal {
     Expired,
 }
 
-/// Enqueues the removal of runner `name` (one pending per runner).
-pub async fn enqueue_removal(
-    tx: &mut sqlx::PgConnection,
-    name: &str,
-    why: Removal,
+/// Enqueues the removal of each of `runners` in one statement (one pending per runner); pass a
+/// transaction to make them part of it.
+pub async fn enqueue_removals(
+    db: &mut sqlx::PgConnection,
+    runners: &[(String, Removal)],
 ) -> Result<(), sqlx::Error> {
-    let job_key = removal_key(name);
-    queue::enqueue(
-        tx,
-        NewJob {
-            task: REMOVE_RUNNER_TASK,
-            payload: serde_json::json!({ "name": name, "why": why }),
-            job_key: Some(&job_key),
-            max_attempts: REMOVAL_ATTEMPTS,
-            run_at: None,
-        },
-    )
-    .await
-}
-
-/// The queue key of runner `name`'s removal: one pending per runner.
-fn removal_key(name: &str) -> String {
-    format!("remove:{name}")
+    let jobs: Vec<(serde_json::Value, String)> = runners
+        .iter()
+        .map(|(name, why)| {
+            (
+                serde_json::json!({ "name": name, "why": why }),
+                format!("remove:{name}"),
+            )
+        })
+        .collect();
+    queue::enqueue_all(db, REMOVE_RUNNER_TASK, &jobs, REMOVAL_ATTEMPTS).await
 }
 
 #[derive(Debug, sqlx::FromRow)]

@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-use super::{REMOVE_RUNNER_TASK, Removal};
-use crate::{Core, queue};
+use super::Removal;
+use crate::Core;
 
 /// Asks this server's removal loop to remove runners. Cheap to clone; requests gather.
 #[derive(Debug, Clone, Default)]
@@ -74,21 +74,6 @@ pub async fn run(core: Core, shutdown: impl Future<Output = ()>) {
 }
 
 async fn enqueue(core: &Core, runners: &[(String, Removal)]) -> Result<(), sqlx::Error> {
-    let jobs: Vec<(serde_json::Value, String)> = runners
-        .iter()
-        .map(|(name, why)| {
-            (
-                serde_json::json!({ "name": name, "why": why }),
-                super::removal_key(name),
-            )
-        })
-        .collect();
     let mut conn = core.db.acquire().await?;
-    queue::enqueue_all(
-        &mut conn,
-        REMOVE_RUNNER_TASK,
-        &jobs,
-        super::REMOVAL_ATTEMPTS,
-    )
-    .await
+    super::enqueue_removals(&mut conn, runners).await
 }
