@@ -1108,6 +1108,164 @@ async fn provisioning_cut_off_midway_is_finished_later_and_leaks_no_slot(db: PgP
     .await;
 }
 
+/// GitHub sends job `id`'s `status` (`in_progress` or `completed`) on `runner`.
+async fn job_on_runner(
+    app: &TestApp,
+    customer: &Customer,
+    id: i64,
+    status: &'static str,
+    runner: &str,
+) {
+    let mut job = SampleJob::queued("tenki-standard-2c");
+    job.id = id;
+    job.status = status;
+    job.runner_name = Some(runner.to_owned());
+    job.started_at = Some(Utc::now() - chrono::Duration::seconds(5));
+    if status == "completed" {
+        job.completed_at = Some(Utc::now());
+        job.conclusion = Some("success");
+    }
+    let body = app
+        .github
+        .workflow_job_body(customer.installation_id, &customer.repository, &job);
+    assert_eq!(app.github.deliver("workflow_job", body).await, 202);
+}
+
+/// The runners asked for job `id` that took no job yet: (name, state).
+async fn unused_runners_of(db: &PgPool, id: i64) -> Vec<(String, String)> {
+    sqlx::query_as(
+        "SELECT name, state FROM runners
+         WHERE github_job_id = $1 AND state <> 'deleted' AND ran_github_job_id IS NULL",
+    )
+    .bind(id)
+    .fetch_all(db)
+    .await
+    .expect("runners")
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_job_whose_runner_another_job_took_gets_that_jobs_runner_at_once(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let customer = customer(&app, "robbed-org").await;
+    let robbed = untaken_job_with_its_runner(&app, &customer).await;
+    let [(robbed_runner, _)] = &unused_runners_of(&db, robbed).await[..] else {
+        panic!("one runner asked for the first job");
+    };
+    let taker = queue_untaken_job(
+        &app,
+        &customer,
+        "tenki-standard-2c",
+        chrono::Duration::zero(),
+    )
+    .await;
+    eventually_within(30, "the second job's runner starting", || {
+        let db = db.clone();
+        async move {
+            unused_runners_of(&db, taker)
+                .await
+                .iter()
+                .any(|(_, state)| state == "starting")
+        }
+    })
+    .await;
+    let [(takers_runner, _)] = &unused_runners_of(&db, taker).await[..] else {
+        panic!("one runner asked for the second job");
+    };
+
+    // GitHub gives the second job to the first job's runner.
+    job_on_runner(&app, &customer, taker, "in_progress", robbed_runner).await;
+    eventually_within(30, "the second job's runner handed to the first", || {
+        let db = db.clone();
+        let expected = vec![(takers_runner.clone(), "starting".to_owned())];
+        async move { unused_runners_of(&db, robbed).await == expected }
+    })
+    .await;
+    job_on_runner(&app, &customer, taker, "completed", robbed_runner).await;
+    eventually_within(30, "the runner that ran the second job removed", || {
+        let kubernetes = app.kubernetes.clone();
+        let robbed_runner = robbed_runner.clone();
+        async move {
+            kubernetes
+                .objects("jobs")
+                .iter()
+                .all(|j| j["metadata"]["name"] != robbed_runner.as_str())
+        }
+    })
+    .await;
+    // The first job keeps the runner it was handed: still on Kubernetes, and past the grace of a
+    // runner asked for, the reaper finds nothing to ask for again.
+    assert_eq!(
+        unused_runners_of(&db, robbed).await,
+        [(takers_runner.clone(), "starting".to_owned())]
+    );
+    assert!(
+        app.kubernetes
+            .objects("jobs")
+            .iter()
+            .any(|j| j["metadata"]["name"] == takers_runner.as_str()),
+        "the handed runner is still there"
+    );
+    let report = reaper_pass(&app, Utc::now() + chrono::Duration::seconds(90)).await;
+    assert_eq!(report.provisioning_requested, 0, "{report:?}");
+    assert_eq!(job_admission(&db, robbed).await.1, "admitted");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_job_whose_runner_was_taken_before_the_takers_runner_started_gets_one_started(
+    db: PgPool,
+) {
+    let app = TestApp::spawn(db.clone()).await;
+    let customer = customer(&app, "robbed-early-org").await;
+    let robbed = untaken_job_with_its_runner(&app, &customer).await;
+    let [(robbed_runner, _)] = &unused_runners_of(&db, robbed).await[..] else {
+        panic!("one runner asked for the first job");
+    };
+    // Kubernetes is down: the second job's runner is asked for and never started.
+    app.kubernetes.set_unavailable(true);
+    let taker = queue_untaken_job(
+        &app,
+        &customer,
+        "tenki-standard-2c",
+        chrono::Duration::zero(),
+    )
+    .await;
+    eventually_within(30, "the second job's runner asked for", || {
+        let db = db.clone();
+        async move {
+            unused_runners_of(&db, taker)
+                .await
+                .iter()
+                .any(|(_, state)| state == "requested")
+        }
+    })
+    .await;
+
+    let [(takers_runner, _)] = &unused_runners_of(&db, taker).await[..] else {
+        panic!("one runner asked for the second job");
+    };
+
+    // GitHub gives the second job to the first job's runner; the second job's provisioning stops
+    // (its job runs), and the first job's starts the runner that was asked for.
+    job_on_runner(&app, &customer, taker, "in_progress", robbed_runner).await;
+    app.kubernetes.set_unavailable(false);
+    eventually_within(
+        60,
+        "the runner asked for the second job starting for the first",
+        || {
+            let db = db.clone();
+            let expected = vec![(takers_runner.clone(), "starting".to_owned())];
+            async move { unused_runners_of(&db, robbed).await == expected }
+        },
+    )
+    .await;
+    assert_eq!(unused_runners_of(&db, taker).await, []);
+    assert_eq!(
+        app.kubernetes.objects("jobs").len(),
+        2,
+        "the taken runner and the new one"
+    );
+}
+
 #[sqlx::test(migrations = "../migrations")]
 async fn kubectl_style_discovery_and_listing_answer_like_kubernetes(db: PgPool) {
     let app = TestApp::spawn(db.clone()).await;
