@@ -20,12 +20,32 @@ async fn healthz_answers_and_every_response_has_a_request_id(db: PgPool) {
     assert_eq!(response.status(), 200);
     let id = response.headers().get("x-request-id").expect("request id");
     assert_eq!(id.to_str().expect("ascii").len(), 36, "a UUID");
+    // A webhook's answer too, though it has none of the pages' own headers.
+    let refused = app
+        .client
+        .post(format!("{}/webhooks/github", app.address))
+        .header("x-github-event", "ping")
+        .body("{}")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(refused.status(), 401, "unsigned");
+    let id = refused.headers().get("x-request-id").expect("request id");
+    assert_eq!(id.to_str().expect("ascii").len(), 36, "a UUID");
+    assert!(refused.headers().get("content-security-policy").is_none());
 }
 
 #[sqlx::test(migrations = "../migrations")]
 async fn metrics_count_requests_by_route_and_status(db: PgPool) {
     let app = TestApp::spawn(db).await;
     assert_eq!(app.get("/healthz").await.0, 200);
+    let unsigned = app
+        .client
+        .post(format!("{}/webhooks/github", app.address))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(unsigned.status(), 401);
     let (status, body) = app.get("/metrics").await;
     assert_eq!(status, 200);
     assert!(
@@ -34,6 +54,13 @@ async fn metrics_count_requests_by_route_and_status(db: PgPool) {
                 && line.contains(r#"route="/healthz""#)
                 && line.contains(r#"status="200""#)),
         "{body}"
+    );
+    assert!(
+        body.lines()
+            .any(|line| line.starts_with("http_requests_total")
+                && line.contains(r#"route="/webhooks/github""#)
+                && line.contains(r#"status="401""#)),
+        "webhooks are counted too: {body}"
     );
     assert!(
         body.contains("http_request_duration_seconds_bucket"),
