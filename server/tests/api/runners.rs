@@ -83,16 +83,54 @@ async fn queue_untaken_job(
     job.id
 }
 
-/// A 2c job GitHub gives to no runner, once its runner is starting on Kubernetes (the customer's
-/// only one): returns the job's id.
-async fn untaken_job_with_its_runner(app: &TestApp, customer: &Customer) -> i64 {
+/// Queues a 2c job GitHub gives to no runner, and waits until the one runner asked for it is in
+/// `state`: (the job's id, its runner's name).
+async fn untaken_job_once_its_runner_is(
+    app: &TestApp,
+    customer: &Customer,
+    state: &'static str,
+) -> (i64, String) {
     let id = queue_untaken_job(app, customer, "tenki-standard-2c", chrono::Duration::zero()).await;
-    eventually_within(30, "a runner starting", || {
-        let kubernetes = app.kubernetes.clone();
-        async move { kubernetes.objects("jobs").len() == 1 }
+    eventually_within(30, &format!("a runner {state}"), || {
+        let db = app.core.db.clone();
+        async move {
+            unused_runners_of(&db, id)
+                .await
+                .iter()
+                .any(|(_, now)| *now == state)
+        }
     })
     .await;
-    id
+    let [(runner, _)] = &unused_runners_of(&app.core.db, id).await[..] else {
+        panic!("one runner asked for job {id}");
+    };
+    (id, runner.clone())
+}
+
+/// The runners asked for job `id` that took no job yet: (name, state).
+async fn unused_runners_of(db: &PgPool, id: i64) -> Vec<(String, String)> {
+    sqlx::query_as(
+        "SELECT name, state FROM runners
+         WHERE github_job_id = $1 AND state <> 'deleted' AND ran_github_job_id IS NULL",
+    )
+    .bind(id)
+    .fetch_all(db)
+    .await
+    .expect("runners")
+}
+
+/// Waits until the only unused runner asked for job `robbed` is `runner`, starting.
+async fn handed_over(db: &PgPool, robbed: i64, runner: &str, seconds: u64) {
+    eventually_within(
+        seconds,
+        &format!("{runner} starting for job {robbed}"),
+        || {
+            let db = db.clone();
+            let expected = vec![(runner.to_owned(), "starting".to_owned())];
+            async move { unused_runners_of(&db, robbed).await == expected }
+        },
+    )
+    .await;
 }
 
 /// One reconcile pass of the test's own at `now`: waits while the server's every-minute pass
@@ -805,7 +843,7 @@ async fn the_reaper_removes_an_idle_runner_after_five_minutes_and_never_a_busy_o
     let app = TestApp::spawn(db.clone()).await;
     let customer = customer(&app, "reap-org").await;
     // A job GitHub gives to no runner: its runner waits idle.
-    untaken_job_with_its_runner(&app, &customer).await;
+    untaken_job_once_its_runner_is(&app, &customer, "starting").await;
     let soon = reaper_pass(&app, Utc::now() + chrono::Duration::minutes(4)).await;
     assert!(soon.idle_removed.is_empty(), "{soon:?}");
     let later = reaper_pass(&app, Utc::now() + chrono::Duration::minutes(6)).await;
@@ -838,11 +876,7 @@ async fn the_reaper_removes_an_idle_runner_after_five_minutes_and_never_a_busy_o
 async fn a_finished_runner_whose_removal_request_was_lost_is_removed_by_the_reaper(db: PgPool) {
     let app = TestApp::spawn(db.clone()).await;
     let customer = customer(&app, "lost-removal-org").await;
-    let id = untaken_job_with_its_runner(&app, &customer).await;
-    let runner: String = sqlx::query_scalar("SELECT name FROM runners")
-        .fetch_one(&db)
-        .await
-        .expect("runner");
+    let (id, runner) = untaken_job_once_its_runner_is(&app, &customer, "starting").await;
     // The job completes on it and the server dies before its removal loop enqueued anything:
     // the completion's transaction alone, as the delivery's processing commits it.
     let mut tx = db.begin().await.expect("begin");
@@ -1131,56 +1165,17 @@ async fn job_on_runner(
     assert_eq!(app.github.deliver("workflow_job", body).await, 202);
 }
 
-/// The runners asked for job `id` that took no job yet: (name, state).
-async fn unused_runners_of(db: &PgPool, id: i64) -> Vec<(String, String)> {
-    sqlx::query_as(
-        "SELECT name, state FROM runners
-         WHERE github_job_id = $1 AND state <> 'deleted' AND ran_github_job_id IS NULL",
-    )
-    .bind(id)
-    .fetch_all(db)
-    .await
-    .expect("runners")
-}
-
 #[sqlx::test(migrations = "../migrations")]
 async fn a_job_whose_runner_another_job_took_gets_that_jobs_runner_at_once(db: PgPool) {
     let app = TestApp::spawn(db.clone()).await;
     let customer = customer(&app, "robbed-org").await;
-    let robbed = untaken_job_with_its_runner(&app, &customer).await;
-    let [(robbed_runner, _)] = &unused_runners_of(&db, robbed).await[..] else {
-        panic!("one runner asked for the first job");
-    };
-    let taker = queue_untaken_job(
-        &app,
-        &customer,
-        "tenki-standard-2c",
-        chrono::Duration::zero(),
-    )
-    .await;
-    eventually_within(30, "the second job's runner starting", || {
-        let db = db.clone();
-        async move {
-            unused_runners_of(&db, taker)
-                .await
-                .iter()
-                .any(|(_, state)| state == "starting")
-        }
-    })
-    .await;
-    let [(takers_runner, _)] = &unused_runners_of(&db, taker).await[..] else {
-        panic!("one runner asked for the second job");
-    };
+    let (robbed, robbed_runner) = untaken_job_once_its_runner_is(&app, &customer, "starting").await;
+    let (taker, takers_runner) = untaken_job_once_its_runner_is(&app, &customer, "starting").await;
 
     // GitHub gives the second job to the first job's runner.
-    job_on_runner(&app, &customer, taker, "in_progress", robbed_runner).await;
-    eventually_within(30, "the second job's runner handed to the first", || {
-        let db = db.clone();
-        let expected = vec![(takers_runner.clone(), "starting".to_owned())];
-        async move { unused_runners_of(&db, robbed).await == expected }
-    })
-    .await;
-    job_on_runner(&app, &customer, taker, "completed", robbed_runner).await;
+    job_on_runner(&app, &customer, taker, "in_progress", &robbed_runner).await;
+    handed_over(&db, robbed, &takers_runner, 30).await;
+    job_on_runner(&app, &customer, taker, "completed", &robbed_runner).await;
     eventually_within(30, "the runner that ran the second job removed", || {
         let kubernetes = app.kubernetes.clone();
         let robbed_runner = robbed_runner.clone();
@@ -1216,53 +1211,21 @@ async fn a_job_whose_runner_was_taken_before_the_takers_runner_started_gets_one_
 ) {
     let app = TestApp::spawn(db.clone()).await;
     let customer = customer(&app, "robbed-early-org").await;
-    let robbed = untaken_job_with_its_runner(&app, &customer).await;
-    let [(robbed_runner, _)] = &unused_runners_of(&db, robbed).await[..] else {
-        panic!("one runner asked for the first job");
-    };
+    let (robbed, robbed_runner) = untaken_job_once_its_runner_is(&app, &customer, "starting").await;
     // Kubernetes is down: the second job's runner is asked for and never started.
     app.kubernetes.set_unavailable(true);
-    let taker = queue_untaken_job(
-        &app,
-        &customer,
-        "tenki-standard-2c",
-        chrono::Duration::zero(),
-    )
-    .await;
-    eventually_within(30, "the second job's runner asked for", || {
-        let db = db.clone();
-        async move {
-            unused_runners_of(&db, taker)
-                .await
-                .iter()
-                .any(|(_, state)| state == "requested")
-        }
-    })
-    .await;
-
-    let [(takers_runner, _)] = &unused_runners_of(&db, taker).await[..] else {
-        panic!("one runner asked for the second job");
-    };
+    let (taker, takers_runner) = untaken_job_once_its_runner_is(&app, &customer, "requested").await;
 
     // GitHub gives the second job to the first job's runner; the second job's provisioning stops
     // (its job runs), and the first job's starts the runner that was asked for.
-    job_on_runner(&app, &customer, taker, "in_progress", robbed_runner).await;
+    job_on_runner(&app, &customer, taker, "in_progress", &robbed_runner).await;
     app.kubernetes.set_unavailable(false);
-    eventually_within(
-        60,
-        "the runner asked for the second job starting for the first",
-        || {
-            let db = db.clone();
-            let expected = vec![(takers_runner.clone(), "starting".to_owned())];
-            async move { unused_runners_of(&db, robbed).await == expected }
-        },
-    )
-    .await;
+    handed_over(&db, robbed, &takers_runner, 60).await;
     assert_eq!(unused_runners_of(&db, taker).await, []);
     assert_eq!(
         app.kubernetes.objects("jobs").len(),
         2,
-        "the taken runner and the new one"
+        "the taken runner and the handed one"
     );
 }
 
