@@ -465,8 +465,8 @@ pub fn router(settings: &Settings, reachable_at: &str, core: Core, doubles: Doub
     };
     // The pages' own layers: their security headers (a fresh script nonce per response), the
     // refusal of cross-site changes, cached site files, compression. A webhook's answer is a few
-    // bytes of text to GitHub or Stripe and needs none of them; they took a fifth of the intake's
-    // throughput (docs/benchmarks.md, "The intake's layers").
+    // bytes of text to GitHub or Stripe and needs none of them; they cost the intake about a tenth
+    // of its deliveries per second (docs/benchmarks.md, "The intake's layers").
     let pages = pages
         .layer(axum::middleware::from_fn(security::refuse_cross_site))
         .layer(axum::middleware::from_fn_with_state(

@@ -754,8 +754,8 @@ pub async fn job_started(
 /// Job `ran` started on the runner asked for job `robbed` (GitHub gives a queued job to any idle
 /// runner of its labels). If `robbed` still waits for a runner, it gets the one asked for `ran`,
 /// or, when none was asked for yet (`ran` started before its own provisioning ran, which then
-/// finds it started and asks for nothing), a new one. Without this, `robbed` waited for the
-/// reaper's pass, minutes later, and `ran`'s unused runner was removed when `ran` completed.
+/// finds it started and asks for nothing), a new one. Else `robbed` would wait for the reaper's
+/// pass, minutes later, while `ran`'s unused runner is removed when `ran` completes.
 async fn hand_over_runner(
     tx: &mut sqlx::PgConnection,
     ran: JobKey,
@@ -774,7 +774,8 @@ async fn hand_over_runner(
         return Ok(());
     }
     // A runner another delivery holds is skipped, not waited for: two jobs that each took the
-    // other's runner would otherwise deadlock, and neither needs a hand-over then.
+    // other's runner would otherwise deadlock. Skipped, `robbed` gets a new runner instead; one
+    // too many is removed as unused when its job completes, or by the reaper.
     let handed: Option<String> = sqlx::query_scalar(
         "UPDATE runners SET github_job_id = $3, run_attempt = $4, updated_at = $5
          WHERE name = (SELECT name FROM runners
