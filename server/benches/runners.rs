@@ -147,7 +147,7 @@ async fn control_plane(url: &str, addresses: &str, concurrency: &str) -> anyhow:
     let mut overheads: Vec<f64> = sqlx::query_scalar(
         "SELECT extract(epoch FROM r.started_at - d.received_at)::float8 * 1000
          FROM runners r
-         JOIN github_deliveries d ON d.body->'workflow_job'->>'id' = r.github_job_id::text
+         JOIN github_deliveries d ON d.body::jsonb->'workflow_job'->>'id' = r.github_job_id::text
                                  AND d.action = 'queued'
          WHERE r.started_at IS NOT NULL",
     )

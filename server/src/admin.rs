@@ -828,7 +828,14 @@ async fn deliver_locally(
 
     let text = body.to_string();
     let envelope = intake::Envelope::parse(&text).context("a demo delivery's envelope")?;
-    let stored = intake::store_delivery(&core.db, delivery_id, event, &envelope, &text, at)
+    let delivery = intake::NewDelivery {
+        delivery_id: delivery_id.to_owned(),
+        event: event.to_owned(),
+        envelope,
+        body: text,
+        received_at: at,
+    };
+    let stored = intake::store_delivery(&core.db, delivery)
         .await
         .with_context(|| format!("storing demo delivery {delivery_id}"))?;
     if stored == intake::Intake::Queued {

@@ -168,6 +168,7 @@ pub async fn connect_on(db: tenki_core::PgPool, settings: &Settings) -> anyhow::
         .identity_provider()
         .context("configuring Ory Kratos (TENKI_KRATOS_PUBLIC_URL)")?;
     let meter = tenki_core::metering::Meter::start(db.clone(), ledger.clone());
+    let deliveries = tenki_core::github::writer::DeliveryWriter::start(db.clone());
     Ok(Core {
         db,
         ledger,
@@ -176,6 +177,7 @@ pub async fn connect_on(db: tenki_core::PgPool, settings: &Settings) -> anyhow::
         mailer,
         kubernetes,
         capacity: settings.capacity,
+        deliveries,
         delivery_wakeup: tenki_core::github::drain::Wakeup::default(),
         admission_passes: tenki_core::admission::PassRequests::default(),
         runner_removals: tenki_core::runners::removals::RemovalRequests::default(),

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
-use tenki_core::github::intake::{self, Envelope, Intake};
+use tenki_core::github::intake::{self, Envelope, Intake, NewDelivery};
 
 use crate::AppState;
 
@@ -53,16 +53,14 @@ pub async fn github(State(state): State<AppState>, headers: HeaderMap, body: Byt
         outcome("bad_request");
         return (StatusCode::BAD_REQUEST, "the body is not a JSON object").into_response();
     };
-    match intake::store_delivery(
-        &state.core.db,
-        delivery_id,
-        &event,
-        &envelope,
-        text,
-        chrono::Utc::now(),
-    )
-    .await
-    {
+    let delivery = NewDelivery {
+        delivery_id: delivery_id.to_owned(),
+        event: event.clone(),
+        envelope,
+        body: text.to_owned(),
+        received_at: chrono::Utc::now(),
+    };
+    match state.core.deliveries.store(delivery).await {
         Ok(Intake::Queued) => {
             state.core.delivery_wakeup.wake();
             outcome("queued");
@@ -82,6 +80,7 @@ pub async fn github(State(state): State<AppState>, headers: HeaderMap, body: Byt
         }
         Err(e) => {
             outcome("error");
+            let e = tenki_core::error_chain(&e);
             app::error::AppError::internal(format!("storing delivery {delivery_id}: {e}"))
                 .into_response()
         }

@@ -50,6 +50,8 @@ pub struct Core {
     pub mailer: billing::mail::Mailer,
     pub kubernetes: runners::kubernetes::Kubernetes,
     pub capacity: admission::Capacity,
+    /// Stores this server's webhook deliveries, concurrent ones together.
+    pub deliveries: github::writer::DeliveryWriter,
     /// Wakes this server's delivery drain when the intake stored a delivery.
     pub delivery_wakeup: github::drain::Wakeup,
     /// Asks this server's admission pass loop for a pass.

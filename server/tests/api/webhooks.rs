@@ -356,6 +356,99 @@ async fn a_thousand_shuffled_deliveries_with_duplicates_make_100_jobs_metered_on
 }
 
 #[sqlx::test(migrations = "../migrations")]
+async fn deliveries_sent_at_once_are_each_stored_once_as_github_signed_them(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    // 200 distinct deliveries, each sent three times, all at once: the writer stores concurrent
+    // deliveries together, so copies of one delivery land in the same INSERT as often as not.
+    let deliveries: Vec<(String, Vec<u8>)> = (0..200)
+        .map(|n| {
+            let mut body = fixture("workflow_job.queued.json");
+            body["workflow_job"]["id"] = json!(9_100_000 + n);
+            // Spacing and key order as GitHub sent them must survive storage.
+            let text = format!("{{ \"zen\":  \"n{n}\",\n {}", &body.to_string()[1..]);
+            (format!("at-once-{n}"), text.into_bytes())
+        })
+        .collect();
+    let sends = deliveries.iter().flat_map(|delivery| [delivery; 3]);
+    let app = &app;
+    let statuses = futures_util::future::join_all(sends.map(|(id, body)| async move {
+        let response = deliver_signed(app, "workflow_job", id, body).await;
+        (id.clone(), response.status().as_u16())
+    }))
+    .await;
+    for (id, _) in &deliveries {
+        let mut answers: Vec<u16> = statuses
+            .iter()
+            .filter(|(sent, _)| sent == id)
+            .map(|(_, status)| *status)
+            .collect();
+        answers.sort_unstable();
+        assert_eq!(answers, [200, 200, 202], "{id}: queued once, then already received");
+    }
+    assert_eq!(stored(&db).await, 200, "each delivery stored once");
+    for (id, body) in &deliveries {
+        let kept: String =
+            sqlx::query_scalar("SELECT body FROM github_deliveries WHERE delivery_id = $1")
+                .bind(id)
+                .fetch_one(&db)
+                .await
+                .expect("stored");
+        assert_eq!(kept.as_bytes(), body, "{id}: the body as signed");
+    }
+    let (_, metrics) = app.get("/metrics").await;
+    let batches: f64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("github_delivery_batch_size_count "))
+        .expect("the batch size is reported")
+        .parse()
+        .expect("a number");
+    assert!(
+        batches < 600.0,
+        "600 deliveries sent at once went into {batches} INSERTs"
+    );
+    wait_until_processed(&db).await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_delivery_the_database_refuses_fails_alone_and_its_batch_is_stored(db: PgPool) {
+    use tenki_core::github::intake::{Envelope, Intake, NewDelivery};
+    use tenki_core::github::writer::{DeliveryWriter, WriteError};
+
+    // A stand-in for any row PostgreSQL would refuse: a constraint this one delivery breaks.
+    sqlx::query(
+        "ALTER TABLE github_deliveries ADD CONSTRAINT refuse_one CHECK (delivery_id <> 'refused')",
+    )
+    .execute(&db)
+    .await
+    .expect("constraint");
+    let writer = DeliveryWriter::start(db.clone());
+    let ids = ["before", "refused", "after", "before"];
+    let outcomes = futures_util::future::join_all(ids.map(|id| {
+        writer.store(NewDelivery {
+            delivery_id: id.to_owned(),
+            event: "ping".to_owned(),
+            envelope: Envelope::default(),
+            body: format!(r#"{{"zen":"{id}"}}"#),
+            received_at: Utc::now(),
+        })
+    }))
+    .await;
+    assert!(matches!(outcomes[0], Ok(Intake::Ignored)), "{outcomes:?}");
+    assert!(
+        matches!(outcomes[1], Err(WriteError::Database(_))),
+        "{outcomes:?}"
+    );
+    assert!(matches!(outcomes[2], Ok(Intake::Ignored)), "{outcomes:?}");
+    assert!(matches!(outcomes[3], Ok(Intake::Duplicate)), "{outcomes:?}");
+    let kept: Vec<String> =
+        sqlx::query_scalar("SELECT delivery_id FROM github_deliveries ORDER BY 1")
+            .fetch_all(&db)
+            .await
+            .expect("query");
+    assert_eq!(kept, ["after", "before"]);
+}
+
+#[sqlx::test(migrations = "../migrations")]
 async fn a_completed_job_never_moves_back_when_queued_arrives_late(db: PgPool) {
     let app = TestApp::spawn(db.clone()).await;
     let start = Utc::now() - chrono::Duration::minutes(30);

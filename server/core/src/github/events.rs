@@ -142,16 +142,16 @@ pub async fn process_delivery(
     };
     let outcome = match delivery.event.as_str() {
         "workflow_job" => {
-            let event: WorkflowJobEvent = serde_json::from_value(body).map_err(parse_error)?;
+            let event: WorkflowJobEvent = serde_json::from_str(&body).map_err(parse_error)?;
             workflow_job(core, event, delivery.received_at, now).await?
         }
         "installation" => {
-            let event: InstallationEvent = serde_json::from_value(body).map_err(parse_error)?;
+            let event: InstallationEvent = serde_json::from_str(&body).map_err(parse_error)?;
             installation(db, event, now).await?
         }
         "installation_repositories" => {
             let event: InstallationRepositoriesEvent =
-                serde_json::from_value(body).map_err(parse_error)?;
+                serde_json::from_str(&body).map_err(parse_error)?;
             installation_repositories(db, event, now).await?
         }
         _ => Processed::Nothing,

@@ -69,47 +69,83 @@ impl Envelope {
     }
 }
 
-/// Stores a verified delivery (`body` is its JSON text, `envelope` parsed from it), due for
-/// processing at once when Tenki uses its event. The row is the queue entry (the delivery drain
-/// takes it from the table), so storing it is one INSERT, committed before the 2xx: a delivery
-/// is never stored without being queued, nor queued without being stored. The caller wakes its
-/// drain once this returns [`Intake::Queued`].
-#[tracing::instrument(level = "debug", skip(db, envelope, body, now))]
-pub async fn store_delivery(
+/// A verified delivery, ready to be stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDelivery {
+    /// `X-GitHub-Delivery`.
+    pub delivery_id: String,
+    /// `X-GitHub-Event`.
+    pub event: String,
+    /// Read from `body`.
+    pub envelope: Envelope,
+    /// The body as GitHub signed it: a JSON object.
+    pub body: String,
+    pub received_at: DateTime<Utc>,
+}
+
+/// Stores a verified delivery, due for processing at once when Tenki uses its event. The row is
+/// the queue entry (the delivery drain takes it from the table), so storing it is one INSERT,
+/// committed before the 2xx: a delivery is never stored without being queued, nor queued without
+/// being stored. The caller wakes its drain once this returns [`Intake::Queued`]. The webhook
+/// route goes through the [`DeliveryWriter`](super::writer::DeliveryWriter) instead, which stores
+/// concurrent deliveries together.
+pub async fn store_delivery(db: &PgPool, delivery: NewDelivery) -> Result<Intake, sqlx::Error> {
+    let stored = store_deliveries(db, std::slice::from_ref(&delivery)).await?;
+    Ok(stored[0])
+}
+
+/// Stores `deliveries` with one INSERT, in one transaction, and says what happened to each, in
+/// their order. A delivery id already stored, or twice in `deliveries`, is stored once: the
+/// first time it comes, and every later one is a [`Intake::Duplicate`].
+#[tracing::instrument(level = "debug", skip_all, fields(deliveries = deliveries.len()))]
+pub async fn store_deliveries(
     db: &PgPool,
-    delivery_id: &str,
-    event: &str,
-    envelope: &Envelope,
-    body: &str,
-    now: DateTime<Utc>,
-) -> Result<Intake, sqlx::Error> {
-    let used = USED_EVENTS.contains(&event);
-    let (status, due) = if used {
-        ("queued", Some(now))
-    } else {
-        ("ignored", None)
-    };
-    let inserted = sqlx::query!(
+    deliveries: &[NewDelivery],
+) -> Result<Vec<Intake>, sqlx::Error> {
+    let used = |delivery: &NewDelivery| USED_EVENTS.contains(&delivery.event.as_str());
+    let text = |f: fn(&NewDelivery) -> &str| deliveries.iter().map(f).collect::<Vec<&str>>();
+    let status: Vec<&str> = deliveries
+        .iter()
+        .map(|d| if used(d) { "queued" } else { "ignored" })
+        .collect();
+    let due: Vec<Option<DateTime<Utc>>> = deliveries
+        .iter()
+        .map(|d| used(d).then_some(d.received_at))
+        .collect();
+    let action: Vec<Option<&str>> = deliveries
+        .iter()
+        .map(|d| d.envelope.action.as_deref())
+        .collect();
+    let installation: Vec<Option<i64>> =
+        deliveries.iter().map(|d| d.envelope.installation_id).collect();
+    let received: Vec<DateTime<Utc>> = deliveries.iter().map(|d| d.received_at).collect();
+    let inserted: Vec<String> = sqlx::query_scalar!(
         "INSERT INTO github_deliveries (delivery_id, event, action, installation_id, body,
              received_at, status, next_attempt_at)
-         VALUES ($1, $2, $3, $4, $5::text::jsonb, $6, $7, $8)
-         ON CONFLICT (delivery_id) DO NOTHING",
-        delivery_id,
-        event,
-        envelope.action.as_deref(),
-        envelope.installation_id,
-        body,
-        now,
-        status,
-        due,
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[],
+             $6::timestamptz[], $7::text[], $8::timestamptz[])
+         ON CONFLICT (delivery_id) DO NOTHING
+         RETURNING delivery_id",
+        &text(|d| &d.delivery_id) as &[&str],
+        &text(|d| &d.event) as &[&str],
+        &action as &[Option<&str>],
+        &installation as &[Option<i64>],
+        &text(|d| &d.body) as &[&str],
+        &received,
+        &status as &[&str],
+        &due as &[Option<DateTime<Utc>>],
     )
-    .execute(db)
+    .fetch_all(db)
     .await?;
-    Ok(match (inserted.rows_affected(), used) {
-        (0, _) => Intake::Duplicate,
-        (_, true) => Intake::Queued,
-        (_, false) => Intake::Ignored,
-    })
+    let mut inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
+    Ok(deliveries
+        .iter()
+        .map(|d| match (inserted.remove(&d.delivery_id), used(d)) {
+            (false, _) => Intake::Duplicate,
+            (true, true) => Intake::Queued,
+            (true, false) => Intake::Ignored,
+        })
+        .collect())
 }
 
 /// A delivery whose processing failed; the drain retries it with back-off until it gives up.

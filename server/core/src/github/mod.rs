@@ -1,4 +1,4 @@
-//! The GitHub App (SPEC §2, §4): the API client, the webhook intake, the drain that processes the
+//! The GitHub App (SPEC §2, §4): the API client, the webhook intake and its writer, the drain that processes the
 //! stored deliveries and what processing does with them, onboarding, and the safety nets that catch what webhooks missed.
 
 pub mod client;
@@ -7,3 +7,4 @@ pub mod events;
 pub mod intake;
 pub mod onboarding;
 pub mod safety_nets;
+pub mod writer;

@@ -246,13 +246,17 @@ pub async fn poll_queued_jobs(
                 "installation": { "id": repository.installation_id },
             });
             let delivery_id = format!("poll-{job_id}-{attempt}");
-            let envelope = intake::Envelope {
-                action: Some("queued".to_owned()),
-                installation_id: Some(repository.installation_id),
+            let delivery = intake::NewDelivery {
+                delivery_id,
+                event: "workflow_job".to_owned(),
+                envelope: intake::Envelope {
+                    action: Some("queued".to_owned()),
+                    installation_id: Some(repository.installation_id),
+                },
+                body: body.to_string(),
+                received_at: now,
             };
-            let text = body.to_string();
-            if intake::store_delivery(db, &delivery_id, "workflow_job", &envelope, &text, now)
-                .await?
+            if intake::store_delivery(db, delivery).await?
                 == Intake::Queued
             {
                 tracing::info!(
