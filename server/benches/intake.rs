@@ -79,6 +79,19 @@ async fn run(url: &str) -> anyhow::Result<()> {
     )
     .execute(&db)
     .await?;
+    // The same, into a table shaped like the deliveries' (text, lz4 where the server has it).
+    sqlx::raw_sql(
+        "CREATE TABLE bench_baseline_text (LIKE bench_baseline);
+         ALTER TABLE bench_baseline_text ALTER COLUMN body TYPE text;
+         DO $$ BEGIN
+             IF EXISTS (SELECT 1 FROM pg_settings WHERE name = 'default_toast_compression'
+                        AND 'lz4' = ANY (enumvals)) THEN
+                 ALTER TABLE bench_baseline_text ALTER COLUMN body SET COMPRESSION lz4;
+             END IF;
+         END $$",
+    )
+    .execute(&db)
+    .await?;
     let text = Arc::new(String::from_utf8(body.to_vec())?);
     let router = server::router(
         &settings,
@@ -142,6 +155,29 @@ async fn run(url: &str) -> anyhow::Result<()> {
             millis(percentile(&intake.latencies, 99)),
         );
         if senders == 32 {
+            let text_baseline = measure(senders, {
+                let db = db.clone();
+                let text = Arc::clone(&text);
+                move |id| {
+                    let (db, text) = (db.clone(), Arc::clone(&text));
+                    async move {
+                        sqlx::query("INSERT INTO bench_baseline_text (id, event, body, received_at) VALUES ($1, 'workflow_job', $2, now())")
+                            .bind(id)
+                            .bind(text.as_str())
+                            .execute(&db)
+                            .await?;
+                        Ok(())
+                    }
+                }
+            })
+            .await?;
+            println!(
+                "{senders:>3} senders, baseline into a text column: {:.0} tx/s (p50 {:.1} ms, p99 {:.1} ms); the intake is {:.0}% of it",
+                text_baseline.rate,
+                millis(percentile(&text_baseline.latencies, 50)),
+                millis(percentile(&text_baseline.latencies, 99)),
+                intake.rate / text_baseline.rate * 100.0,
+            );
             // The same HTTP path for an event Tenki stores but does not process.
             let ignored = send_all(
                 &client,

@@ -383,7 +383,11 @@ async fn deliveries_sent_at_once_are_each_stored_once_as_github_signed_them(db: 
             .map(|(_, status)| *status)
             .collect();
         answers.sort_unstable();
-        assert_eq!(answers, [200, 200, 202], "{id}: queued once, then already received");
+        assert_eq!(
+            answers,
+            [200, 200, 202],
+            "{id}: queued once, then already received"
+        );
     }
     assert_eq!(stored(&db).await, 200, "each delivery stored once");
     for (id, body) in &deliveries {

@@ -116,8 +116,10 @@ pub async fn store_deliveries(
         .iter()
         .map(|d| d.envelope.action.as_deref())
         .collect();
-    let installation: Vec<Option<i64>> =
-        deliveries.iter().map(|d| d.envelope.installation_id).collect();
+    let installation: Vec<Option<i64>> = deliveries
+        .iter()
+        .map(|d| d.envelope.installation_id)
+        .collect();
     let received: Vec<DateTime<Utc>> = deliveries.iter().map(|d| d.received_at).collect();
     let inserted: Vec<String> = sqlx::query_scalar!(
         "INSERT INTO github_deliveries (delivery_id, event, action, installation_id, body,

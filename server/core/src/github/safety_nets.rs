@@ -256,9 +256,7 @@ pub async fn poll_queued_jobs(
                 body: body.to_string(),
                 received_at: now,
             };
-            if intake::store_delivery(db, delivery).await?
-                == Intake::Queued
-            {
+            if intake::store_delivery(db, delivery).await? == Intake::Queued {
                 tracing::info!(
                     job_id,
                     repository = repository.full_name,

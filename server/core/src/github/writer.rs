@@ -93,9 +93,7 @@ async fn run(db: PgPool, mut requests: mpsc::UnboundedReceiver<Request>) {
             Some(()) = finished.recv() => in_flight -= 1,
         }
         while in_flight < BATCHES_IN_FLIGHT && !waiting.is_empty() {
-            let batch: Vec<Request> = waiting
-                .drain(..waiting.len().min(MAX_BATCH))
-                .collect();
+            let batch: Vec<Request> = waiting.drain(..waiting.len().min(MAX_BATCH)).collect();
             in_flight += 1;
             let (db, done) = (db.clone(), BatchDone(finished_sender.clone()));
             tokio::spawn(async move {
@@ -117,8 +115,7 @@ async fn store_batch(db: &PgPool, batch: Vec<Request>) {
         .into_iter()
         .map(|request| (request.delivery, request.answer))
         .unzip();
-    let outcomes: Vec<Result<Intake, WriteError>> = match store_deliveries(db, &deliveries).await
-    {
+    let outcomes: Vec<Result<Intake, WriteError>> = match store_deliveries(db, &deliveries).await {
         Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
         Err(error) if deliveries.len() == 1 => vec![Err(WriteError::Database(Arc::new(error)))],
         Err(error) => {
