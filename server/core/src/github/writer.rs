@@ -4,7 +4,7 @@
 //! Each delivery is still committed before its caller gets an answer, so before the 2xx; only
 //! the INSERT and the commit are shared. Nothing waits for a batch to fill: a lone delivery is
 //! stored at once, and under a burst the batches grow by themselves (up to [`MAX_BATCH`]).
-//! A batch that fails is stored again one delivery at a time, so a delivery the database refuses
+//! A batch the database refuses is stored again one delivery at a time, so a delivery it refuses
 //! fails alone. The queue lives in memory only: a delivery not yet stored has not been answered,
 //! and GitHub's redelivery (the safety nets) covers a server that dies with it.
 //!
@@ -107,8 +107,8 @@ async fn run(db: PgPool, mut requests: mpsc::UnboundedReceiver<Request>) {
     }
 }
 
-/// Stores one batch and answers each of its callers; a failed batch is tried again one delivery
-/// at a time, so each caller gets its own delivery's outcome.
+/// Stores one batch and answers each of its callers. A batch PostgreSQL refused is tried again
+/// one delivery at a time, so each caller gets its own delivery's outcome.
 async fn store_batch(db: &PgPool, batch: Vec<Request>) {
     metrics::histogram!("github_delivery_batch_size").record(batch.len() as f64);
     let (deliveries, answers): (Vec<NewDelivery>, Vec<_>) = batch
@@ -117,7 +117,15 @@ async fn store_batch(db: &PgPool, batch: Vec<Request>) {
         .unzip();
     let outcomes: Vec<Result<Intake, WriteError>> = match store_deliveries(db, &deliveries).await {
         Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
-        Err(error) if deliveries.len() == 1 => vec![Err(WriteError::Database(Arc::new(error)))],
+        // Only a row PostgreSQL refused is worth trying alone; without a connection every try
+        // would wait for the pool in turn.
+        Err(error) if deliveries.len() == 1 || !matches!(error, sqlx::Error::Database(_)) => {
+            let error = Arc::new(error);
+            deliveries
+                .iter()
+                .map(|_| Err(WriteError::Database(Arc::clone(&error))))
+                .collect()
+        }
         Err(error) => {
             tracing::warn!(
                 deliveries = deliveries.len(),
