@@ -5,6 +5,8 @@
 
 /// Which queued jobs get a runner now, and why the others wait.
 pub mod admission;
+/// Group commit: items callers wait on, handled in batches that grow under load.
+pub mod batching;
 /// Payments: the Stripe client, cards, Stripe's webhook events.
 pub mod billing;
 /// Runner SKUs and their versioned prices.

@@ -1,5 +1,6 @@
 //! The delivery writer: the webhook route stores every delivery through one queue, and the
-//! deliveries that arrive while a batch is being stored form the next batch (group commit).
+//! deliveries that arrive while a batch is being stored form the next batch (group commit,
+//! [`crate::batching`]).
 //!
 //! Each delivery is still committed before its caller gets an answer, so before the 2xx; only
 //! the INSERT and the commit are shared. Nothing waits for a batch to fill: a lone delivery is
@@ -7,19 +8,13 @@
 //! A batch the database refuses is stored again one delivery at a time, so a delivery it refuses
 //! fails alone. The queue lives in memory only: a delivery not yet stored has not been answered,
 //! and GitHub's redelivery (the safety nets) covers a server that dies with it.
-//!
-//! Written here rather than taken from a crate: it is the metering batcher's loop
-//! ([`crate::metering::Meter`]) without its per-workspace rule. Of the crates looked at,
-//! `batched` batches a free function of the items alone (no pool of this server to hand it), and
-//! `batchy` waits a time window for a batch to fill and gives a failed batch's error to every
-//! caller in it.
 
 use std::sync::Arc;
 
 use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot};
 
 use super::intake::{Intake, NewDelivery, store_deliveries};
+use crate::batching::{Batcher, Limits};
 
 /// The most deliveries in one INSERT: at GitHub's 25 MB cap a full batch would be large, but
 /// real deliveries are a few kilobytes.
@@ -36,17 +31,11 @@ pub enum WriteError {
     Stopped,
 }
 
-/// One delivery waiting to be stored and where its answer goes.
-struct Request {
-    delivery: NewDelivery,
-    answer: oneshot::Sender<Result<Intake, WriteError>>,
-}
-
 /// A handle on this server's delivery writer. Cheap to clone; the writer stops when the last
 /// handle is dropped.
 #[derive(Clone)]
 pub struct DeliveryWriter {
-    requests: mpsc::UnboundedSender<Request>,
+    batcher: Batcher<NewDelivery, Result<Intake, WriteError>>,
 }
 
 impl std::fmt::Debug for DeliveryWriter {
@@ -58,64 +47,36 @@ impl std::fmt::Debug for DeliveryWriter {
 impl DeliveryWriter {
     /// Starts the writer on the current Tokio runtime.
     pub fn start(db: PgPool) -> Self {
-        let (requests, waiting) = mpsc::unbounded_channel();
-        tokio::spawn(run(db, waiting));
-        Self { requests }
+        let limits = Limits {
+            max_batch: MAX_BATCH,
+            in_flight: BATCHES_IN_FLIGHT,
+        };
+        let batcher = Batcher::start(
+            limits,
+            |_: &NewDelivery| None::<()>,
+            move |deliveries| {
+                let db = db.clone();
+                async move { store_batch(&db, deliveries).await }
+            },
+        );
+        Self { batcher }
     }
 
     /// Stores `delivery` in the next batch and answers once it is committed: the same answer as
     /// [`store_delivery`](super::intake::store_delivery).
     pub async fn store(&self, delivery: NewDelivery) -> Result<Intake, WriteError> {
-        let (answer, answered) = oneshot::channel();
-        self.requests
-            .send(Request { delivery, answer })
-            .map_err(|_| WriteError::Stopped)?;
-        answered.await.map_err(|_| WriteError::Stopped)?
+        self.batcher
+            .submit(delivery)
+            .await
+            .map_err(|_| WriteError::Stopped)?
     }
 }
 
-async fn run(db: PgPool, mut requests: mpsc::UnboundedReceiver<Request>) {
-    let (finished_sender, mut finished) = mpsc::unbounded_channel::<()>();
-    let mut waiting: Vec<Request> = Vec::new();
-    let mut in_flight = 0;
-    let mut open = true;
-    loop {
-        tokio::select! {
-            request = requests.recv(), if open => match request {
-                Some(request) => {
-                    waiting.push(request);
-                    while let Ok(request) = requests.try_recv() {
-                        waiting.push(request);
-                    }
-                }
-                None => open = false,
-            },
-            Some(()) = finished.recv() => in_flight -= 1,
-        }
-        while in_flight < BATCHES_IN_FLIGHT && !waiting.is_empty() {
-            let batch: Vec<Request> = waiting.drain(..waiting.len().min(MAX_BATCH)).collect();
-            in_flight += 1;
-            let (db, done) = (db.clone(), BatchDone(finished_sender.clone()));
-            tokio::spawn(async move {
-                store_batch(&db, batch).await;
-                drop(done);
-            });
-        }
-        if !open && waiting.is_empty() && in_flight == 0 {
-            return;
-        }
-    }
-}
-
-/// Stores one batch and answers each of its callers. A batch PostgreSQL refused is tried again
-/// one delivery at a time, so each caller gets its own delivery's outcome.
-async fn store_batch(db: &PgPool, batch: Vec<Request>) {
-    metrics::histogram!("github_delivery_batch_size").record(batch.len() as f64);
-    let (deliveries, answers): (Vec<NewDelivery>, Vec<_>) = batch
-        .into_iter()
-        .map(|request| (request.delivery, request.answer))
-        .unzip();
-    let outcomes: Vec<Result<Intake, WriteError>> = match store_deliveries(db, &deliveries).await {
+/// Stores one batch: one outcome per delivery, in their order. A batch PostgreSQL refused is
+/// tried again one delivery at a time, so each caller gets its own delivery's outcome.
+async fn store_batch(db: &PgPool, deliveries: Vec<NewDelivery>) -> Vec<Result<Intake, WriteError>> {
+    metrics::histogram!("github_delivery_batch_size").record(deliveries.len() as f64);
+    match store_deliveries(db, &deliveries).await {
         Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
         // Only a row PostgreSQL refused is worth trying alone; without a connection every try
         // would wait for the pool in turn.
@@ -142,21 +103,5 @@ async fn store_batch(db: &PgPool, batch: Vec<Request>) {
             }
             outcomes
         }
-    };
-    for (answer, outcome) in answers.into_iter().zip(outcomes) {
-        // A caller that went away (its client hung up) is told nothing; its delivery is stored
-        // all the same.
-        let _ = answer.send(outcome);
-    }
-}
-
-/// Tells the loop a batch ended, however it ended (a panic included), so the next batches are
-/// never held back by it.
-struct BatchDone(mpsc::UnboundedSender<()>);
-
-impl Drop for BatchDone {
-    fn drop(&mut self) {
-        // The loop may have stopped already: nothing then waits for this.
-        let _ = self.0.send(());
     }
 }
