@@ -118,22 +118,7 @@ async fn run(url: &str) -> anyhow::Result<()> {
         &SENDERS[..]
     };
     for &senders in rounds {
-        let baseline = measure(senders, {
-            let db = db.clone();
-            let text = Arc::clone(&text);
-            move |id| {
-                let (db, text) = (db.clone(), Arc::clone(&text));
-                async move {
-                    sqlx::query("INSERT INTO bench_baseline (id, event, body, received_at) VALUES ($1, 'workflow_job', $2::jsonb, now())")
-                        .bind(id)
-                        .bind(text.as_str())
-                        .execute(&db)
-                        .await?;
-                    Ok(())
-                }
-            }
-        })
-        .await?;
+        let baseline = insert_baseline(&db, &text, senders, "bench_baseline", "$2::jsonb").await?;
         let intake = send_all(
             &client,
             &address,
@@ -155,22 +140,8 @@ async fn run(url: &str) -> anyhow::Result<()> {
             millis(percentile(&intake.latencies, 99)),
         );
         if senders == 32 {
-            let text_baseline = measure(senders, {
-                let db = db.clone();
-                let text = Arc::clone(&text);
-                move |id| {
-                    let (db, text) = (db.clone(), Arc::clone(&text));
-                    async move {
-                        sqlx::query("INSERT INTO bench_baseline_text (id, event, body, received_at) VALUES ($1, 'workflow_job', $2, now())")
-                            .bind(id)
-                            .bind(text.as_str())
-                            .execute(&db)
-                            .await?;
-                        Ok(())
-                    }
-                }
-            })
-            .await?;
+            let text_baseline =
+                insert_baseline(&db, &text, senders, "bench_baseline_text", "$2").await?;
             println!(
                 "{senders:>3} senders, baseline into a text column: {:.0} tx/s (p50 {:.1} ms, p99 {:.1} ms); the intake is {:.0}% of it",
                 text_baseline.rate,
@@ -486,6 +457,35 @@ struct Measured {
 }
 
 /// Runs `DELIVERIES` calls of `one` (given a fresh id each) from `senders` concurrent tasks.
+/// Single-row INSERT transactions of the body into `table` from `senders` tasks; `body` is how
+/// the statement takes the text (`$2::jsonb` or `$2`).
+async fn insert_baseline(
+    db: &sqlx::PgPool,
+    text: &Arc<String>,
+    senders: usize,
+    table: &str,
+    body: &str,
+) -> anyhow::Result<Measured> {
+    let statement = Arc::new(format!(
+        "INSERT INTO {table} (id, event, body, received_at) VALUES ($1, 'workflow_job', {body}, now())"
+    ));
+    measure(senders, {
+        let (db, text) = (db.clone(), Arc::clone(text));
+        move |id| {
+            let (db, text, statement) = (db.clone(), Arc::clone(&text), Arc::clone(&statement));
+            async move {
+                sqlx::query(sqlx::AssertSqlSafe(statement.as_str()))
+                    .bind(id)
+                    .bind(text.as_str())
+                    .execute(&db)
+                    .await?;
+                Ok(())
+            }
+        }
+    })
+    .await
+}
+
 async fn measure<F, Fut>(senders: usize, one: F) -> anyhow::Result<Measured>
 where
     F: Fn(String) -> Fut + Clone + Send + 'static,
