@@ -187,6 +187,41 @@ const WAITING: &str =
      WHERE i.workspace_id = $1 AND j.admission = 'waiting' AND j.status IN ('waiting', 'queued')";
 const SLOTS: &str = "SELECT count(*) FROM runner_slots WHERE workspace_id = $1";
 
+/// A workspace's jobs by status and admission, and its runners by state, for a failure message.
+async fn jobs_and_runners(db: &PgPool, workspace_id: Uuid) -> String {
+    let jobs: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT j.status, j.admission, count(*) FROM github_jobs j
+         JOIN github_installations i USING (installation_id)
+         WHERE i.workspace_id = $1 GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    .bind(workspace_id)
+    .fetch_all(db)
+    .await
+    .expect("jobs");
+    let runners: Vec<(String, bool, i64)> = sqlx::query_as(
+        "SELECT state, ran_github_job_id IS NOT NULL, count(*) FROM runners
+         WHERE workspace_id = $1 GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    .bind(workspace_id)
+    .fetch_all(db)
+    .await
+    .expect("runners");
+    let reasons: Vec<(i64, String, Option<String>)> = sqlx::query_as(
+        "SELECT j.github_job_id, j.admission, j.admission_reason FROM github_jobs j
+         JOIN github_installations i USING (installation_id)
+         WHERE i.workspace_id = $1 AND j.admission NOT IN ('admitted', 'waiting')",
+    )
+    .bind(workspace_id)
+    .fetch_all(db)
+    .await
+    .expect("reasons");
+    let slots = count(db, SLOTS, workspace_id).await;
+    format!(
+        "jobs (status, admission, n): {jobs:?}; runners (state, took a job, n): {runners:?}; \
+         slots: {slots}; neither admitted nor waiting: {reasons:?}"
+    )
+}
+
 pub async fn job_admission(db: &PgPool, id: i64) -> (String, String, Option<String>) {
     sqlx::query_as(
         "SELECT status, admission, admission_reason FROM github_jobs WHERE github_job_id = $1",
@@ -447,23 +482,23 @@ async fn fifty_jobs_with_forty_slots_run_exactly_forty_at_once_and_all_finish(db
             Duration::from_secs(600),
         )
         .await;
-    let running_and_waiting = |running: i64, waiting: i64| {
-        let db = db.clone();
+    let running_and_waiting = async |running: i64, waiting: i64| {
         let workspace_id = customer.workspace_id;
-        move || {
-            let db = db.clone();
-            async move {
-                count(&db, IN_PROGRESS, workspace_id).await == running
-                    && count(&db, WAITING, workspace_id).await == waiting
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        while tokio::time::Instant::now() < deadline {
+            if count(&db, IN_PROGRESS, workspace_id).await == running
+                && count(&db, WAITING, workspace_id).await == waiting
+            {
+                return;
             }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        panic!(
+            "not within 120 s: {running} running and {waiting} waiting; {}",
+            jobs_and_runners(&db, workspace_id).await
+        );
     };
-    eventually_within(
-        120,
-        "40 running and 10 waiting",
-        running_and_waiting(40, 10),
-    )
-    .await;
+    running_and_waiting(40, 10).await;
     let reasons: Vec<String> = sqlx::query_scalar(
         "SELECT admission_reason FROM github_jobs WHERE admission = 'waiting' ORDER BY created_at, github_job_id",
     )
@@ -503,7 +538,7 @@ async fn fifty_jobs_with_forty_slots_run_exactly_forty_at_once_and_all_finish(db
     .expect("watcher alive");
     // The first 40 finish; the last 10 take their slots.
     app.github.finish_running_jobs();
-    eventually_within(120, "the last 10 running", running_and_waiting(10, 0)).await;
+    running_and_waiting(10, 0).await;
     app.github.finish_running_jobs();
     eventually_within(120, "all 50 finished, metered, every slot released", || {
         let db = db.clone();

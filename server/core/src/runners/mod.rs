@@ -195,6 +195,109 @@ fn github_scope(account_type: &str, account_login: &str, repository: &str) -> St
     }
 }
 
+/// A runner for the admitted job `key`, which has none on its way, as `(name, state)`: a new one
+/// (`requested`) while its label and scope have fewer untaken runners than admitted jobs waiting
+/// for one; else a surplus one (asked for a job that no longer waits, or a job's older second
+/// runner), asked for `key` instead. GitHub gives a queued job to any idle runner of its labels,
+/// whether the job was admitted or waits for a slot, so one idle runner more than the admitted
+/// jobs would run a job over the workspace's concurrency limit. Runners are counted under a lock
+/// of their label and scope, so two provisionings never both see room for the last one. `None`:
+/// no room, and the surplus runner is locked by a job taking it.
+async fn runner_for(
+    db: &PgPool,
+    job: &JobToProvision,
+    key: JobKey,
+    scope: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<(String, String)>, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(format!(
+            "runners of {} {scope} {}",
+            job.installation_id,
+            job.label.to_lowercase()
+        ))
+        .execute(&mut *tx)
+        .await?;
+    // For a personal account the scope is one repository: only its jobs can take its runners.
+    let repository = scope
+        .starts_with("repos/")
+        .then_some(job.repository.as_str());
+    let (untaken, waiting): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM runners
+                 WHERE installation_id = $1 AND lower(label) = lower($2) AND github_scope = $3
+                   AND state IN ('requested', 'starting') AND ran_github_job_id IS NULL),
+                (SELECT count(*) FROM github_jobs
+                 WHERE installation_id = $1 AND lower(label) = lower($2)
+                   AND ($4::text IS NULL OR repository = $4)
+                   AND admission = 'admitted' AND status IN ('waiting', 'queued'))",
+    )
+    .bind(job.installation_id)
+    .bind(&job.label)
+    .bind(scope)
+    .bind(repository)
+    .fetch_one(&mut *tx)
+    .await?;
+    if untaken >= waiting {
+        let surplus: Option<(String, String)> = sqlx::query_as(
+            "UPDATE runners SET github_job_id = $4, run_attempt = $5, updated_at = $6
+             WHERE name = (
+                 SELECT r.name FROM runners r
+                 WHERE r.installation_id = $1 AND lower(r.label) = lower($2) AND r.github_scope = $3
+                   AND r.state IN ('requested', 'starting') AND r.ran_github_job_id IS NULL
+                   AND (NOT EXISTS (SELECT 1 FROM github_jobs j
+                                    WHERE j.github_job_id = r.github_job_id AND j.run_attempt = r.run_attempt
+                                      AND j.admission = 'admitted' AND j.status IN ('waiting', 'queued'))
+                        OR EXISTS (SELECT 1 FROM runners o
+                                   WHERE o.github_job_id = r.github_job_id AND o.run_attempt = r.run_attempt
+                                     AND o.try > r.try AND o.state IN ('requested', 'starting')
+                                     AND o.ran_github_job_id IS NULL))
+                 ORDER BY r.state = 'starting' DESC, r.created_at
+                 LIMIT 1 FOR UPDATE SKIP LOCKED)
+             RETURNING name, state",
+        )
+        .bind(job.installation_id)
+        .bind(&job.label)
+        .bind(scope)
+        .bind(key.github_job_id)
+        .bind(key.run_attempt)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        metrics::counter!("runners_handed_over_total").increment(u64::from(surplus.is_some()));
+        tx.commit().await?;
+        return Ok(surplus);
+    }
+    let try_number: i32 = sqlx::query_scalar(
+        "SELECT coalesce(max(try), 0) + 1 FROM runners WHERE github_job_id = $1 AND run_attempt = $2",
+    )
+    .bind(key.github_job_id)
+    .bind(key.run_attempt)
+    .fetch_one(&mut *tx)
+    .await?;
+    let name = runner_name(job.workspace_id, key, try_number);
+    sqlx::query(
+        "INSERT INTO runners (name, workspace_id, installation_id, label, namespace, github_scope,
+             github_job_id, run_attempt, try, state, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'requested', $10, $10)
+         ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(&name)
+    .bind(job.workspace_id)
+    .bind(job.installation_id)
+    .bind(&job.label)
+    .bind(kubernetes::namespace_of(job.workspace_id))
+    .bind(scope)
+    .bind(key.github_job_id)
+    .bind(key.run_attempt)
+    .bind(try_number)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some((name, "requested".to_owned())))
+}
+
 /// Provisions a runner for the admitted job `key`: registers it on GitHub (JIT configuration)
 /// and starts it. Safe to repeat; a crash anywhere is finished by the next attempt.
 #[tracing::instrument(level = "debug", skip(db, github, provisioner, now))]
@@ -248,35 +351,18 @@ pub async fn provision<P: Provisioner>(
             return Ok(Provisioned::AlreadyStarting(name));
         }
         Some((name, _, _)) => name,
-        None => {
-            let try_number: i32 = sqlx::query_scalar(
-                "SELECT coalesce(max(try), 0) + 1 FROM runners WHERE github_job_id = $1 AND run_attempt = $2",
-            )
-            .bind(key.github_job_id)
-            .bind(key.run_attempt)
-            .fetch_one(db)
-            .await?;
-            let name = runner_name(job.workspace_id, key, try_number);
-            sqlx::query(
-                "INSERT INTO runners (name, workspace_id, installation_id, label, namespace, github_scope,
-                     github_job_id, run_attempt, try, state, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'requested', $10, $10)
-                 ON CONFLICT (name) DO NOTHING",
-            )
-            .bind(&name)
-            .bind(job.workspace_id)
-            .bind(job.installation_id)
-            .bind(&job.label)
-            .bind(kubernetes::namespace_of(job.workspace_id))
-            .bind(&scope)
-            .bind(key.github_job_id)
-            .bind(key.run_attempt)
-            .bind(try_number)
-            .bind(now)
-            .execute(db)
-            .await?;
-            name
-        }
+        None => match runner_for(db, &job, key, &scope, now).await? {
+            Some((name, state)) if state == "starting" => {
+                return Ok(Provisioned::AlreadyStarting(name));
+            }
+            Some((name, _)) => name,
+            // The surplus runner is being taken by a job right now; counted again, it is gone.
+            None => anyhow::bail!(
+                "every {} runner on its way is another admitted job's, or being taken: \
+                 tried again shortly",
+                job.label
+            ),
+        },
     };
     let namespace = provisioner
         .prepare_workspace(job.workspace_id)
