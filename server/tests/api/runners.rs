@@ -1265,6 +1265,35 @@ async fn a_job_whose_runner_was_taken_before_the_takers_runner_started_gets_one_
 }
 
 #[sqlx::test(migrations = "../migrations")]
+async fn a_spare_runner_is_handed_to_the_next_job_instead_of_asking_for_one_more(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let customer = customer(&app, "spare-org").await;
+    let (cancelled, spare) = untaken_job_once_its_runner_is(&app, &customer, "starting").await;
+    // GitHub refuses Tenki's calls for a while, so the cancelled job's runner cannot be removed
+    // yet: it is online and idle, and GitHub would give it any queued job of its label.
+    app.github
+        .set_rate_limited_until(Some(Utc::now() + chrono::Duration::minutes(5)));
+    cancel_waiting_job(&app, &customer, cancelled, "tenki-standard-2c").await;
+    let next = queue_untaken_job(
+        &app,
+        &customer,
+        "tenki-standard-2c",
+        chrono::Duration::zero(),
+    )
+    .await;
+    handed_over(&db, next, &spare, 30).await;
+    // No second runner: one idle runner for one admitted job.
+    let live: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM runners WHERE state NOT IN ('deleted', 'finished')",
+    )
+    .fetch_one(&db)
+    .await
+    .expect("runners");
+    assert_eq!(live, 1, "{:?}", unused_runners_of(&db, next).await);
+    app.github.set_rate_limited_until(None);
+}
+
+#[sqlx::test(migrations = "../migrations")]
 async fn kubectl_style_discovery_and_listing_answer_like_kubernetes(db: PgPool) {
     let app = TestApp::spawn(db.clone()).await;
     let base = format!("{}/sandbox/kubernetes", app.address);
