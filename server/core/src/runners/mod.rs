@@ -832,22 +832,18 @@ pub async fn job_started(
     };
     admission::slot_follows_runner(tx, key, asked_for, workspace_id, &runner.label, now).await?;
     if asked_for != key {
-        hand_over_runner(tx, key, asked_for, now).await?;
+        hand_over_runner(tx, asked_for).await?;
     }
     Ok(())
 }
 
 /// Job `ran` started on the runner asked for job `robbed` (GitHub gives a queued job to any idle
-/// runner of its labels). If `robbed` still waits for a runner, it gets the one asked for `ran`,
-/// or, when none was asked for yet (`ran` started before its own provisioning ran, which then
-/// finds it started and asks for nothing), a new one. Else `robbed` would wait for the reaper's
+/// runner of its labels). If `robbed` still waits for a runner, its provisioning is asked for
+/// again: it is handed the runner asked for `ran` when there is one ([`runner_for`]), or asks
+/// for a new one when none was asked for yet (`ran` started before its own provisioning ran,
+/// which then finds it started and asks for nothing). Else `robbed` would wait for the reaper's
 /// pass, minutes later, while `ran`'s unused runner is removed when `ran` completes.
-async fn hand_over_runner(
-    tx: &mut sqlx::PgConnection,
-    ran: JobKey,
-    robbed: JobKey,
-    now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
+async fn hand_over_runner(tx: &mut sqlx::PgConnection, robbed: JobKey) -> Result<(), sqlx::Error> {
     let waits: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM github_jobs WHERE github_job_id = $1 AND run_attempt = $2
                           AND admission = 'admitted' AND status IN ('waiting', 'queued'))",
@@ -856,31 +852,7 @@ async fn hand_over_runner(
     .bind(robbed.run_attempt)
     .fetch_one(&mut *tx)
     .await?;
-    if !waits {
-        return Ok(());
-    }
-    // A runner another delivery holds is skipped, not waited for: two jobs that each took the
-    // other's runner would otherwise deadlock. Skipped, `robbed` gets a new runner instead; one
-    // too many is removed as unused when its job completes, or by the reaper.
-    let handed: Option<String> = sqlx::query_scalar(
-        "UPDATE runners SET github_job_id = $3, run_attempt = $4, updated_at = $5
-         WHERE name = (SELECT name FROM runners
-                       WHERE github_job_id = $1 AND run_attempt = $2
-                         AND state IN ('requested', 'starting') AND ran_github_job_id IS NULL
-                       ORDER BY try DESC LIMIT 1 FOR UPDATE SKIP LOCKED)
-         RETURNING state",
-    )
-    .bind(ran.github_job_id)
-    .bind(ran.run_attempt)
-    .bind(robbed.github_job_id)
-    .bind(robbed.run_attempt)
-    .bind(now)
-    .fetch_optional(&mut *tx)
-    .await?;
-    metrics::counter!("runners_handed_over_total").increment(1);
-    // A runner still `requested` was being provisioned for `ran`, whose provisioning now stops:
-    // `robbed`'s finishes it (it takes up a requested runner asked for its job by name).
-    if handed.as_deref() != Some("starting") {
+    if waits {
         admission::enqueue_provisioning(tx, robbed).await?;
     }
     Ok(())
